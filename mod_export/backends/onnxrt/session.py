@@ -1,0 +1,46 @@
+"""ONNX Runtime sessions for both ONNX forms; the plugin form gets the reference function bodies attached."""
+from __future__ import annotations
+
+import os
+
+import onnx
+
+from mod_export.export.custom_ops import DOMAIN
+from mod_export.graph.reference_functions import attach_reference_functions
+
+
+def has_custom_ops(model: onnx.ModelProto) -> bool:
+    return any(n.domain == DOMAIN for n in model.graph.node)
+
+
+def load_onnx(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    if isinstance(source, onnx.ModelProto):
+        return source
+    return onnx.load(str(source))
+
+
+def available_providers(prefer_gpu: bool = True) -> list[str]:
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    order = ["CUDAExecutionProvider", "CPUExecutionProvider"] if prefer_gpu else ["CPUExecutionProvider"]
+    return [p for p in order if p in have] or ["CPUExecutionProvider"]
+
+
+def create_session(source: str | os.PathLike | onnx.ModelProto, providers: list[str] | None = None,
+                   threads: int | None = None, profile_prefix: str | None = None):
+    """An InferenceSession for either form. Custom MoD ops run through their attached reference bodies."""
+    import onnxruntime as ort
+
+    model = load_onnx(source)
+    if has_custom_ops(model):
+        model = attach_reference_functions(model)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(model.SerializeToString(), options, providers=providers or available_providers())

@@ -1,0 +1,110 @@
+"""Safe checkpoints (DESIGN.md section 5): {"format": "mod_export/1", "config", "state_dict", "metrics"}.
+
+Loading never executes pickled code: torch.load(weights_only=True) unless the caller passes unsafe=True.
+Every problem is reported as one CheckpointError with a one-line message.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mod_export.errors import CheckpointError, ConfigError
+from mod_export.models.config import MoDConfig
+from mod_export.models.model import MoDTransformer
+
+FORMAT_TAG = "mod_export/1"
+
+
+def save_checkpoint(model: MoDTransformer, path: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
+    """Write atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    payload = {
+        "format": FORMAT_TAG,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "metrics": metrics or {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, unsafe: bool = False) -> dict[str, Any]:
+    """Read and structurally validate a checkpoint file; returns the payload dict."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint is not a file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a torch.save zip archive; truncated or another file type)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=not unsafe)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
+        raise CheckpointError(
+            f"{path} contains objects that weights_only loading refuses (it would run pickled code): {first[:160]}; "
+            "pass --unsafe-load only if you trust this file"
+        ) from None
+    except Exception as exc:  # torch raises many types for corrupt archives
+        raise CheckpointError(f"{path} could not be read as a checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: expected a dict with 'format', 'config', 'state_dict', got {type(payload).__name__}")
+    tag = payload.get("format")
+    if tag != FORMAT_TAG:
+        raise CheckpointError(f"{path}: format tag is {tag!r}, expected {FORMAT_TAG!r}")
+    for key in ("config", "state_dict"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: missing top-level key {key!r}")
+    if not isinstance(payload["state_dict"], dict):
+        raise CheckpointError(f"{path}: 'state_dict' must be a dict of tensors")
+    return payload
+
+
+def model_from_payload(payload: dict[str, Any], source: str = "checkpoint") -> MoDTransformer:
+    """Build the model from a config and check every state_dict key and shape before loading."""
+    try:
+        config = MoDConfig.from_dict(payload["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    model = MoDTransformer(config)
+    expected = model.state_dict()
+    given = payload["state_dict"]
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    if missing:
+        raise CheckpointError(f"{source}: state_dict is missing {len(missing)} key(s): {', '.join(missing[:5])}")
+    if unexpected:
+        raise CheckpointError(f"{source}: state_dict has {len(unexpected)} unexpected key(s): {', '.join(unexpected[:5])}")
+    for name, ref in expected.items():
+        value = given[name]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{source}: state_dict[{name!r}] is {type(value).__name__}, not a tensor")
+        if tuple(value.shape) != tuple(ref.shape):
+            raise CheckpointError(f"{source}: state_dict[{name!r}] has shape {tuple(value.shape)}, config implies {tuple(ref.shape)}")
+        if not value.is_floating_point():
+            raise CheckpointError(f"{source}: state_dict[{name!r}] has dtype {value.dtype}, expected a floating type")
+    model.load_state_dict({k: v.float() for k, v in given.items()})
+    return model.eval()
+
+
+def load_checkpoint(path: str | os.PathLike, unsafe: bool = False) -> MoDTransformer:
+    """Load a mod_export/1 checkpoint into an eval-mode MoDTransformer (forward(input_ids, attention_mask))."""
+    return model_from_payload(read_checkpoint(path, unsafe=unsafe), source=str(path))
+
+
+def checkpoint_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    return dict(read_checkpoint(path).get("metrics") or {})

@@ -1,0 +1,101 @@
+"""`mod-export` entry point: a subcommand registry plus the main form `mod-export MODEL --target T --out DIR`.
+
+User errors print one line (`error: ...`) and exit non-zero; `--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import Callable
+
+from mod_export import __version__
+from mod_export.errors import ModExportError
+
+# name -> module path with `register(subparsers_or_parser) -> argparse.ArgumentParser` and `run(args) -> int`.
+SUBCOMMANDS: dict[str, str] = {
+    "example": "mod_export.cli.example",
+    "validate": "mod_export.cli.validate",
+}
+MAIN_FORM = "mod_export.cli.export"
+
+TOP_HELP = f"""usage: mod-export MODEL --target {{onnx,trt,triton}} --out DIR [options]
+       mod-export SUBCOMMAND [options]
+
+Export Mixture-of-Depths transformers to ONNX / TensorRT, with validated parity. (version {__version__})
+
+main form:
+  MODEL --target ...    export a mod_export/1 checkpoint (see `mod-export MODEL --help`)
+
+subcommands:
+  example               train the built-in example model on real text
+  validate              compare PyTorch and ONNX Runtime on exported files
+
+options:
+  -h, --help            show this help and exit
+  --version             show the version and exit
+  --debug               show tracebacks for errors
+"""
+
+
+def _load(module_path: str):
+    import importlib
+
+    return importlib.import_module(module_path)
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The parser for this command line and the arguments it should parse."""
+    if argv[0] in SUBCOMMANDS:
+        module = _load(SUBCOMMANDS[argv[0]])
+        parser = argparse.ArgumentParser(prog=f"mod-export {argv[0]}")
+        module.register(parser)
+        parser.set_defaults(func=module.run)
+        return parser, argv[1:]
+    module = _load(MAIN_FORM)
+    parser = argparse.ArgumentParser(prog="mod-export")
+    module.register(parser)
+    parser.set_defaults(func=module.run)
+    return parser, argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if not argv:
+        sys.stderr.write(TOP_HELP)
+        return 2
+    if argv[0] in ("-h", "--help"):
+        sys.stdout.write(TOP_HELP)
+        return 0
+    if argv[0] == "--version":
+        print(f"mod-export {__version__}")
+        return 0
+    try:
+        parser, rest = build_parser(argv)
+        args = parser.parse_args(rest)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return int(func(args) or 0)
+    except ModExportError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not a user error: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 70
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

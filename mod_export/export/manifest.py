@@ -1,0 +1,52 @@
+"""manifest.json: tool and library versions, inputs/outputs (names, dtypes, shape ranges), sha256 of every file."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from mod_export import __version__
+from mod_export.export.artifacts import sha256_file
+
+LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "onnx-graphsurgeon", "polygraphy", "numpy", "tensorrt")
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"mod-export": __version__, "python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def describe_io(model: onnx.ModelProto, ranges: dict[str, tuple[int, int]]) -> dict[str, list[dict[str, Any]]]:
+    """Names, dtypes and dims (symbolic names resolved to [min, max] ranges where known)."""
+
+    def one(value: onnx.ValueInfoProto) -> dict[str, Any]:
+        t = value.type.tensor_type
+        dims = []
+        for d in t.shape.dim:
+            if d.HasField("dim_value"):
+                dims.append(d.dim_value)
+            else:
+                name = d.dim_param or "?"
+                dims.append({"name": name, "range": list(ranges[name]) if name in ranges else None})
+        return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "dims": dims}
+
+    return {"inputs": [one(v) for v in model.graph.input], "outputs": [one(v) for v in model.graph.output]}
+
+
+def build_manifest(files: list[Path], model: onnx.ModelProto, extra: dict[str, Any]) -> dict[str, Any]:
+    ranges = {"batch": (1, 4096), "seq": (1, 1 << 20)}
+    return {
+        "format": "mod_export.manifest/1",
+        "versions": library_versions(),
+        "io": describe_io(model, ranges),
+        "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files if p.name != "manifest.json"},
+        **extra,
+    }

@@ -1,0 +1,133 @@
+"""PyTorch MoD model -> ONNX, in the plugin form (custom MoD ops) and the portable form (standard ops only).
+
+One export with the dynamo exporter: routed blocks call the `mod_export::*` custom ops, which a translation
+table turns into MoDTopKGather / MoDScatter nodes. The portable form is that graph with the reference
+function bodies inlined, so both forms share one definition of the routing semantics.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+
+import onnx
+import torch
+
+from mod_export.errors import ExportError
+from mod_export.export import custom_ops
+from mod_export.graph.reference_functions import inline_to_portable, strip_reference_functions
+from mod_export.models.model import MoDTransformer, RoutedBlock
+
+MIN_OPSET = 17  # LayerNormalization; the reference bodies also need Shape(start,end) and CastLike (15)
+DEFAULT_OPSET = 18
+INPUT_NAMES = ("input_ids", "attention_mask")
+OUTPUT_NAME = "logits"
+EXAMPLE_SHAPE = (2, 48)  # (B, T) traced; both axes are dynamic in the exported graph
+
+
+@dataclass
+class ExportedForms:
+    plugin: onnx.ModelProto  # custom MoD ops, no local functions (the TensorRT file)
+    portable: onnx.ModelProto  # standard ops only
+    routed_found: int
+    routed_expected: int
+    idx_outputs: list[str]  # per routed layer (graph order), the tensor holding that layer's idx[B,k]
+
+
+def _count_routing_nodes(model: onnx.ModelProto) -> tuple[list[onnx.NodeProto], list[onnx.NodeProto]]:
+    gathers = [n for n in model.graph.node if n.domain == custom_ops.DOMAIN and n.op_type == custom_ops.TOPK_GATHER]
+    scatters = [n for n in model.graph.node if n.domain == custom_ops.DOMAIN and n.op_type == custom_ops.SCATTER]
+    return gathers, scatters
+
+
+def _export_raw(model: MoDTransformer, opset: int) -> onnx.ModelProto:
+    """Run torch.onnx.export (dynamo) with the custom-op translation table; returns the plugin-form proto."""
+    exporting = copy.deepcopy(model).eval()
+    exporting.routing_ops = custom_ops.export_routing_ops()
+    B, T = EXAMPLE_SHAPE
+    vocab = model.config.vocab_size
+    input_ids = torch.randint(0, vocab, (B, T), generator=torch.Generator().manual_seed(0))
+    attention_mask = torch.ones(B, T, dtype=torch.int64)
+    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=2, max=1 << 20)
+    dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+    log = io.StringIO()
+    torch_onnx_logger = logging.getLogger("torch.onnx")
+    previous_level = torch_onnx_logger.level
+    torch_onnx_logger.setLevel(logging.ERROR)  # "torchvision is not installed" notes are noise here
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                exporting, (input_ids, attention_mask), dynamo=True, dynamic_shapes=dynamic,
+                input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME], opset_version=opset,
+                custom_translation_table=custom_ops.translation_table(), optimize=True, verbose=False,
+            )
+    except Exception as exc:
+        summary = next((ln.strip() for ln in str(exc).splitlines() if "Error" in ln or "error" in ln), str(exc)[:200])
+        raise ExportError(f"torch.onnx.export failed: {summary}") from exc
+    finally:
+        torch_onnx_logger.setLevel(previous_level)
+    proto = program.model_proto
+    proto.producer_name = "mod-export"
+    return proto
+
+
+def _seq_one_is_dynamic(proto: onnx.ModelProto) -> None:
+    """Dim('seq', min=2) is only torch.export's specialisation guard; the graph holds for T=1 too (tested)."""
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if value.name in INPUT_NAMES and len(dims) != 2:
+            raise ExportError(f"input {value.name} has rank {len(dims)}, expected 2")
+
+
+def export_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET, allow_dense: bool = False) -> ExportedForms:
+    """Export both forms and check that every routed block became one gather/scatter pair."""
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is below {MIN_OPSET}, the lowest the exported ops need (LayerNormalization)")
+    expected = sum(isinstance(b, RoutedBlock) for b in model.blocks) if model.routing_enabled else 0
+    if expected == 0 and not allow_dense:
+        raise ExportError("model has no routed blocks (nothing MoD to export); pass --allow-dense to export it as a dense model")
+    custom_ops.register_onnx_schemas()
+    plugin = _export_raw(model, opset)
+    _seq_one_is_dynamic(plugin)
+    gathers, scatters = _count_routing_nodes(plugin)
+    if len(gathers) != expected or len(scatters) != expected:
+        raise ExportError(
+            f"routing rewrite found {len(gathers)} MoDTopKGather and {len(scatters)} MoDScatter nodes, "
+            f"but the model has {expected} routed blocks"
+        )
+    for node in gathers + scatters:
+        attrs = {a.name: a for a in node.attribute}
+        if attrs.get("plugin_namespace") is None or attrs.get("plugin_version") is None:
+            raise ExportError(f"{node.op_type} node {node.name!r} lacks plugin_version/plugin_namespace")
+    strip_reference_functions(plugin)
+    try:
+        portable = inline_to_portable(plugin)
+    except RuntimeError as exc:
+        raise ExportError(f"building the portable form failed: {exc}") from exc
+    return ExportedForms(plugin, portable, len(gathers), expected, [g.output[1] for g in gathers])
+
+
+def check_model(proto: onnx.ModelProto, what: str) -> onnx.ModelProto:
+    """onnx.checker full check (including strict shape inference); returns the shape-inferred model."""
+    custom_ops.register_onnx_schemas()
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{what} fails onnx.checker: {first}") from exc
+
+
+def with_extra_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A validation variant that also outputs the given intermediate tensors (e.g. each layer's idx)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    present = {o.name for o in out.graph.output}
+    for name in names:
+        if name not in present:
+            out.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    return out

@@ -1,0 +1,104 @@
+"""Model configuration: one dataclass, validated, serialisable to plain Python types for checkpoints."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from mod_export.errors import ConfigError
+
+GATES = ("sigmoid", "identity")
+
+
+def parse_capacity(capacity: str | Fraction) -> tuple[int, int]:
+    """'1/8' -> (1, 8). Capacity is a rational num/den with 0 < num <= den; floats are refused.
+
+    A float capacity silently specialises k at export time (DESIGN.md section 2, item 3).
+    """
+    if isinstance(capacity, Fraction):
+        num, den = capacity.numerator, capacity.denominator
+    elif isinstance(capacity, str):
+        text = capacity.strip()
+        parts = text.split("/")
+        if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise ConfigError(f"capacity must be a rational 'num/den' such as '1/8', got {capacity!r}")
+        num, den = int(parts[0]), int(parts[1])
+    else:
+        raise ConfigError(f"capacity must be a string 'num/den' (not {type(capacity).__name__}), got {capacity!r}")
+    if den <= 0 or num <= 0 or num > den:
+        raise ConfigError(f"capacity {num}/{den} must satisfy 0 < num <= den")
+    return num, den
+
+
+@dataclass(frozen=True)
+class MoDConfig:
+    vocab_size: int = 256
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 4
+    d_mlp: int = 512
+    rope_base: float = 10000.0
+    capacity: str = "1/8"
+    # Which blocks are routed; None means every other block starting with the second (1, 3, 5, ...).
+    routed_layers: tuple[int, ...] | None = None
+    gate: str = "sigmoid"
+    causal_predictor: bool = True
+    aux_loss: bool = False
+    predictor_hidden: int = 64
+    layer_norm_eps: float = 1e-5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_mlp", "predictor_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"config.{name} must be a positive integer, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"config.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise ConfigError("config: head width d_model/n_heads must be even for rotary embeddings")
+        if self.gate not in GATES:
+            raise ConfigError(f"config.gate must be one of {GATES}, got {self.gate!r}")
+        parse_capacity(self.capacity)
+        if self.routed_layers is not None:
+            layers = tuple(self.routed_layers)
+            if any(not isinstance(i, int) or not 0 <= i < self.n_layers for i in layers):
+                raise ConfigError(f"config.routed_layers {layers} must be block indices in [0, {self.n_layers})")
+            if len(set(layers)) != len(layers):
+                raise ConfigError(f"config.routed_layers {layers} has duplicates")
+            object.__setattr__(self, "routed_layers", tuple(sorted(layers)))
+
+    @property
+    def capacity_fraction(self) -> tuple[int, int]:
+        return parse_capacity(self.capacity)
+
+    @property
+    def routed(self) -> tuple[int, ...]:
+        if self.routed_layers is None:
+            return tuple(range(1, self.n_layers, 2))
+        return self.routed_layers
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["routed_layers"] = None if self.routed_layers is None else list(self.routed_layers)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "MoDConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"config has unknown keys: {', '.join(unknown)}")
+        values = dict(data)
+        if values.get("routed_layers") is not None:
+            values["routed_layers"] = tuple(values["routed_layers"])
+        try:
+            return cls(**values)
+        except TypeError as exc:  # wrong value types reach dataclass machinery
+            raise ConfigError(f"config is invalid: {exc}") from None
+
+    def replace(self, **changes: Any) -> "MoDConfig":
+        return dataclasses.replace(self, **changes)

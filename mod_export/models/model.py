@@ -1,0 +1,198 @@
+"""A decoder-only Mixture-of-Depths language model (Raposo et al. 2024), in one readable file.
+
+Shapes: B batch, T sequence, D d_model, H heads, Dh = D/H head width, V vocab, k selected tokens.
+Routed blocks follow DESIGN.md section 2 through `mod_export.models.routing`; `RoutingOps` lets the
+exporter swap the two routing steps for custom ops without touching the model.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mod_export.models import routing
+from mod_export.models.config import MoDConfig
+
+
+@dataclass
+class RoutingOps:
+    """The two routing steps as callables; eager PyTorch by default, custom ops during export."""
+
+    topk_gather: Callable = routing.topk_gather
+    scatter: Callable = routing.scatter_update
+
+
+@dataclass
+class RoutingTrace:
+    """What one routed block decided, for training losses and statistics."""
+
+    layer: int
+    scores: torch.Tensor  # [B,T] f32 raw router scores (before padding mask)
+    idx: torch.Tensor  # [B,k] int32 ascending
+    predictor_logits: torch.Tensor | None  # [B,T] f32 or None
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, base: float):
+    """positions[B,n] (int) -> cos, sin [B,1,n,Dh/2] in float32."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
+    angles = positions.float().unsqueeze(-1) * inv_freq  # [B,n,Dh/2]
+    return angles.cos().unsqueeze(1), angles.sin().unsqueeze(1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x[B,H,n,Dh] rotated pairwise (first half, second half) by the angles of its positions."""
+    x1, x2 = x.chunk(2, dim=-1)  # [B,H,n,Dh/2] each
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: MoDConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.d_model // cfg.n_heads
+        self.rope_base = cfg.rope_base
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
+        """x[B,n,D], positions[B,n] original token positions (ascending), key_valid[B,n] bool -> [B,n,D].
+
+        Tokens are in ascending original order, so "causal in original order" is the lower triangle.
+        """
+        B, n, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)  # [B,n,D] each
+        q = q.view(B, n, self.n_heads, self.head_dim).transpose(1, 2)  # [B,H,n,Dh]
+        k = k.view(B, n, self.n_heads, self.head_dim).transpose(1, 2)
+        v = v.view(B, n, self.n_heads, self.head_dim).transpose(1, 2)
+        cos, sin = rotary_cos_sin(positions, self.head_dim, self.rope_base)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        att = torch.matmul(q, k.transpose(-2, -1)).float() * (1.0 / math.sqrt(self.head_dim))  # [B,H,n,n]
+        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()  # [n,n]
+        eye = torch.eye(n, dtype=torch.bool, device=x.device)  # a padding query still attends to itself
+        allowed = (causal & key_valid[:, None, None, :]) | eye  # [B,1,n,n]
+        att = att.masked_fill(~allowed, torch.finfo(torch.float32).min)
+        att = F.softmax(att, dim=-1).to(v.dtype)
+        y = torch.matmul(att, v).transpose(1, 2).reshape(B, n, D)  # [B,n,D]
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: MoDConfig):
+        super().__init__()
+        self.up = nn.Linear(cfg.d_model, cfg.d_mlp)
+        self.down = nn.Linear(cfg.d_mlp, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.gelu(self.up(x)))
+
+
+class Block(nn.Module):
+    """The ordinary pre-LN transformer block, residuals included: y = x + attn(ln(x)); y + mlp(ln(y))."""
+
+    def __init__(self, cfg: MoDConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), positions, key_valid)
+        return x + self.mlp(self.ln2(x))
+
+
+class CausalPredictor(nn.Module):
+    """Small MLP that predicts, from a token's own hidden state, whether top-k would select it.
+
+    Trained on detached inputs and targets (stop-gradient, as in the paper), used for causal decode.
+    """
+
+    def __init__(self, cfg: MoDConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.d_model, cfg.predictor_hidden), nn.GELU(), nn.Linear(cfg.predictor_hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.detach()).squeeze(-1)  # [B,T]
+
+
+class RoutedBlock(nn.Module):
+    """A Block that only the top-k tokens of each row go through (DESIGN.md section 2)."""
+
+    def __init__(self, cfg: MoDConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.block = Block(cfg)
+        self.router = nn.Linear(cfg.d_model, 1)
+        self.capacity_num, self.capacity_den = cfg.capacity_fraction
+        self.gate_id = routing.GATE_IDS[cfg.gate]
+        self.predictor = CausalPredictor(cfg) if cfg.causal_predictor else None
+
+    def forward(self, x, positions, key_valid, mask, ops: RoutingOps, routing_enabled: bool, traces: list | None):
+        """x[B,T,D], positions[B,T], key_valid[B,T] bool, mask[B,T] int32 -> [B,T,D]."""
+        if not routing_enabled:  # the dense twin: every token takes the block, no gate
+            return self.block(x, positions, key_valid)
+        scores = routing.router_scores(x, self.router.weight[0], self.router.bias[0])  # [B,T] f32
+        x_sel, idx, s_sel = ops.topk_gather(x, scores, mask, self.capacity_num, self.capacity_den)
+        key_valid_sel = s_sel > float("-inf")  # [B,k] padding tokens carry -inf
+        y_sel = self.block(x_sel, idx, key_valid_sel)  # [B,k,D], rotary at original positions idx
+        out = ops.scatter(x, idx, x_sel, y_sel, s_sel, self.gate_id)
+        if traces is not None:
+            pred = self.predictor(x) if self.predictor is not None else None
+            traces.append(RoutingTrace(self.layer, scores, idx, pred))
+        return out
+
+
+class MoDTransformer(nn.Module):
+    def __init__(self, cfg: MoDConfig, routing_enabled: bool = True):
+        super().__init__()
+        self.config = cfg
+        self.routing_enabled = routing_enabled
+        self.routing_ops = RoutingOps()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        routed = set(cfg.routed)
+        self.blocks = nn.ModuleList(RoutedBlock(cfg, i) if i in routed else Block(cfg) for i in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    @property
+    def n_routed(self) -> int:
+        return sum(isinstance(b, RoutedBlock) for b in self.blocks)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids[B,T] int64, attention_mask[B,T] int64 (1 token, 0 padding) -> logits[B,T,V] f32."""
+        return self.forward_trace(input_ids, attention_mask, traces=None)
+
+    def forward_trace(self, input_ids, attention_mask=None, traces: list | None = None) -> torch.Tensor:
+        """forward() that also appends one RoutingTrace per routed block to `traces` when given."""
+        B, T = input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        mask = attention_mask.to(torch.int32)  # [B,T] routing ops' mask type
+        key_valid = attention_mask != 0  # [B,T] bool
+        positions = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)  # [B,T]
+        x = self.embed(input_ids)  # [B,T,D]
+        for block in self.blocks:
+            if isinstance(block, RoutedBlock):
+                x = block(x, positions, key_valid, mask, self.routing_ops, self.routing_enabled, traces)
+            else:
+                x = block(x, positions, key_valid)
+        return self.lm_head(self.ln_f(x)).float()  # [B,T,V]
+
+    def dense_twin(self) -> "MoDTransformer":
+        """The same weights with routing switched off (every token takes every block)."""
+        twin = MoDTransformer(self.config, routing_enabled=False)
+        twin.load_state_dict(self.state_dict())
+        return twin.eval()

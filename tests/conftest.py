@@ -1,0 +1,58 @@
+"""Shared fixtures: one small MoD model trained on real text (stdlib sources), exported once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests skip with one clear reason on machines without CUDA + TensorRT."""
+    have_gpu = torch.cuda.is_available()
+    try:
+        import tensorrt  # noqa: F401
+
+        have_trt = True
+    except Exception:
+        have_trt = False
+    if have_gpu and have_trt:
+        return
+    reason = "needs an NVIDIA GPU with CUDA and TensorRT (this machine has " + ("no GPU" if not have_gpu else "no TensorRT") + ")"
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    from mod_export.data.corpus import load_stdlib_corpus
+
+    return load_stdlib_corpus()
+
+
+@pytest.fixture(scope="session")
+def trained(corpus, tmp_path_factory):
+    """(model, metrics, checkpoint path): the example model, briefly trained on standard-library text."""
+    from mod_export.checkpoint import save_checkpoint
+    from mod_export.training.train import TrainSettings, example_config, train_example
+
+    settings = TrainSettings(steps=120, batch=8, seq_len=128, config=example_config(), eval_windows=16)
+    model, metrics = train_example(settings, corpus=corpus, show_progress=False)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(model, path, metrics)
+    return model, metrics, path
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory):
+    """(report, out dir) of `--target onnx` on the trained model, validation included."""
+    from mod_export.export.pipeline import OnnxJob, run_onnx_job
+
+    _, _, path = trained
+    out = tmp_path_factory.mktemp("export") / "out"
+    report = run_onnx_job(OnnxJob(Path(path), out))
+    return report, out
