@@ -113,11 +113,22 @@ def routing_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.mean(same)) if same else 1.0
 
 
+def _simple_compare_func(**kwargs):
+    try:  # Polygraphy >= 0.53
+        from polygraphy.comparator import SimpleCompareFunc
+
+        return SimpleCompareFunc(**kwargs)
+    except ImportError:
+        from polygraphy.comparator import CompareFunc
+
+        return CompareFunc.simple(**kwargs)
+
+
 def validate_forms(model: MoDTransformer, forms: dict[str, onnx.ModelProto], cases: list[Case],
                    idx_names: list[str], atol: float = DEFAULT_ATOL) -> dict:
     """Run PyTorch and every ONNX form on every case; returns the report dict (never raises on mismatch)."""
     from polygraphy.backend.onnxrt import OnnxrtRunner
-    from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.comparator import Comparator
     from polygraphy.logger import G_LOGGER
 
     from mod_export.backends.onnxrt.session import create_session
@@ -127,7 +138,7 @@ def validate_forms(model: MoDTransformer, forms: dict[str, onnx.ModelProto], cas
     runners = [torch_runner]
     for form, proto in forms.items():
         runners.append(OnnxrtRunner(create_session(with_extra_outputs(proto, idx_names), providers=["CPUExecutionProvider"]), name=form))
-    compare = CompareFunc.simple(atol=atol, rtol=0.0, check_error_stat="max",
+    compare = _simple_compare_func(atol=atol, rtol=0.0, check_error_stat="max",
                                  find_output_func=lambda name, index, result: [name] if name == OUTPUT_NAME else [])
     with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
         results = Comparator.run(runners, data_loader=data)

@@ -15,7 +15,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, choices=TARGETS)
     parser.add_argument("--out", required=True, type=Path, help="output directory (written atomically)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty output directory")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18, minimum 17)")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18, minimum 18)")
     parser.add_argument("--allow-dense", action="store_true", help="export a model without routed blocks as dense")
     parser.add_argument("--no-validate", action="store_true", help="skip the PyTorch vs ONNX Runtime parity check")
     parser.add_argument("--atol", type=float, default=1e-4, help="logits tolerance for validation (default 1e-4)")

@@ -16,6 +16,7 @@ from mod_export.errors import ModExportError
 SUBCOMMANDS: dict[str, str] = {
     "example": "mod_export.cli.example",
     "validate": "mod_export.cli.validate",
+    "build-plugins": "mod_export.cli.build_plugins",
 }
 MAIN_FORM = "mod_export.cli.export"
 
@@ -30,6 +31,7 @@ main form:
 subcommands:
   example               train the built-in example model on real text
   validate              compare PyTorch and ONNX Runtime on exported files
+  build-plugins         build libmod_export_plugins.so (TensorRT plugins) and run its host tests
 
 options:
   -h, --help            show this help and exit

@@ -21,7 +21,7 @@ from mod_export.export import custom_ops
 from mod_export.graph.reference_functions import inline_to_portable, strip_reference_functions
 from mod_export.models.model import MoDTransformer, RoutedBlock
 
-MIN_OPSET = 17  # LayerNormalization; the reference bodies also need Shape(start,end) and CastLike (15)
+MIN_OPSET = 18  # torch's ONNX function library emits opset 18 (down-conversion to 17 breaks Split); bodies need >= 15
 DEFAULT_OPSET = 18
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
@@ -83,10 +83,14 @@ def _seq_one_is_dynamic(proto: onnx.ModelProto) -> None:
             raise ExportError(f"input {value.name} has rank {len(dims)}, expected 2")
 
 
+def check_opset(opset: int) -> None:
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is below {MIN_OPSET}, the lowest this exporter supports (torch's ONNX function library targets opset 18)")
+
+
 def export_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET, allow_dense: bool = False) -> ExportedForms:
     """Export both forms and check that every routed block became one gather/scatter pair."""
-    if opset < MIN_OPSET:
-        raise ExportError(f"opset {opset} is below {MIN_OPSET}, the lowest the exported ops need (LayerNormalization)")
+    check_opset(opset)
     expected = sum(isinstance(b, RoutedBlock) for b in model.blocks) if model.routing_enabled else 0
     if expected == 0 and not allow_dense:
         raise ExportError("model has no routed blocks (nothing MoD to export); pass --allow-dense to export it as a dense model")

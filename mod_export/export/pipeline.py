@@ -8,7 +8,7 @@ from pathlib import Path
 from mod_export.errors import ParityError
 from mod_export.export.artifacts import ArtifactDir, check_output_dir
 from mod_export.export.manifest import build_manifest
-from mod_export.export.onnx_export import DEFAULT_OPSET, check_model, export_forms
+from mod_export.export.onnx_export import DEFAULT_OPSET, check_model, check_opset, export_forms
 from mod_export.flops import forward_flops, ideal_speedup
 
 PORTABLE_FILE = "model.onnx"
@@ -35,7 +35,8 @@ def run_onnx_job(job: OnnxJob) -> dict:
     """Returns the report; raises ParityError (after writing everything) when validation fails."""
     from mod_export.checkpoint import load_checkpoint
 
-    check_output_dir(job.out_dir, job.force)  # before any slow work
+    check_opset(job.opset)  # cheap checks first, before any slow work
+    check_output_dir(job.out_dir, job.force)
     model = load_checkpoint(job.model_path, unsafe=job.unsafe_load)
     log(f"exporting {job.model_path} (opset {job.opset}) ...")
     forms = export_forms(model, job.opset, job.allow_dense)

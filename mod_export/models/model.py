@@ -72,8 +72,9 @@ class CausalSelfAttention(nn.Module):
         cos, sin = rotary_cos_sin(positions, self.head_dim, self.rope_base)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         att = torch.matmul(q, k.transpose(-2, -1)).float() * (1.0 / math.sqrt(self.head_dim))  # [B,H,n,n]
-        causal = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()  # [n,n]
-        eye = torch.eye(n, dtype=torch.bool, device=x.device)  # a padding query still attends to itself
+        order = torch.arange(n, device=x.device)
+        causal = order[:, None] >= order[None, :]  # [n,n] lower triangle
+        eye = order[:, None] == order[None, :]  # [n,n] a padding query still attends to itself
         allowed = (causal & key_valid[:, None, None, :]) | eye  # [B,1,n,n]
         att = att.masked_fill(~allowed, torch.finfo(torch.float32).min)
         att = F.softmax(att, dim=-1).to(v.dtype)

@@ -1,0 +1,48 @@
+"""Interleaved latency measurement: every candidate runs once per round, in rotating order, so machine
+noise hits all of them alike (DESIGN.md section 8). Reports median, p95 and p99."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class LatencyStats:
+    name: str
+    samples_ms: list[float]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.samples_ms))
+
+    @property
+    def p95(self) -> float:
+        return float(np.percentile(self.samples_ms, 95))
+
+    @property
+    def p99(self) -> float:
+        return float(np.percentile(self.samples_ms, 99))
+
+    def as_dict(self) -> dict:
+        return {"median_ms": self.median, "p95_ms": self.p95, "p99_ms": self.p99, "repeats": len(self.samples_ms)}
+
+
+def measure_interleaved(candidates: dict[str, Callable[[], object]], repeats: int = 30, warmup: int = 3,
+                        on_round: Callable[[int], None] | None = None) -> dict[str, LatencyStats]:
+    names = list(candidates)
+    for _ in range(warmup):
+        for name in names:
+            candidates[name]()
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            start = time.perf_counter()
+            candidates[name]()
+            samples[name].append((time.perf_counter() - start) * 1000.0)
+        if on_round:
+            on_round(r)
+    return {n: LatencyStats(n, samples[n]) for n in names}

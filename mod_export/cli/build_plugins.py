@@ -1,0 +1,29 @@
+"""`mod-export build-plugins`: build libmod_export_plugins.so (CMake + nvcc) and run its host tests."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Build the TensorRT plugin library (MoDTopKGather, MoDScatter) and run the host tests."
+    parser.add_argument("--tensorrt-include", type=Path, help="TensorRT include directory (NvInferRuntime.h)")
+    parser.add_argument("--build-dir", type=Path, help="build folder (default ~/.cache/mod_export/plugins)")
+    parser.add_argument("--archs", default="80;86;87;89;90", help="CUDA architectures (default 80;86;87;89;90)")
+    parser.add_argument("--kernels-only", action="store_true", help="without TensorRT headers: kernels, reference and tests")
+    parser.add_argument("--no-tests", action="store_true", help="do not build or run the host tests")
+    parser.add_argument("--jobs", type=int)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mod_export.plugins import build_plugins
+
+    result = build_plugins(args.build_dir, args.tensorrt_include, args.archs, run_tests=not args.no_tests,
+                           require_library=not args.kernels_only, jobs=args.jobs)
+    if result.tests_passed:
+        print("host tests: passed (ctest)")
+    if result.library is not None:
+        print(f"wrote {result.library}")
+    else:
+        print(f"built kernels and tests in {result.build_dir} (no plugin library: TensorRT headers not found)")
+    return 0

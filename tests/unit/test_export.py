@@ -1,0 +1,229 @@
+"""ONNX export: structure of both forms, parity across a T sweep, the float-capacity trap, bad input."""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from mod_export.backends.onnxrt.session import create_session
+from mod_export.export.artifacts import sha256_file
+from mod_export.export.onnx_export import check_model, with_extra_outputs
+from mod_export.models import routing
+from mod_export.models.model import RoutingOps
+from mod_export.validate import idx_tensor_names
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mod_export.cli.main", *args], capture_output=True, text=True)
+
+
+def test_export_writes_every_artifact_with_manifest_hashes(exported):
+    report, out = exported
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == sha256_file(out / name)
+    assert [i["name"] for i in manifest["io"]["inputs"]] == ["input_ids", "attention_mask"]
+    assert manifest["io"]["outputs"][0]["name"] == "logits"
+    assert manifest["versions"]["onnxruntime"] and manifest["parity"] == "passed"
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["export"]["routed_blocks_found"] == on_disk["export"]["routed_blocks_expected"] == 2
+    assert on_disk["parity"]["passed"] and len(on_disk["parity"]["forms"]) == 2
+    for form in on_disk["parity"]["forms"].values():
+        for row in form["cases"]:
+            assert row["max_abs_err"] <= 1e-4 and set(row["routing_agreement"].values()) == {1.0}
+    ideal = on_disk["flops_per_forward"]["1024"]["ideal_speedup"]
+    assert 1.0 < ideal < 2.0
+
+
+def test_plugin_form_has_custom_nodes_and_no_functions_portable_has_none(exported):
+    _, out = exported
+    plugin = onnx.load(str(out / "model.plugin.onnx"))
+    portable = onnx.load(str(out / "model.onnx"))
+    assert len(plugin.functions) == 0, "the TensorRT file must carry no local functions"
+    gathers = [n for n in plugin.graph.node if n.op_type == "MoDTopKGather"]
+    scatters = [n for n in plugin.graph.node if n.op_type == "MoDScatter"]
+    assert len(gathers) == len(scatters) == 2
+    for node in gathers + scatters:
+        assert node.domain == "mod_export"
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b"mod_export"
+    for node in gathers:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert (attrs["capacity_num"], attrs["capacity_den"]) == (1, 8)
+        assert len(node.input) == 3 and len(node.output) == 3
+    assert not [n for n in portable.graph.node if n.domain not in ("", "ai.onnx")]
+    ops = {n.op_type for n in portable.graph.node}
+    assert {"TopK", "ScatterElements"} <= ops
+    for n in portable.graph.node:
+        if n.op_type == "ScatterElements":
+            assert all(a.name != "reduction" or a.s == b"none" for a in n.attribute)
+    for proto, name in ((plugin, "plugin"), (portable, "portable")):
+        check_model(proto, name)
+        dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
+        assert all(dims), f"{name}: batch and sequence axes must be dynamic, got {dims}"
+
+
+def _text(corpus, B, T, seed):
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, len(corpus.held_out) - T, size=B)
+    return np.stack([corpus.held_out[s : s + T] for s in starts]).astype(np.int64)
+
+
+def test_both_forms_match_pytorch_across_a_sequence_length_sweep(trained, exported, corpus):
+    model, _, _ = trained
+    _, out = exported
+    plugin = onnx.load(str(out / "model.plugin.onnx"))
+    names = idx_tensor_names(plugin)
+    sessions = {
+        form: create_session(with_extra_outputs(onnx.load(str(out / f)), names), providers=["CPUExecutionProvider"])
+        for form, f in (("portable", "model.onnx"), ("plugin", "model.plugin.onnx"))
+    }
+    lengths = list(range(1, 301, 7)) + [509, 1024, 2048]
+    worst = 0.0
+    for T in lengths:
+        B = 2 if T <= 300 else 1
+        ids = _text(corpus, B, T, seed=T)
+        mask = np.ones_like(ids)
+        traces: list = []
+        with torch.no_grad():
+            ref = model.forward_trace(torch.from_numpy(ids), torch.from_numpy(mask), traces).numpy()
+        for form, sess in sessions.items():
+            got = sess.run(None, {"input_ids": ids, "attention_mask": mask})
+            err = float(np.abs(got[0] - ref).max())
+            worst = max(worst, err)
+            assert err <= 1e-4, f"{form} T={T}: max abs err {err}"
+            for layer, (trace, idx) in enumerate(zip(traces, got[1:])):
+                assert np.array_equal(trace.idx.numpy(), idx), f"{form} T={T} routed layer {layer}: idx differ"
+                assert idx.shape[1] == routing.capacity_k(T, 1, 8)
+    assert worst < 1e-4
+
+
+def _naive_float_capacity_gather(x, scores, mask, num, den):
+    """How MoD code is often written: a float capacity. Traced, k becomes a constant of the export-time T."""
+    capacity = num / den
+    k = max(1, int(math.ceil(x.shape[1] * capacity)))
+    masked = scores.masked_fill(mask == 0, float("-inf"))
+    idx = torch.topk(masked, k, dim=-1).indices.sort(dim=-1).values
+    return routing.gather_rows(x, idx), idx.to(torch.int32), torch.gather(masked, 1, idx)
+
+
+def test_float_capacity_trap_is_silent_and_our_export_avoids_it(trained, exported, corpus):
+    model, _, _ = trained
+    _, out = exported
+    naive = copy.deepcopy(model)
+    naive.routing_ops = RoutingOps(topk_gather=_naive_float_capacity_gather)
+    export_T = 64
+    ids = torch.from_numpy(_text(corpus, 1, export_T, seed=1))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(naive, (ids, torch.ones_like(ids)), buf, dynamo=False, opset_version=18,
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}})
+    naive_sess = create_session(onnx.load_from_string(buf.getvalue()), providers=["CPUExecutionProvider"])
+    ours = create_session(onnx.load(str(out / "model.onnx")), providers=["CPUExecutionProvider"])
+    naive_errors = {}
+    for T in (export_T, 128, 256, 512):
+        ids = _text(corpus, 1, T, seed=T)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        with torch.no_grad():
+            ref = model(torch.from_numpy(ids)).numpy()
+        naive_errors[T] = float(np.abs(naive_sess.run(None, feed)[0] - ref).max())  # runs without any error...
+        assert float(np.abs(ours.run(None, feed)[0] - ref).max()) <= 1e-4
+    assert naive_errors[export_T] <= 1e-4  # ...is right at the traced length...
+    assert min(naive_errors[T] for T in (128, 256, 512)) > 1e-2, naive_errors  # ...and silently wrong elsewhere
+
+
+def test_validate_subcommand_passes_and_detects_a_tampered_file(trained, exported, tmp_path):
+    _, _, ckpt = trained
+    _, out = exported
+    proc = cli("validate", str(ckpt), str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "parity: passed" in proc.stdout
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    (tampered / "model.plugin.onnx").write_bytes((out / "model.plugin.onnx").read_bytes())
+    portable = onnx.load(str(out / "model.onnx"))
+    big = max(portable.graph.initializer, key=lambda t: len(t.raw_data))
+    arr = onnx.numpy_helper.to_array(big).copy()
+    arr += 0.05
+    big.CopyFrom(onnx.numpy_helper.from_array(arr, big.name))
+    onnx.save(portable, str(tampered / "model.onnx"))
+    report = tmp_path / "r.json"
+    proc = cli("validate", str(ckpt), str(tampered), "--report", str(report))
+    assert proc.returncode == 3
+    data = json.loads(report.read_text())
+    assert not data["forms"]["portable"]["passed"] and data["forms"]["plugin"]["passed"]
+    assert len(data["mismatches"]) >= 6, "every failing case is collected, not just the first"
+
+
+@pytest.mark.parametrize("opset", [18, 20])
+def test_other_opsets_export(trained, opset):
+    from mod_export.export.onnx_export import export_forms
+
+    model, _, _ = trained
+    forms = export_forms(model, opset)
+    assert any(o.version == opset for o in forms.portable.opset_import if o.domain == "")
+    ids = np.arange(37, dtype=np.int64)[None] % 256
+    out = create_session(forms.portable, providers=["CPUExecutionProvider"]).run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+    np.testing.assert_allclose(out, model(torch.from_numpy(ids)).detach().numpy(), atol=1e-4, rtol=0)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int, needle: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0] and proc.stderr.rstrip().endswith(errors[0]), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_inputs_give_one_line_and_leave_nothing(trained, tmp_path):
+    _, _, ckpt = trained
+    out = tmp_path / "out"
+    one_line_error(cli(str(tmp_path / "missing.pt"), "--target", "onnx", "--out", str(out)), 1, "not found")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04garbage")
+    one_line_error(cli(str(corrupt), "--target", "onnx", "--out", str(out)), 1, "checkpoint")
+    one_line_error(cli(str(ckpt), "--target", "onnx", "--out", str(out), "--opset", "17"), 1, "opset 17")
+    one_line_error(cli(str(ckpt), "--target", "onnx", "--out", "/proc/mod-export-out"), 1, "output directory")
+    assert not out.exists()
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    one_line_error(cli(str(ckpt), "--target", "onnx", "--out", str(out)), 1, "not empty")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_force_replaces_a_non_empty_directory(trained, tmp_path):
+    _, _, ckpt = trained
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    proc = cli(str(ckpt), "--target", "onnx", "--out", str(out), "--force", "--no-validate")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_model_without_routed_blocks_needs_allow_dense(tmp_path):
+    from mod_export.checkpoint import save_checkpoint
+    from mod_export.models.config import MoDConfig
+    from mod_export.models.model import MoDTransformer
+
+    ckpt = save_checkpoint(MoDTransformer(MoDConfig(d_model=32, n_heads=2, n_layers=2, d_mlp=64, routed_layers=())), tmp_path / "d.pt")
+    out = tmp_path / "out"
+    one_line_error(cli(str(ckpt), "--target", "onnx", "--out", str(out)), 1, "no routed blocks")
+    assert not out.exists()
+    proc = cli(str(ckpt), "--target", "onnx", "--out", str(out), "--allow-dense")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.onnx").exists()
