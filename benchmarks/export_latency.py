@@ -2,7 +2,8 @@
 
     python benchmarks/export_latency.py MODEL.pt [--shapes 1x256,1x1024,4x256] [--repeats 30] [--json out.json]
 
-Prints a Markdown table: median / p95 / p99 per backend, plugin-form/portable and ORT/PyTorch ratios.
+Prints a Markdown table: median / p95 / p99 per backend, plugin-form/portable and ORT/PyTorch ratios, and a
+control (a second session of the portable file) whose ratio shows the noise floor of the machine.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def main() -> int:
     model = load_checkpoint(args.model)
     forms = export_forms(model)
     sessions = {name: create_session(proto, providers=["CPUExecutionProvider"], threads=args.threads)
-                for name, proto in (("ort-portable", forms.portable), ("ort-plugin", forms.plugin))}
+                for name, proto in (("ort-portable", forms.portable), ("ort-plugin", forms.plugin),
+                                    ("ort-portable-control", forms.portable))}
     rows = []
     for shape in args.shapes.split(","):
         B, T = (int(v) for v in shape.split("x"))
@@ -51,16 +53,19 @@ def main() -> int:
         stats = measure_interleaved(candidates, repeats=args.repeats)
         row = {"batch": B, "seq": T, **{n: s.as_dict() for n, s in stats.items()}}
         row["plugin_over_portable"] = stats["ort-plugin"].median / stats["ort-portable"].median
+        # a second session of the same portable file: the ratio any two identical runs show on this machine
+        row["control_over_portable"] = stats["ort-portable-control"].median / stats["ort-portable"].median
         row["pytorch_over_ort_portable"] = stats["pytorch-eager"].median / stats["ort-portable"].median
         row["pytorch_over_ort_plugin"] = stats["pytorch-eager"].median / stats["ort-plugin"].median
         rows.append(row)
         print(f"done {shape}", file=sys.stderr)
-    print("| B x T | PyTorch eager median / p95 / p99 (ms) | ORT portable | ORT plugin (ref. functions) | plugin / portable | PyTorch / ORT portable | PyTorch / ORT plugin |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| B x T | PyTorch eager median / p95 / p99 (ms) | ORT portable | ORT plugin (ref. functions) | plugin / portable | "
+          "control / portable (noise) | PyTorch / ORT portable | PyTorch / ORT plugin |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         cell = lambda n: f"{r[n]['median_ms']:.2f} / {r[n]['p95_ms']:.2f} / {r[n]['p99_ms']:.2f}"  # noqa: E731
         print(f"| {r['batch']}x{r['seq']} | {cell('pytorch-eager')} | {cell('ort-portable')} | {cell('ort-plugin')} | "
-              f"{r['plugin_over_portable']:.3f} | {r['pytorch_over_ort_portable']:.2f}x | {r['pytorch_over_ort_plugin']:.2f}x |")
+              f"{r['plugin_over_portable']:.3f} | {r['control_over_portable']:.3f} | {r['pytorch_over_ort_portable']:.2f}x | {r['pytorch_over_ort_plugin']:.2f}x |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": platform.processor() or platform.machine(), "threads": args.threads, "rows": rows}, fh, indent=2)

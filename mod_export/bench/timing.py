@@ -1,5 +1,6 @@
-"""Interleaved latency measurement: every candidate runs once per round, in rotating order, so machine
-noise hits all of them alike (DESIGN.md section 8). Reports median, p95 and p99."""
+"""Interleaved latency measurement: every candidate runs once per round, in a freshly shuffled order
+(seeded), so machine noise and "who runs after whom" effects hit all of them alike (DESIGN.md
+section 8). Reports median, p95 and p99."""
 from __future__ import annotations
 
 import time
@@ -31,14 +32,15 @@ class LatencyStats:
 
 
 def measure_interleaved(candidates: dict[str, Callable[[], object]], repeats: int = 30, warmup: int = 3,
-                        on_round: Callable[[int], None] | None = None) -> dict[str, LatencyStats]:
+                        on_round: Callable[[int], None] | None = None, seed: int = 0) -> dict[str, LatencyStats]:
     names = list(candidates)
+    rng = np.random.default_rng(seed)
     for _ in range(warmup):
         for name in names:
             candidates[name]()
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = [names[i] for i in rng.permutation(len(names))]
         for name in order:
             start = time.perf_counter()
             candidates[name]()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import onnx
+import onnx.inliner
 
 from mod_export.export.custom_ops import DOMAIN
 from mod_export.graph.reference_functions import attach_reference_functions
@@ -34,7 +35,9 @@ def create_session(source: str | os.PathLike | onnx.ModelProto, providers: list[
 
     model = load_onnx(source)
     if has_custom_ops(model):
-        model = attach_reference_functions(model)
+        # Attach the reference bodies and inline them here, so ONNX Runtime optimises exactly the graph it
+        # would see for the portable form (its own late function inlining left ~5-20% on the table).
+        model = onnx.inliner.inline_local_functions(attach_reference_functions(model))
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
