@@ -41,12 +41,6 @@ class ParityError(ModExportError):
         self.mismatches = list(mismatches or [])
 
 
-class NotImplementedYetError(ModExportError):
-    """A target or feature that the CLI accepts but that is not built yet."""
-
-    exit_code = 2
-
-
 class MissingDependencyError(ModExportError):
     """An optional dependency (TensorRT, a GPU, nvcc, ...) is not available here."""
 

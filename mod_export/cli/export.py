@@ -4,13 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mod_export.errors import NotImplementedYetError
-
 TARGETS = ("onnx", "trt", "triton")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Export a mod_export/1 checkpoint; writes model.onnx, model.plugin.onnx, report.json, manifest.json."
+    parser.description = ("Export a mod_export/1 checkpoint into DIR: model.onnx, model.plugin.onnx, report.json, "
+                          "manifest.json; plus model.engine and the plugin library (trt) or a Triton model repository (triton).")
     parser.add_argument("model", type=Path, help="checkpoint (model.pt) in the mod_export/1 format")
     parser.add_argument("--target", required=True, choices=TARGETS)
     parser.add_argument("--out", required=True, type=Path, help="output directory (written atomically)")
@@ -20,13 +19,24 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-validate", action="store_true", help="skip the PyTorch vs ONNX Runtime parity check")
     parser.add_argument("--atol", type=float, default=1e-4, help="logits tolerance for validation (default 1e-4)")
     parser.add_argument("--unsafe-load", action="store_true", help="allow pickled code in the checkpoint (only for files you trust)")
+    trt = parser.add_argument_group("TensorRT (--target trt / triton)")
+    trt.add_argument("--batch", default="1:1:8", help="batch range MIN:OPT:MAX of the optimisation profile (default 1:1:8)")
+    trt.add_argument("--seq-len", default="1:256:4096", help="sequence range MIN:OPT:MAX (default 1:256:4096)")
+    trt.add_argument("--no-plugins", action="store_true", help="build from the portable form (TopK limits k <= 3840)")
+    trt.add_argument("--plugin-library", type=Path, help="libmod_export_plugins.so (default: `mod-export build-plugins` output)")
+    trt.add_argument("--timing-cache", type=Path, help="timing cache file, read if present and saved after the build")
+    trt.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit in MiB (default 1024)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.target != "onnx":
-        raise NotImplementedYetError(f"--target {args.target} is not implemented yet (available: --target onnx)")
+    from mod_export.backends.trt.builder import EngineSettings, ShapeRange
     from mod_export.export.pipeline import OnnxJob, run_onnx_job
 
+    engine = None
+    if args.target in ("trt", "triton"):
+        engine = EngineSettings(batch=ShapeRange.parse(args.batch, "batch"), seq=ShapeRange.parse(args.seq_len, "seq-len"),
+                                workspace_mb=args.workspace_mb, timing_cache=args.timing_cache)
     run_onnx_job(OnnxJob(args.model, args.out, force=args.force, opset=args.opset, allow_dense=args.allow_dense,
-                         unsafe_load=args.unsafe_load, validate=not args.no_validate, atol=args.atol))
+                         unsafe_load=args.unsafe_load, validate=not args.no_validate, atol=args.atol, target=args.target,
+                         use_plugins=not args.no_plugins, plugin_library=args.plugin_library, engine=engine))
     return 0

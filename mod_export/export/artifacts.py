@@ -62,8 +62,9 @@ class ArtifactDir:
         return self.tmp / name
 
     def files(self) -> list[Path]:
+        """Every file written so far, recursively."""
         assert self.tmp is not None
-        return sorted(p for p in self.tmp.iterdir() if p.is_file())
+        return sorted(p for p in self.tmp.rglob("*") if p.is_file())
 
     def write_json(self, name: str, data: Any) -> Path:
         path = self.path(name)

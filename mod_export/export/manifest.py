@@ -41,12 +41,13 @@ def describe_io(model: onnx.ModelProto, ranges: dict[str, tuple[int, int]]) -> d
     return {"inputs": [one(v) for v in model.graph.input], "outputs": [one(v) for v in model.graph.output]}
 
 
-def build_manifest(files: list[Path], model: onnx.ModelProto, extra: dict[str, Any]) -> dict[str, Any]:
+def build_manifest(root: Path, files: list[Path], model: onnx.ModelProto, extra: dict[str, Any]) -> dict[str, Any]:
     ranges = {"batch": (1, 4096), "seq": (1, 1 << 20)}
     return {
         "format": "mod_export.manifest/1",
         "versions": library_versions(),
         "io": describe_io(model, ranges),
-        "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in files if p.name != "manifest.json"},
+        "files": {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                  for p in files if p.name != "manifest.json"},
         **extra,
     }

@@ -1,11 +1,13 @@
-"""The `--target onnx` job: load, export both forms, check, validate, write artifacts atomically."""
+"""The export job for every target: load, export both ONNX forms, check, validate, then (trt) build the
+engine and (triton) lay out a model repository; everything is written into DIR atomically."""
 from __future__ import annotations
 
+import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mod_export.errors import ParityError
+from mod_export.errors import MissingDependencyError, ParityError
 from mod_export.export.artifacts import ArtifactDir, check_output_dir
 from mod_export.export.manifest import build_manifest
 from mod_export.export.onnx_export import DEFAULT_OPSET, check_model, check_opset, export_forms
@@ -13,6 +15,7 @@ from mod_export.flops import forward_flops, ideal_speedup
 
 PORTABLE_FILE = "model.onnx"
 PLUGIN_FILE = "model.plugin.onnx"
+ENGINE_FILE = "model.engine"
 
 
 @dataclass
@@ -25,14 +28,39 @@ class OnnxJob:
     unsafe_load: bool = False
     validate: bool = True
     atol: float = 1e-4
+    target: str = "onnx"  # onnx | trt | triton
+    use_plugins: bool = True  # trt: build from model.plugin.onnx (else the portable form)
+    plugin_library: Path | None = None
+    engine: "object | None" = field(default=None)  # backends.trt.builder.EngineSettings
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _build_engine_into(art: ArtifactDir, job: OnnxJob) -> dict:
+    """model.engine (+ the plugin library beside it). Raises MissingDependencyError without TensorRT/GPU."""
+    from mod_export.backends.trt.availability import import_tensorrt, require_gpu
+    from mod_export.backends.trt.builder import EngineSettings, build_engine
+
+    import_tensorrt()
+    require_gpu()
+    settings = job.engine or EngineSettings()
+    if job.use_plugins:
+        from mod_export.plugins import library_path
+
+        library = job.plugin_library or library_path()
+        shutil.copyfile(library, art.path(library.name))
+        settings.plugin_library = Path(library)
+    source = art.path(PLUGIN_FILE if job.use_plugins else PORTABLE_FILE)
+    log(f"building TensorRT engine from {source.name} ...")
+    info = build_engine(source, art.path(ENGINE_FILE), settings)
+    return {"built": True, "from": source.name, **info}
+
+
 def run_onnx_job(job: OnnxJob) -> dict:
-    """Returns the report; raises ParityError (after writing everything) when validation fails."""
+    """Returns the report. Raises ParityError (after writing everything) when validation fails, and
+    MissingDependencyError for --target trt without TensorRT or a GPU (after writing the ONNX artifacts)."""
     from mod_export.checkpoint import load_checkpoint
 
     check_opset(job.opset)  # cheap checks first, before any slow work
@@ -46,6 +74,7 @@ def run_onnx_job(job: OnnxJob) -> dict:
     cfg = model.config
     report: dict = {
         "model": str(job.model_path),
+        "target": job.target,
         "config": cfg.to_dict(),
         "export": {"opset": job.opset, "routed_blocks_found": forms.routed_found, "routed_blocks_expected": forms.routed_expected,
                    "idx_tensors": forms.idx_outputs},
@@ -64,19 +93,42 @@ def run_onnx_job(job: OnnxJob) -> dict:
         parity = validate_forms(model, {"portable": forms.portable, "plugin": forms.plugin}, cases, forms.idx_outputs, job.atol)
         report["parity"] = parity
         print(format_table(parity))
+    missing: MissingDependencyError | None = None
     with ArtifactDir(job.out_dir, job.force) as art:
         art.save_onnx(forms.portable, PORTABLE_FILE)
         art.save_onnx(forms.plugin, PLUGIN_FILE)
+        engine = None
+        if job.target in ("trt", "triton"):
+            try:
+                report["engine"] = _build_engine_into(art, job)
+                engine = art.path(ENGINE_FILE)
+            except MissingDependencyError as exc:
+                report["engine"] = {"built": False, "reason": str(exc)}
+                missing = exc
+        if job.target == "triton":
+            from mod_export.export.triton import write_repository
+
+            library = art.path("libmod_export_plugins.so")
+            max_batch = job.engine.batch.max if job.engine is not None else 8
+            write_repository(art.tmp, cfg.vocab_size, max_batch, art.path(PORTABLE_FILE), engine,
+                             library if library.is_file() else None)
         art.write_json("report.json", report)
-        manifest = build_manifest(art.files(), forms.portable, {
-            "target": "onnx", "precision": "fp32", "opset": job.opset,
+        manifest = build_manifest(art.tmp, art.files(), forms.portable, {
+            "target": job.target, "precision": "fp32", "opset": job.opset,
             "custom_ops": {"domain": "mod_export", "ops": ["MoDTopKGather", "MoDScatter"], "in": PLUGIN_FILE},
             "routing_idx_tensors": forms.idx_outputs,
             "parity": None if "parity" not in report else ("passed" if report["parity"]["passed"] else "failed"),
+            "engine": report.get("engine"),
         })
         art.write_json("manifest.json", manifest)
-    print(f"wrote {job.out_dir}/{{{PORTABLE_FILE}, {PLUGIN_FILE}, report.json, manifest.json}}")
+        written = sorted(p.relative_to(art.tmp).as_posix() for p in art.files())
+    print(f"wrote {job.out_dir}: {', '.join(w for w in written if '/' not in w)}"
+          + (" and model_repository/" if job.target == "triton" else ""))
     if "parity" in report and not report["parity"]["passed"]:
         mism = report["parity"]["mismatches"]
         raise ParityError(f"parity failed in {len(mism)} place(s), first: {mism[0]} (all in {job.out_dir}/report.json)", mism)
+    if missing is not None and job.target == "trt":
+        raise MissingDependencyError(f"ONNX artifacts written, TensorRT engine not built: {missing}")
+    if missing is not None:
+        log(f"note: no TensorRT model in the Triton repository: {missing}")
     return report

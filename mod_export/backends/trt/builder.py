@@ -1,0 +1,148 @@
+"""Build a TensorRT engine from an ONNX file with the Python API, for TensorRT 10.3 (JetPack 6) and 11.x.
+
+Precision comes from the ONNX file (strongly typed networks; TensorRT 11 has no FP16/INT8 builder flags).
+Flags are set by name and guarded with hasattr, since 11.0 renumbered the enums.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mod_export.backends.trt.availability import import_tensorrt, require_gpu
+from mod_export.errors import ModExportError
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+
+
+class EngineBuildError(ModExportError):
+    """The ONNX parser or the builder rejected the network."""
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    min: int
+    opt: int
+    max: int
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> "ShapeRange":
+        parts = text.split(":")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
+            raise ModExportError(f"--{what} must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
+        return cls(*values)
+
+
+@dataclass
+class EngineSettings:
+    batch: ShapeRange = field(default_factory=lambda: ShapeRange(1, 1, 8))
+    seq: ShapeRange = field(default_factory=lambda: ShapeRange(1, 256, 4096))
+    workspace_mb: int = 1024  # Orin shares memory with the CPU: keep this modest there
+    timing_cache: Path | None = None
+    plugin_library: Path | None = None
+    show_progress: bool = True
+
+
+def network_flags(trt) -> int:
+    """STRONGLY_TYPED by name where it exists (10.3: bit 1; 11.x: deprecated no-op, always strongly typed)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
+
+
+def format_parser_error(error) -> str:
+    """One line per parser error, naming the node (index, name, operator) where the parser says which."""
+    parts = []
+    node = error.node() if hasattr(error, "node") else -1
+    if node is not None and node >= 0:
+        parts.append(f"node {node}")
+    for attr in ("node_name", "node_operator"):
+        value = getattr(error, attr)() if hasattr(error, attr) else ""
+        if value:
+            parts.append(str(value))
+    where = " ".join(parts) or "model"
+    return f"{where}: {error.desc()}"
+
+
+def make_progress_monitor(trt):
+    """An IProgressMonitor that prints builder phases with tqdm bars (None where the API lacks it)."""
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+    from tqdm import tqdm
+
+    class TqdmProgressMonitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self._bars: dict[str, tqdm] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            depth = 0 if parent_phase is None else 1 + (self._bars[parent_phase].pos if parent_phase in self._bars else 0)
+            self._bars[phase_name] = tqdm(total=num_steps, desc=phase_name, position=depth, leave=depth == 0, file=sys.stderr)
+
+        def step_complete(self, phase_name, step):
+            if phase_name in self._bars:
+                self._bars[phase_name].update(step - self._bars[phase_name].n)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            bar = self._bars.pop(phase_name, None)
+            if bar is not None:
+                bar.close()
+
+    return TqdmProgressMonitor()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings) -> dict:
+    """Parse, configure one optimisation profile, build, write engine (and timing cache) atomically."""
+    trt = import_tensorrt()
+    require_gpu()
+    logger = trt.Logger(trt.Logger.WARNING)
+    if settings.plugin_library is not None:
+        handle = trt.get_plugin_registry().load_library(str(settings.plugin_library))
+        if handle is None:
+            raise EngineBuildError(f"TensorRT could not load the plugin library {settings.plugin_library}")
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [format_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineBuildError(f"the ONNX parser rejected {onnx_path.name} ({len(errors)} error(s)): " + " | ".join(errors))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
+    profile = builder.create_optimization_profile()
+    b, s = settings.batch, settings.seq
+    for name in INPUT_NAMES:
+        profile.set_shape(name, (b.min, s.min), (b.opt, s.opt), (b.max, s.max))
+    config.add_optimization_profile(profile)
+    cache_bytes = settings.timing_cache.read_bytes() if settings.timing_cache and settings.timing_cache.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    if settings.plugin_library is not None and hasattr(config, "plugins_to_serialize"):
+        config.plugins_to_serialize = [str(settings.plugin_library)]  # so the engine deserialises elsewhere
+    monitor = make_progress_monitor(trt) if settings.show_progress else None
+    if monitor is not None and hasattr(config, "progress_monitor"):
+        config.progress_monitor = monitor
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError("TensorRT could not build the engine (see the TensorRT log above)")
+    _write_atomic(engine_path, bytes(serialized))
+    if settings.timing_cache is not None:
+        _write_atomic(settings.timing_cache, bytes(config.get_timing_cache().serialize()))
+    return {
+        "tensorrt": getattr(trt, "__version__", None),
+        "network_flags": network_flags(trt),
+        "profile": {"batch": vars(b), "seq": vars(s)},
+        "timing_cache": str(settings.timing_cache) if settings.timing_cache else None,
+        "timing_cache_reused": bool(cache_bytes),
+        "plugins_serialized": settings.plugin_library is not None and hasattr(config, "plugins_to_serialize"),
+    }
