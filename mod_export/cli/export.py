@@ -19,6 +19,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-validate", action="store_true", help="skip the PyTorch vs ONNX Runtime parity check")
     parser.add_argument("--atol", type=float, default=1e-4, help="logits tolerance for validation (default 1e-4)")
     parser.add_argument("--unsafe-load", action="store_true", help="allow pickled code in the checkpoint (only for files you trust)")
+    prec = parser.add_argument_group("precision (DESIGN.md section 4; lives in the ONNX files)")
+    prec.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    prec.add_argument("--calib-data", type=Path, help="int8: a text file or folder (default: the example corpus' held-out slice)")
+    prec.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="percentile")
+    prec.add_argument("--calib-cache", type=Path, help="int8: calibration cache (reused when model and data hashes match)")
+    prec.add_argument("--calib-windows", type=int, default=64, help="int8: calibration windows of 256 bytes (default 64)")
+    prec.add_argument("--routing-guard", type=float, default=0.99,
+                      help="int8: keep float a MatMul whose quantisation alone drops routing agreement below this (0 = off)")
+    prec.add_argument("--min-routing-agreement", type=float, default=0.95, help="fp16/int8: parity threshold per routed layer")
     trt = parser.add_argument_group("TensorRT (--target trt / triton)")
     trt.add_argument("--batch", default="1:1:8", help="batch range MIN:OPT:MAX of the optimisation profile (default 1:1:8)")
     trt.add_argument("--seq-len", default="1:256:4096", help="sequence range MIN:OPT:MAX (default 1:256:4096)")
@@ -29,6 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from calibration.apply import PrecisionOptions
     from mod_export.backends.trt.builder import EngineSettings, ShapeRange
     from mod_export.export.pipeline import OnnxJob, run_onnx_job
 
@@ -36,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if args.target in ("trt", "triton"):
         engine = EngineSettings(batch=ShapeRange.parse(args.batch, "batch"), seq=ShapeRange.parse(args.seq_len, "seq-len"),
                                 workspace_mb=args.workspace_mb, timing_cache=args.timing_cache)
+    precision = PrecisionOptions(args.precision, args.calib_data, args.calib_method, args.calib_cache, args.calib_windows,
+                                 args.routing_guard or None, args.min_routing_agreement)
     run_onnx_job(OnnxJob(args.model, args.out, force=args.force, opset=args.opset, allow_dense=args.allow_dense,
                          unsafe_load=args.unsafe_load, validate=not args.no_validate, atol=args.atol, target=args.target,
-                         use_plugins=not args.no_plugins, plugin_library=args.plugin_library, engine=engine))
+                         use_plugins=not args.no_plugins, plugin_library=args.plugin_library, engine=engine,
+                         precision=precision))
     return 0

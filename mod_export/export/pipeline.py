@@ -32,6 +32,7 @@ class OnnxJob:
     use_plugins: bool = True  # trt: build from model.plugin.onnx (else the portable form)
     plugin_library: Path | None = None
     engine: "object | None" = field(default=None)  # backends.trt.builder.EngineSettings
+    precision: "object | None" = field(default=None)  # calibration.apply.PrecisionOptions (None = fp32)
 
 
 def log(message: str) -> None:
@@ -63,11 +64,22 @@ def run_onnx_job(job: OnnxJob) -> dict:
     MissingDependencyError for --target trt without TensorRT or a GPU (after writing the ONNX artifacts)."""
     from mod_export.checkpoint import load_checkpoint
 
+    from calibration.apply import PrecisionOptions, load_calibration
+
+    precision = job.precision or PrecisionOptions()
     check_opset(job.opset)  # cheap checks first, before any slow work
     check_output_dir(job.out_dir, job.force)
+    calibration = load_calibration(precision)
     model = load_checkpoint(job.model_path, unsafe=job.unsafe_load)
     log(f"exporting {job.model_path} (opset {job.opset}) ...")
     forms = export_forms(model, job.opset, job.allow_dense)
+    float_forms = forms
+    precision_details = None
+    if precision.precision != "fp32":
+        from calibration.apply import reduce_precision
+
+        log(f"converting to {precision.precision} ...")
+        forms, precision_details = reduce_precision(model, forms, precision, calibration, job.opset, job.allow_dense)
     check_model(forms.plugin, PLUGIN_FILE)
     check_model(forms.portable, PORTABLE_FILE)
     log(f"found {forms.routed_found} routed blocks of {forms.routed_expected}; both forms pass onnx.checker (full)")
@@ -78,7 +90,8 @@ def run_onnx_job(job: OnnxJob) -> dict:
         "config": cfg.to_dict(),
         "export": {"opset": job.opset, "routed_blocks_found": forms.routed_found, "routed_blocks_expected": forms.routed_expected,
                    "idx_tensors": forms.idx_outputs},
-        "precision": "fp32",
+        "precision": precision.precision,
+        "precision_details": precision_details,
         "flops_per_forward": {
             str(T): {"mod": forward_flops(cfg, 1, T)["total"], "dense": forward_flops(cfg, 1, T, False)["total"],
                      "ideal_speedup": ideal_speedup(cfg, 1, T)} for T in (256, 1024, 4096)
@@ -88,11 +101,21 @@ def run_onnx_job(job: OnnxJob) -> dict:
         from mod_export.data.corpus import load_stdlib_corpus
         from mod_export.validate import format_table, validate_forms, validation_cases
 
-        log("validating PyTorch vs ONNX Runtime (CPU) for both forms ...")
+        log("validating PyTorch vs ONNX Runtime (CPU) for both float32 forms ...")
         cases = validation_cases(model, load_stdlib_corpus().held_out)
-        parity = validate_forms(model, {"portable": forms.portable, "plugin": forms.plugin}, cases, forms.idx_outputs, job.atol)
-        report["parity"] = parity
+        parity = validate_forms(model, {"portable": float_forms.portable, "plugin": float_forms.plugin}, cases,
+                                forms.idx_outputs, job.atol)
         print(format_table(parity))
+        if precision.precision != "fp32":
+            from calibration.apply import format_quality, quality_report
+
+            log(f"checking {precision.precision} against float32 on held-out text ...")
+            quality = quality_report(float_forms, forms, precision)
+            report["quality"] = quality
+            parity["mismatches"] += quality["mismatches"]
+            parity["passed"] = parity["passed"] and quality["passed"]
+            print(format_quality(quality, precision.precision))
+        report["parity"] = parity
     missing: MissingDependencyError | None = None
     with ArtifactDir(job.out_dir, job.force) as art:
         art.save_onnx(forms.portable, PORTABLE_FILE)
@@ -114,7 +137,7 @@ def run_onnx_job(job: OnnxJob) -> dict:
                              library if library.is_file() else None)
         art.write_json("report.json", report)
         manifest = build_manifest(art.tmp, art.files(), forms.portable, {
-            "target": job.target, "precision": "fp32", "opset": job.opset,
+            "target": job.target, "precision": precision.precision, "opset": job.opset,
             "custom_ops": {"domain": "mod_export", "ops": ["MoDTopKGather", "MoDScatter"], "in": PLUGIN_FILE},
             "routing_idx_tensors": forms.idx_outputs,
             "parity": None if "parity" not in report else ("passed" if report["parity"]["passed"] else "failed"),

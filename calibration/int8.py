@@ -1,0 +1,190 @@
+"""INT8: explicit QuantizeLinear/DequantizeLinear from calibration data, with ONNX Runtime's quantisation
+tools (decision and evidence in calibration/README.md).
+
+Symmetric int8, zero-point 0, per-channel weights (axis 1 of MatMul's [K, N] weight) and per-tensor
+activations; only MatMuls with a constant weight are quantised, never a router (found by structure) nor
+the routing ops. Calibration runs once on the portable form; the same tensor ranges then quantise both
+forms (tensor names outside the routing ops are shared). The ranges are cached with the model's and the
+data's hashes (`--calib-cache`)."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from calibration.data import CalibrationData
+from calibration.policy import router_nodes
+from mod_export.errors import ModExportError
+from mod_export.progress import progress
+
+METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+CACHE_FORMAT = "mod_export.calibration/1"
+
+
+DEFAULT_ROUTING_GUARD = 0.99
+
+
+class CalibrationError(ModExportError):
+    """Calibration inputs are unusable (unknown method, cache from another model, ...)."""
+
+
+@dataclass
+class QuantizedForms:
+    plugin: onnx.ModelProto
+    portable: onnx.ModelProto
+    method: str
+    quantized_nodes: list[str]
+    excluded_router_nodes: list[str]
+    float_for_routing: dict[str, float]  # MatMuls kept float: node -> worst routing agreement when quantised alone
+    cache: dict
+
+
+def model_sha256(model: onnx.ModelProto) -> str:
+    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+
+
+def weight_matmuls(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
+    """(MatMuls with an initializer weight that are not routers, router MatMuls), by node name."""
+    initializers = {t.name for t in model.graph.initializer}
+    routers = {n.name for n in router_nodes(model)}
+    quantize, excluded = [], []
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in initializers:
+            (excluded if node.name in routers else quantize).append(node.name)
+    return quantize, excluded
+
+
+def _reader(data: CalibrationData, show_progress: bool):
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class WindowReader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(progress(range(len(data.windows)), desc="calibrating", enabled=show_progress))
+
+        def get_next(self):
+            i = next(self._it, None)
+            if i is None:
+                return None
+            ids = data.windows[i : i + 1]
+            return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+        def __len__(self):
+            return len(data.windows)
+
+    return WindowReader()
+
+
+def _quantize(model: onnx.ModelProto, nodes: list[str], excluded: list[str], method: str, cache_path: Path,
+              reader) -> onnx.ModelProto:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    private = onnx.ModelProto()
+    private.CopyFrom(model)  # quantize_static saves its input with external data, rewriting it in place
+    quiet = contextlib.redirect_stdout(io.StringIO())  # ORT's calibrators print their progress notes
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # and log "consider pre-processing" warnings on the root logger
+    with tempfile.TemporaryDirectory(prefix="mod_export_q_") as tmp, quiet:
+        out = Path(tmp) / "quantized.onnx"
+        quantize_static(
+            private, out, calibration_data_reader=reader, quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_quantize=nodes, nodes_to_exclude=excluded,
+            per_channel=True, reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, METHODS[method]), calibration_providers=["CPUExecutionProvider"],
+            calibration_cache_path=cache_path,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                           "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
+                           "CalibMovingAverage": False,
+                           # 2048 histogram bins (TensorRT's choice) for entropy/percentile: with ORT's default
+                           # 128 bins = 128 quantised bins, entropy can only pick the full range (= min-max)
+                           "CalibNumBins": 2048},
+        )
+        root.setLevel(level)
+        return onnx.load(str(out))
+
+
+def routing_sensitivity(portable: onnx.ModelProto, plugin: onnx.ModelProto, nodes: list[str], excluded: list[str],
+                        method: str, ranges_path: Path, data: CalibrationData, guard: float,
+                        show_progress: bool) -> dict[str, float]:
+    """Quantise each MatMul alone (cached ranges, no recalibration) and measure routing agreement with the
+    float32 model on the calibration windows; returns the MatMuls whose worst routed layer falls below guard."""
+    from calibration.evaluate import agreement_per_layer, run_with_indices
+    from mod_export.validate import idx_tensor_names
+
+    names = idx_tensor_names(plugin)
+    if not names:
+        return {}
+    _, reference = run_with_indices(portable, names, data.windows, with_loss=False)
+    sensitive = {}
+    for node in progress(nodes, desc="routing sensitivity", enabled=show_progress):
+        _, got = run_with_indices(_quantize(portable, [node], excluded, method, ranges_path, None), names, data.windows,
+                                  with_loss=False)
+        worst = min(agreement_per_layer(reference, got).values())
+        if worst < guard:
+            sensitive[node] = worst
+    return sensitive
+
+
+def quantize_forms(plugin: onnx.ModelProto, portable: onnx.ModelProto, data: CalibrationData, method: str,
+                   cache_file: Path | None = None, show_progress: bool = True,
+                   routing_guard: float | None = DEFAULT_ROUTING_GUARD) -> QuantizedForms:
+    """routing_guard: a MatMul whose quantisation alone drops any routed layer's routing agreement (on the
+    calibration windows) below this stays float ("routing-aware"); None quantises every eligible MatMul."""
+    if method not in METHODS:
+        raise CalibrationError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})")
+    model_hash = model_sha256(portable)
+    nodes, excluded = weight_matmuls(plugin)
+    if not nodes:
+        raise CalibrationError("the model has no MatMul with a constant weight to quantise")
+    ort_cache: dict | None = None
+    cached_float: dict[str, float] | None = None
+    if cache_file is not None and cache_file.is_file():
+        try:
+            saved = json.loads(cache_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CalibrationError(f"calibration cache {cache_file} is not readable JSON ({type(exc).__name__})") from None
+        if saved.get("format") != CACHE_FORMAT:
+            raise CalibrationError(f"{cache_file} is not a mod-export calibration cache")
+        if saved.get("model_sha256") != model_hash:
+            raise CalibrationError(f"calibration cache {cache_file} was made for another model (model hash mismatch)")
+        if saved.get("method") != method:
+            raise CalibrationError(f"calibration cache {cache_file} holds {saved.get('method')} ranges, not {method}")
+        if saved.get("data_sha256") != data.sha256:
+            raise CalibrationError(f"calibration cache {cache_file} was made from other calibration data (data hash mismatch)")
+        ort_cache = saved["tensor_ranges"]
+        if saved.get("routing_guard") == routing_guard:
+            cached_float = dict(saved.get("float_for_routing", {}))
+    with tempfile.TemporaryDirectory(prefix="mod_export_calib_") as tmp:
+        ort_path = Path(tmp) / "ranges.json"
+        if ort_cache is not None:
+            ort_path.write_text(json.dumps(ort_cache))
+        if ort_cache is None:  # calibrate once (the ranges land in ort_path)
+            _quantize(portable, nodes, excluded, method, ort_path, _reader(data, show_progress))
+        float_nodes = cached_float
+        if float_nodes is None:
+            float_nodes = {} if routing_guard is None else routing_sensitivity(
+                portable, plugin, nodes, excluded, method, ort_path, data, routing_guard, show_progress)
+        chosen = [n for n in nodes if n not in float_nodes]
+        skip = excluded + list(float_nodes)
+        q_portable = _quantize(portable, chosen, skip, method, ort_path, None)
+        q_plugin = _quantize(plugin, chosen, skip, method, ort_path, None)  # same ranges for both forms
+        ranges = json.loads(ort_path.read_text())
+    cache = {"format": CACHE_FORMAT, "model_sha256": model_hash, "method": method, "data_sha256": data.sha256,
+             "data_source": data.source, "windows": int(len(data.windows)), "routing_guard": routing_guard,
+             "float_for_routing": float_nodes, "tensor_ranges": ranges}
+    if cache_file is not None and (ort_cache is None or cached_float is None):
+        tmp_file = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
+        tmp_file.write_text(json.dumps(cache))
+        os.replace(tmp_file, cache_file)
+    for proto in (q_plugin, q_portable):
+        proto.producer_name = "mod-export"
+    return QuantizedForms(q_plugin, q_portable, method, chosen, excluded, float_nodes, cache)

@@ -1,0 +1,176 @@
+"""FP16 and INT8: structure of the graphs (what is quantised, what stays float32), accuracy on the trained
+example model, the calibration cache, and bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from calibration.data import load_calibration_data
+from calibration.evaluate import compare_to_reference
+from calibration.fp16 import convert_forms_fp16
+from calibration.int8 import CalibrationError, quantize_forms, weight_matmuls
+from calibration.policy import PrecisionPolicy, apply_policy, policy_violations, router_nodes
+from mod_export.data.corpus import fixed_windows
+from mod_export.errors import CorpusError
+from mod_export.export.onnx_export import export_forms
+
+
+@pytest.fixture(scope="module")
+def float_forms(trained):
+    return export_forms(trained[0])
+
+
+@pytest.fixture(scope="module")
+def calib(corpus):
+    return load_calibration_data(None, windows=24)
+
+
+@pytest.fixture(scope="module")
+def eval_windows(corpus):
+    held = corpus.held_out
+    return fixed_windows(held[len(held) // 2 :], 48, 257)
+
+
+@pytest.fixture(scope="module")
+def int8_forms(float_forms, calib, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("calib") / "cache.json"
+    return quantize_forms(float_forms.plugin, float_forms.portable, calib, "percentile", cache, show_progress=False), cache
+
+
+def producers(model):
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def test_fp16_keeps_routers_softmax_norm_stats_and_scores_float32(trained):
+    forms = convert_forms_fp16(trained[0], 18, False)
+    for proto in (forms.plugin, forms.portable):
+        assert policy_violations(proto, PrecisionPolicy()) == []
+        assert all(next((a.i for a in n.attribute if a.name == "stash_type"), 1) == 1
+                   for n in proto.graph.node if n.op_type == "LayerNormalization")
+        router_weights = {i for n in router_nodes(proto) for i in n.input}
+        inits = {t.name: t.data_type for t in proto.graph.initializer}
+        matmul_weights = [n.input[1] for n in proto.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
+        assert any(inits[w] == TensorProto.FLOAT16 for w in matmul_weights), "block weights must be float16"
+        assert all(inits[w] == TensorProto.FLOAT for w in matmul_weights if w in router_weights), "routers stay float32"
+    assert len(forms.plugin.functions) == 0
+
+
+def test_policy_is_extensible(float_forms, trained):
+    forms = convert_forms_fp16(trained[0], 18, False)
+    policy = PrecisionPolicy().extended("Erf")  # GELU's Erf in float32 too
+    assert policy_violations(forms.portable, policy)  # not yet
+    fixed = apply_policy(forms.portable, policy)
+    assert policy_violations(fixed, policy) == []
+
+
+def test_fp16_accuracy_on_held_out_text(trained, float_forms, eval_windows):
+    forms = convert_forms_fp16(trained[0], 18, False)
+    result = compare_to_reference(float_forms.portable, forms.portable, float_forms.plugin, eval_windows)
+    assert result["relative_bpb_change"] < 0.005
+    assert min(result["routing_agreement"].values()) >= 0.9
+
+
+def test_int8_graph_structure(int8_forms, float_forms):
+    q, _ = int8_forms
+    for proto in (q.plugin, q.portable):
+        prod = producers(proto)
+        inits = {t.name: t for t in proto.graph.initializer}
+        for node in proto.graph.node:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                zp = inits.get(node.input[2]) if len(node.input) > 2 else None
+                assert zp is not None and zp.data_type == TensorProto.INT8 and not numpy_helper.to_array(zp).any(), "symmetric int8"
+        quantized = set(q.quantized_nodes)
+        for node in proto.graph.node:
+            if node.name in quantized:
+                act, weight = (prod.get(i) for i in node.input[:2])
+                assert act is not None and act.op_type == "DequantizeLinear"
+                assert weight is not None and weight.op_type == "DequantizeLinear"
+                scale = inits[weight.input[1]]
+                axis = next((a.i for a in weight.attribute if a.name == "axis"), 1)
+                assert axis == 1 and len(scale.dims) == 1 and scale.dims[0] > 1, "per-channel weights on axis 1"
+                assert len(inits[act.input[1]].dims) == 0, "per-tensor activations"
+        for node in router_nodes(proto):
+            assert all(prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in node.input), "router quantised"
+        for node in proto.graph.node:
+            if node.domain == "mod_export":
+                assert all(prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in node.input)
+    assert len(q.plugin.functions) == 0
+    assert set(q.excluded_router_nodes) == {n.name for n in router_nodes(float_forms.plugin) if n.op_type == "MatMul"}
+    assert q.quantized_nodes, "something must be quantised"
+    eligible, _ = weight_matmuls(float_forms.plugin)
+    assert set(q.quantized_nodes) | set(q.float_for_routing) == set(eligible)
+
+
+def test_int8_accuracy_and_routing_agreement(int8_forms, float_forms, eval_windows):
+    q, _ = int8_forms
+    for proto in (q.portable, q.plugin):
+        result = compare_to_reference(float_forms.portable, proto, float_forms.plugin, eval_windows)
+        assert result["relative_bpb_change"] < 0.03
+        assert min(result["routing_agreement"].values()) >= 0.9
+
+
+def test_calibration_cache_is_reused_and_guarded(int8_forms, float_forms, calib, trained, tmp_path):
+    q, cache = int8_forms
+    saved = json.loads(cache.read_text())
+    assert saved["method"] == "percentile" and saved["data_sha256"] == calib.sha256 and saved["tensor_ranges"]
+    again = quantize_forms(float_forms.plugin, float_forms.portable, calib, "percentile", cache, show_progress=False)
+    assert again.portable.SerializeToString() == q.portable.SerializeToString()
+    with pytest.raises(CalibrationError, match="holds percentile ranges"):
+        quantize_forms(float_forms.plugin, float_forms.portable, calib, "minmax", cache, show_progress=False)
+    other_data = load_calibration_data(None, windows=8)
+    with pytest.raises(CalibrationError, match="data hash mismatch"):
+        quantize_forms(float_forms.plugin, float_forms.portable, other_data, "percentile", cache, show_progress=False)
+    import copy
+
+    other = copy.deepcopy(trained[0])
+    other.lm_head.weight.data *= 1.01
+    other_forms = export_forms(other)
+    with pytest.raises(CalibrationError, match="another model"):
+        quantize_forms(other_forms.plugin, other_forms.portable, calib, "percentile", cache, show_progress=False)
+    with pytest.raises(CalibrationError, match="unknown calibration method"):
+        quantize_forms(float_forms.plugin, float_forms.portable, calib, "kl", None, show_progress=False)
+
+
+def test_calibration_data_errors(tmp_path):
+    with pytest.raises(CorpusError, match="not found"):
+        load_calibration_data(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="no files"):
+        load_calibration_data(tmp_path / "empty")
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(CorpusError, match="empty"):
+        load_calibration_data(tmp_path / "empty.txt")
+    (tmp_path / "short.txt").write_text("x = 1\n")
+    with pytest.raises(CorpusError, match="too short"):
+        load_calibration_data(tmp_path / "short.txt")
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "a.py").write_text("print('hello')\n" * 100)
+    data = load_calibration_data(folder, windows=4)
+    assert data.windows.shape[1] == 256 and len(data.windows) == 4
+
+
+def test_cli_int8_bad_inputs_leave_nothing(trained, tmp_path):
+    _, _, ckpt = trained
+    out = tmp_path / "o"
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "mod_export.cli.main", str(ckpt), "--target", "onnx", "--out", str(out),
+                               "--precision", "int8", *extra], capture_output=True, text=True)
+
+    proc = run("--calib-method", "kl")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    (tmp_path / "short.txt").write_text("tiny")
+    proc = run("--calib-data", str(tmp_path / "short.txt"))
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: calibration text")
+    bad_cache = tmp_path / "cache.json"
+    bad_cache.write_text(json.dumps({"format": "mod_export.calibration/1", "model_sha256": "0" * 64}))
+    proc = run("--calib-cache", str(bad_cache), "--no-validate")
+    assert proc.returncode == 1 and "another model" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
