@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "example": "mod_export.cli.example",
     "validate": "mod_export.cli.validate",
     "build-plugins": "mod_export.cli.build_plugins",
+    "bench": "mod_export.cli.bench",
 }
 MAIN_FORM = "mod_export.cli.export"
 
@@ -32,6 +33,7 @@ subcommands:
   example               train the built-in example model on real text
   validate              compare PyTorch and ONNX Runtime on exported files
   build-plugins         build libmod_export_plugins.so (TensorRT plugins) and run its host tests
+  bench                 MoD vs dense twin per backend, against the FLOP ideal
 
 options:
   -h, --help            show this help and exit

@@ -75,8 +75,9 @@ def _export_raw(model: MoDTransformer, opset: int) -> onnx.ModelProto:
     return proto
 
 
-def _seq_one_is_dynamic(proto: onnx.ModelProto) -> None:
-    """Dim('seq', min=2) is only torch.export's specialisation guard; the graph holds for T=1 too (tested)."""
+def _check_input_ranks(proto: onnx.ModelProto) -> None:
+    """Both inputs are [batch, seq]. (Dim('seq', min=2) is only torch.export's 0/1-specialisation guard;
+    the graph holds for T=1 too, which validation and the T sweep test.)"""
     for value in list(proto.graph.input) + list(proto.graph.output):
         dims = value.type.tensor_type.shape.dim
         if value.name in INPUT_NAMES and len(dims) != 2:
@@ -96,7 +97,7 @@ def export_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET, allow_dense:
         raise ExportError("model has no routed blocks (nothing MoD to export); pass --allow-dense to export it as a dense model")
     custom_ops.register_onnx_schemas()
     plugin = _export_raw(model, opset)
-    _seq_one_is_dynamic(plugin)
+    _check_input_ranks(plugin)
     gathers, scatters = _count_routing_nodes(plugin)
     if len(gathers) != expected or len(scatters) != expected:
         raise ExportError(

@@ -59,11 +59,8 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
-        """x[B,n,D], positions[B,n] original token positions (ascending), key_valid[B,n] bool -> [B,n,D].
-
-        Tokens are in ascending original order, so "causal in original order" is the lower triangle.
-        """
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        """x[B,n,D], positions[B,n] original token positions (ascending), attn_bias[B,1,n,n] f32 -> [B,n,D]."""
         B, n, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)  # [B,n,D] each
         q = q.view(B, n, self.n_heads, self.head_dim).transpose(1, 2)  # [B,H,n,Dh]
@@ -72,14 +69,23 @@ class CausalSelfAttention(nn.Module):
         cos, sin = rotary_cos_sin(positions, self.head_dim, self.rope_base)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         att = torch.matmul(q, k.transpose(-2, -1)).float() * (1.0 / math.sqrt(self.head_dim))  # [B,H,n,n]
-        order = torch.arange(n, device=x.device)
-        causal = order[:, None] >= order[None, :]  # [n,n] lower triangle
-        eye = order[:, None] == order[None, :]  # [n,n] a padding query still attends to itself
-        allowed = (causal & key_valid[:, None, None, :]) | eye  # [B,1,n,n]
-        att = att.masked_fill(~allowed, torch.finfo(torch.float32).min)
-        att = F.softmax(att, dim=-1).to(v.dtype)
+        att = F.softmax(att + attn_bias, dim=-1).to(v.dtype)
         y = torch.matmul(att, v).transpose(1, 2).reshape(B, n, D)  # [B,n,D]
         return self.proj(y)
+
+
+def attention_bias(key_valid: torch.Tensor) -> torch.Tensor:
+    """key_valid[B,n] bool, tokens in ascending original order -> additive bias [B,1,n,n] f32: 0 where a query
+    may attend (causal in original order, key not padding, or the query itself), float32 min elsewhere.
+    Built once per forward for the dense blocks and once per routed block (a padding query still attends
+    to itself, so no softmax row is empty)."""
+    n = key_valid.shape[1]
+    order = torch.arange(n, device=key_valid.device)
+    causal = order[:, None] >= order[None, :]  # [n,n] lower triangle
+    eye = order[:, None] == order[None, :]  # [n,n]
+    allowed = (causal & key_valid[:, None, None, :]) | eye  # [B,1,n,n]
+    return torch.zeros(allowed.shape, dtype=torch.float32, device=key_valid.device).masked_fill(
+        ~allowed, torch.finfo(torch.float32).min)
 
 
 class MLP(nn.Module):
@@ -102,8 +108,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), positions, key_valid)
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), positions, attn_bias)
         return x + self.mlp(self.ln2(x))
 
 
@@ -133,14 +139,14 @@ class RoutedBlock(nn.Module):
         self.gate_id = routing.GATE_IDS[cfg.gate]
         self.predictor = CausalPredictor(cfg) if cfg.causal_predictor else None
 
-    def forward(self, x, positions, key_valid, mask, ops: RoutingOps, routing_enabled: bool, traces: list | None):
-        """x[B,T,D], positions[B,T], key_valid[B,T] bool, mask[B,T] int32 -> [B,T,D]."""
+    def forward(self, x, positions, dense_bias, mask, ops: RoutingOps, routing_enabled: bool, traces: list | None):
+        """x[B,T,D], positions[B,T], dense_bias[B,1,T,T] (the dense blocks' attention bias), mask[B,T] int32."""
         if not routing_enabled:  # the dense twin: every token takes the block, no gate
-            return self.block(x, positions, key_valid)
+            return self.block(x, positions, dense_bias)
         scores = routing.router_scores(x, self.router.weight[0], self.router.bias[0])  # [B,T] f32
         x_sel, idx, s_sel = ops.topk_gather(x, scores, mask, self.capacity_num, self.capacity_den)
         key_valid_sel = s_sel > float("-inf")  # [B,k] padding tokens carry -inf
-        y_sel = self.block(x_sel, idx, key_valid_sel)  # [B,k,D], rotary at original positions idx
+        y_sel = self.block(x_sel, idx, attention_bias(key_valid_sel))  # [B,k,D], rotary at original positions idx
         out = ops.scatter(x, idx, x_sel, y_sel, s_sel, self.gate_id)
         if traces is not None:
             pred = self.predictor(x) if self.predictor is not None else None
@@ -182,14 +188,14 @@ class MoDTransformer(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         mask = attention_mask.to(torch.int32)  # [B,T] routing ops' mask type
-        key_valid = attention_mask != 0  # [B,T] bool
+        dense_bias = attention_bias(attention_mask != 0)  # [B,1,T,T] built once for every dense block
         positions = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)  # [B,T]
         x = self.embed(input_ids)  # [B,T,D]
         for block in self.blocks:
             if isinstance(block, RoutedBlock):
-                x = block(x, positions, key_valid, mask, self.routing_ops, self.routing_enabled, traces)
+                x = block(x, positions, dense_bias, mask, self.routing_ops, self.routing_enabled, traces)
             else:
-                x = block(x, positions, key_valid)
+                x = block(x, positions, dense_bias)
         return self.lm_head(self.ln_f(x)).float()  # [B,T,V]
 
     def dense_twin(self) -> "MoDTransformer":

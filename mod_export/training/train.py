@@ -19,7 +19,7 @@ from mod_export.training.metrics import model_bits_per_byte, routing_statistics,
 
 @dataclass
 class TrainSettings:
-    steps: int = 600
+    steps: int = 750
     batch: int = 16
     seq_len: int = 256
     lr: float = 3e-3

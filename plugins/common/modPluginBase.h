@@ -3,6 +3,8 @@
 
 #include "modPluginUtils.h"
 
+#include <vector>
+
 namespace mod_export
 {
 
@@ -67,6 +69,11 @@ template <typename Plugin>
 class ModPluginCreatorBase : public nvinfer1::IPluginCreatorV3One
 {
 public:
+    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override
+    {
+        return &mFieldCollection;
+    }
+
     char const* getPluginName() const noexcept override
     {
         return Plugin::kName;
@@ -81,6 +88,19 @@ public:
     {
         return kPluginNamespace;
     }
+
+protected:
+    //! Declare a scalar integer attribute; the ONNX parser copies only declared attributes.
+    void declareIntField(char const* name)
+    {
+        mFields.emplace_back(name, nullptr, nvinfer1::PluginFieldType::kINT32, 1);
+        mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
+        mFieldCollection.fields = mFields.data();
+    }
+
+private:
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mFieldCollection{};
 };
 
 } // namespace mod_export

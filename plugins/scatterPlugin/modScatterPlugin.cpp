@@ -151,14 +151,7 @@ PluginFieldCollection const* MoDScatterPlugin::getFieldsToSerialize() noexcept
 
 MoDScatterCreator::MoDScatterCreator()
 {
-    mFields.emplace_back("gate", nullptr, PluginFieldType::kINT32, 1);
-    mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
-    mFieldCollection.fields = mFields.data();
-}
-
-PluginFieldCollection const* MoDScatterCreator::getFieldNames() noexcept
-{
-    return &mFieldCollection;
+    declareIntField("gate");
 }
 
 IPluginV3* MoDScatterCreator::createPlugin(char const*, PluginFieldCollection const* fc, TensorRTPhase) noexcept

@@ -54,13 +54,8 @@ class MoDScatterCreator final : public ModPluginCreatorBase<MoDScatterPlugin>
 {
 public:
     MoDScatterCreator();
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
     nvinfer1::IPluginV3* createPlugin(
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
-
-private:
-    std::vector<nvinfer1::PluginField> mFields;
-    nvinfer1::PluginFieldCollection mFieldCollection{};
 };
 
 } // namespace mod_export

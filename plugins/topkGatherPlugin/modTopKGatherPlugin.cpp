@@ -230,15 +230,8 @@ PluginFieldCollection const* MoDTopKGatherPlugin::getFieldsToSerialize() noexcep
 
 MoDTopKGatherCreator::MoDTopKGatherCreator()
 {
-    mFields.emplace_back("capacity_num", nullptr, PluginFieldType::kINT32, 1);
-    mFields.emplace_back("capacity_den", nullptr, PluginFieldType::kINT32, 1);
-    mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
-    mFieldCollection.fields = mFields.data();
-}
-
-PluginFieldCollection const* MoDTopKGatherCreator::getFieldNames() noexcept
-{
-    return &mFieldCollection;
+    declareIntField("capacity_num");
+    declareIntField("capacity_den");
 }
 
 IPluginV3* MoDTopKGatherCreator::createPlugin(char const*, PluginFieldCollection const* fc, TensorRTPhase) noexcept

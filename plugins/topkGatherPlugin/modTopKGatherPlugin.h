@@ -63,13 +63,8 @@ class MoDTopKGatherCreator final : public ModPluginCreatorBase<MoDTopKGatherPlug
 {
 public:
     MoDTopKGatherCreator();
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
     nvinfer1::IPluginV3* createPlugin(
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
-
-private:
-    std::vector<nvinfer1::PluginField> mFields;
-    nvinfer1::PluginFieldCollection mFieldCollection{};
 };
 
 } // namespace mod_export

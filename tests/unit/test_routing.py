@@ -164,6 +164,8 @@ def test_only_selected_tokens_change_in_a_routed_block():
     x = torch.randn(2, 16, 16)
     positions = torch.arange(16).expand(2, 16)
     valid = torch.ones(2, 16, dtype=torch.bool)
-    out = block(x, positions, valid, valid.int(), MoDTransformer(cfg).routing_ops, True, [])
+    from mod_export.models.model import attention_bias
+
+    out = block(x, positions, attention_bias(valid), valid.int(), MoDTransformer(cfg).routing_ops, True, [])
     changed = (out != x).any(-1)  # [B,T]
     assert changed.sum(-1).tolist() == [4, 4]

@@ -1,0 +1,78 @@
+"""Bench outputs: a Markdown table and PNG plots (speedup vs sequence length with the ideal line, and
+latency percentiles)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def markdown(data: dict) -> str:
+    lines = ["| capacity | B x T | backend | MoD median / p95 / p99 (ms) | dense median / p95 / p99 (ms) | "
+             "speedup | ideal | achieved/ideal | MoD tok/s | routing ops | routers |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in data["results"]:
+        prof = row.get("ort_profile", {})
+        for backend, r in row["backends"].items():
+            ms = lambda d: f"{d['median_ms']:.1f} / {d['p95_ms']:.1f} / {d['p99_ms']:.1f}"  # noqa: E731
+            share = (f"{100 * prof['routing_ops_share']:.2f}%", f"{100 * prof['routers_share']:.2f}%") \
+                if prof and backend == "onnxruntime" else ("", "")
+            lines.append(f"| {row['capacity']} | {row['batch']}x{row['seq']} | {backend} | {ms(r['mod'])} | {ms(r['dense'])} | "
+                         f"{r['achieved_speedup']:.2f}x | {row['ideal_speedup']:.2f}x | {r['achieved_over_ideal']:.2f} | "
+                         f"{r['mod_tokens_per_s']:.0f} | {share[0]} | {share[1]} |")
+    for backend, reason in data.get("not_run", {}).items():
+        lines.append(f"\nnot run: {backend}: {reason}")
+    return "\n".join(lines)
+
+
+def plots(data: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    rows = data["results"]
+    backends = sorted({b for r in rows for b in r["backends"]})
+    capacities = sorted({r["capacity"] for r in rows}, key=lambda c: eval(c))  # "1/8" < "1/4"
+    fig, axes = plt.subplots(1, len(capacities), figsize=(5 * len(capacities), 4), squeeze=False)
+    for ax, cap in zip(axes[0], capacities):
+        sub = sorted((r for r in rows if r["capacity"] == cap and r["batch"] == rows[0]["batch"]), key=lambda r: r["seq"])
+        seqs = [r["seq"] for r in sub]
+        ax.plot(seqs, [r["ideal_speedup"] for r in sub], "k--", label="ideal (FLOPs)")
+        for b in backends:
+            ax.plot(seqs, [r["backends"][b]["achieved_speedup"] for r in sub], "o-", label=b)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"capacity {cap}, batch {rows[0]['batch']}")
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("MoD speedup over dense twin")
+        ax.axhline(1.0, color="grey", lw=0.5)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{data['model']}: MoD vs dense, median latency ratio")
+    fig.tight_layout()
+    path = out_dir / "speedup_vs_seq.png"
+    fig.savefig(path, dpi=110)
+    written.append(path)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    labels, medians, p95, p99 = [], [], [], []
+    for r in rows:
+        for b, v in r["backends"].items():
+            for kind in ("mod", "dense"):
+                labels.append(f"{b}\n{kind} {r['capacity']} T={r['seq']}")
+                medians.append(v[kind]["median_ms"])
+                p95.append(v[kind]["p95_ms"])
+                p99.append(v[kind]["p99_ms"])
+    x = range(len(labels))
+    ax.bar(x, p99, color="tab:red", alpha=0.3, label="p99")
+    ax.bar(x, p95, color="tab:orange", alpha=0.5, label="p95")
+    ax.bar(x, medians, color="tab:blue", label="median")
+    ax.set_xticks(list(x), labels, rotation=90, fontsize=6)
+    ax.set_ylabel("latency (ms)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / "latency_percentiles.png"
+    fig.savefig(path, dpi=110)
+    written.append(path)
+    plt.close(fig)
+    return written

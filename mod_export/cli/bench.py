@@ -1,0 +1,56 @@
+"""`mod-export bench MODEL`: MoD vs its dense twin per backend, against the FLOP ideal."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mod_export.errors import ModExportError
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ModExportError(f"--{what} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ModExportError(f"--{what} values must be >= 1, got {text!r}")
+    return values
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Benchmark MoD against its dense twin (same weights, routing off), interleaved in one run."
+    parser.add_argument("model", help="checkpoint (model.pt) or synthetic:WIDTHxLAYERS (e.g. synthetic:512x8)")
+    parser.add_argument("--backends", default="torch,onnxruntime,onnxruntime-plugin",
+                        help="comma list of torch, onnxruntime, onnxruntime-plugin, tensorrt")
+    parser.add_argument("--batch", default="1")
+    parser.add_argument("--seq-lens", default="256,512,1024,2048")
+    parser.add_argument("--capacities", default="1/8", help="comma list of num/den (default 1/8)")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-profile", action="store_true", help="skip the ONNX Runtime profiler pass")
+    parser.add_argument("--out", type=Path, help="write results.json, results.md and PNG plots here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mod_export.bench.report import markdown, plots
+    from mod_export.bench.runner import BenchSettings, run_bench
+    from mod_export.models.config import parse_capacity
+
+    for cap in args.capacities.split(","):
+        parse_capacity(cap)
+    if args.repeats < 1:
+        raise ModExportError("--repeats must be >= 1")
+    settings = BenchSettings(tuple(args.backends.split(",")), _ints(args.batch, "batch"), _ints(args.seq_lens, "seq-lens"),
+                             tuple(args.capacities.split(",")), args.repeats, args.warmup, args.threads, not args.no_profile)
+    data = run_bench(args.model, settings)
+    table = markdown(data)
+    print(table)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(data, indent=2, default=str))
+        (args.out / "results.md").write_text(table + "\n")
+        for path in plots(data, args.out):
+            print(f"wrote {path}")
+    return 0
