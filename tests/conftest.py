@@ -14,7 +14,7 @@ def pytest_collection_modifyitems(config, items):
     """GPU tests skip with one clear reason on machines without CUDA + TensorRT."""
     have_gpu = torch.cuda.is_available()
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt  # noqa: F401  (probe only)
 
         have_trt = True
     except Exception:
