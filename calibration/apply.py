@@ -27,10 +27,9 @@ def load_calibration(options: PrecisionOptions):
     if options.precision != "int8":
         return None
     from calibration.data import load_calibration_data
-    from calibration.int8 import METHODS, CalibrationError
+    from calibration.int8 import check_method
 
-    if options.calib_method not in METHODS:
-        raise CalibrationError(f"unknown calibration method {options.calib_method!r} (choose from {', '.join(METHODS)})")
+    check_method(options.calib_method)  # before any slow work
     return load_calibration_data(options.calib_data, windows=options.calib_windows)
 
 

@@ -47,6 +47,11 @@ class QuantizedForms:
     cache: dict
 
 
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise CalibrationError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})")
+
+
 def model_sha256(model: onnx.ModelProto) -> str:
     return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
 
@@ -139,8 +144,7 @@ def quantize_forms(plugin: onnx.ModelProto, portable: onnx.ModelProto, data: Cal
                    routing_guard: float | None = DEFAULT_ROUTING_GUARD) -> QuantizedForms:
     """routing_guard: a MatMul whose quantisation alone drops any routed layer's routing agreement (on the
     calibration windows) below this stays float ("routing-aware"); None quantises every eligible MatMul."""
-    if method not in METHODS:
-        raise CalibrationError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})")
+    check_method(method)
     model_hash = model_sha256(portable)
     nodes, excluded = weight_matmuls(plugin)
     if not nodes:

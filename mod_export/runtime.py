@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from mod_export.errors import MissingDependencyError, ModExportError
+from mod_export.export.artifacts import ENGINE_FILE, PLUGIN_FILE, PORTABLE_FILE
+from mod_export.plugins import LIBRARY_NAME
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
-ENGINE_FILE = "model.engine"
-PLUGIN_LIBRARY = "libmod_export_plugins.so"
 
 
 def _is_torch(x) -> bool:
@@ -39,12 +39,12 @@ class Session:
 
             if not engine.is_file():
                 raise ModExportError(f"no TensorRT engine at {engine} (export with --target trt)")
-            library = engine.parent / PLUGIN_LIBRARY
+            library = engine.parent / LIBRARY_NAME
             self._runner = TensorRTEngineRunner(engine, library if library.is_file() else None, cuda_graphs)
             return
         from mod_export.backends.onnxrt.session import available_providers, create_session
 
-        onnx_file = path if path.suffix == ".onnx" else path / ("model.plugin.onnx" if form == "plugin" else "model.onnx")
+        onnx_file = path if path.suffix == ".onnx" else path / (PLUGIN_FILE if form == "plugin" else PORTABLE_FILE)
         if not onnx_file.is_file():
             raise ModExportError(f"no ONNX file at {onnx_file}")
         self.providers = providers or available_providers()

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mod_export.checkpoint import load_checkpoint
     from mod_export.data.corpus import load_stdlib_corpus
-    from mod_export.export.pipeline import PLUGIN_FILE, PORTABLE_FILE
+    from mod_export.export.artifacts import PLUGIN_FILE, PORTABLE_FILE
     from mod_export.validate import format_table, idx_tensor_names, validate_forms, validation_cases
 
     model = load_checkpoint(args.model, unsafe=args.unsafe_load)

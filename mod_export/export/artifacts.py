@@ -14,6 +14,9 @@ import onnx
 
 from mod_export.errors import OutputDirError
 
+PORTABLE_FILE = "model.onnx"
+PLUGIN_FILE = "model.plugin.onnx"
+ENGINE_FILE = "model.engine"
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # protobuf cannot serialise a message over 2 GiB
 
 

@@ -8,14 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mod_export.errors import MissingDependencyError, ParityError
-from mod_export.export.artifacts import ArtifactDir, check_output_dir
+from mod_export.export.artifacts import ENGINE_FILE, PLUGIN_FILE, PORTABLE_FILE, ArtifactDir, check_output_dir
 from mod_export.export.manifest import build_manifest
 from mod_export.export.onnx_export import DEFAULT_OPSET, check_model, check_opset, export_forms
 from mod_export.flops import forward_flops, ideal_speedup
 
-PORTABLE_FILE = "model.onnx"
-PLUGIN_FILE = "model.plugin.onnx"
-ENGINE_FILE = "model.engine"
 
 
 @dataclass
@@ -131,7 +128,9 @@ def run_onnx_job(job: OnnxJob) -> dict:
         if job.target == "triton":
             from mod_export.export.triton import write_repository
 
-            library = art.path("libmod_export_plugins.so")
+            from mod_export.plugins import LIBRARY_NAME
+
+            library = art.path(LIBRARY_NAME)
             max_batch = job.engine.batch.max if job.engine is not None else 8
             write_repository(art.tmp, cfg.vocab_size, max_batch, art.path(PORTABLE_FILE), engine,
                              library if library.is_file() else None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from mod_export.export.artifacts import PORTABLE_FILE
+
 ONNX_MODEL = "mod_export_onnx"
 TRT_MODEL = "mod_export_trt"
 REPOSITORY = "model_repository"
@@ -66,7 +68,7 @@ def write_repository(root: Path, vocab: int, max_batch: int, portable_onnx: Path
     repo = root / REPOSITORY
     onnx_dir = repo / ONNX_MODEL
     (onnx_dir / "1").mkdir(parents=True)
-    shutil.copyfile(portable_onnx, onnx_dir / "1" / "model.onnx")
+    shutil.copyfile(portable_onnx, onnx_dir / "1" / PORTABLE_FILE)
     (onnx_dir / "config.pbtxt").write_text(onnx_config(vocab, max_batch))
     if engine is not None:
         trt_dir = repo / TRT_MODEL
