@@ -13,12 +13,17 @@ import platform
 import sys
 
 import numpy as np
-import torch
 
-from mod_export.backends.onnxrt.session import create_session
-from mod_export.bench.timing import measure_interleaved
-from mod_export.checkpoint import load_checkpoint
-from mod_export.export.onnx_export import export_forms
+from mod_export.bench.threads import set_idle_thread_policy
+
+set_idle_thread_policy(spinning=False)  # before torch loads (mod_export/bench/threads.py says why)
+
+import torch  # noqa: E402
+
+from mod_export.backends.onnxrt.session import create_session  # noqa: E402
+from mod_export.bench.timing import measure_interleaved  # noqa: E402
+from mod_export.checkpoint import load_checkpoint  # noqa: E402
+from mod_export.export.onnx_export import export_forms  # noqa: E402
 
 
 def main() -> int:
@@ -32,7 +37,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     model = load_checkpoint(args.model)
     forms = export_forms(model)
-    sessions = {name: create_session(proto, providers=["CPUExecutionProvider"], threads=args.threads)
+    sessions = {name: create_session(proto, providers=["CPUExecutionProvider"], threads=args.threads, stop_spinning_after_run=True)
                 for name, proto in (("ort-portable", forms.portable), ("ort-plugin", forms.plugin),
                                     ("ort-portable-control", forms.portable))}
     rows = []

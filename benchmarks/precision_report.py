@@ -1,7 +1,7 @@
 """Quality of every precision on held-out text: float32, float16 and int8 with each calibration method
 (routing-aware guard on and off), as bits per byte and routing agreement per routed layer.
 
-    python benchmarks/precision_report.py MODEL.pt [--eval-windows 200] [--calib-windows 64] [--png out.png] [--json out.json]
+    python benchmarks/precision_report.py MODEL.pt [--eval-windows 1000] [--calib-windows 64] [--png out.png] [--json out.json]
 """
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import json
 import sys
 
 from calibration.data import load_calibration_data
-from calibration.evaluate import compare_to_reference
+from calibration.evaluate import compare_to_reference, run_with_indices
 from calibration.fp16 import convert_forms_fp16
 from calibration.int8 import quantize_forms
 from mod_export.checkpoint import load_checkpoint
 from mod_export.data.corpus import fixed_windows, load_stdlib_corpus
 from mod_export.export.onnx_export import export_forms
+from mod_export.validate import idx_tensor_names
 
 
 def plot(rows: list[dict], path: str) -> None:
@@ -53,7 +54,7 @@ def plot(rows: list[dict], path: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("model")
-    parser.add_argument("--eval-windows", type=int, default=200)
+    parser.add_argument("--eval-windows", type=int, default=1000)
     parser.add_argument("--calib-windows", type=int, default=64)
     parser.add_argument("--png")
     parser.add_argument("--json")
@@ -65,8 +66,10 @@ def main() -> int:
     calib = load_calibration_data(None, windows=args.calib_windows)
     rows = []
 
+    reference_run = run_with_indices(forms.portable, idx_tensor_names(forms.plugin), windows)
+
     def add(variant, proto, extra=None):
-        result = compare_to_reference(forms.portable, proto, forms.plugin, windows)
+        result = compare_to_reference(forms.portable, proto, forms.plugin, windows, reference_run)
         rows.append({"variant": variant, **result, **(extra or {})})
         print(f"done {variant}", file=sys.stderr)
 

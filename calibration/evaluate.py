@@ -43,10 +43,11 @@ def agreement_per_layer(reference: list[np.ndarray], candidate: list[np.ndarray]
 
 
 def compare_to_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, plugin_reference: onnx.ModelProto,
-                         windows: np.ndarray) -> dict:
-    """bits/byte of both and per-layer routing agreement of candidate vs reference."""
+                         windows: np.ndarray, reference_run: tuple | None = None) -> dict:
+    """bits/byte of both and per-layer routing agreement of candidate vs reference. reference_run: the
+    reference's own run_with_indices result on the same windows, when the caller already has it."""
     names = idx_tensor_names(plugin_reference)
-    ref_bpb, ref_idx = run_with_indices(reference, names, windows)
+    ref_bpb, ref_idx = reference_run or run_with_indices(reference, names, windows)
     bpb, idx = run_with_indices(candidate, names, windows)
     agreement = agreement_per_layer(ref_idx, idx)
     return {

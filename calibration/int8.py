@@ -26,7 +26,7 @@ from mod_export.errors import ModExportError
 from mod_export.progress import progress
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
-CACHE_FORMAT = "mod_export.calibration/1"
+CACHE_FORMAT = "mod_export.calibration/2"  # 2: entropy/percentile bin counts really applied
 
 
 DEFAULT_ROUTING_GUARD = 0.99
@@ -88,32 +88,64 @@ def _reader(data: CalibrationData, show_progress: bool):
     return WindowReader()
 
 
-def _quantize(model: onnx.ModelProto, nodes: list[str], excluded: list[str], method: str, cache_path: Path,
-              reader) -> onnx.ModelProto:
+# Calibrator settings, passed to ORT's create_calibrator directly: quantize_static forwards only a few
+# Calib* options and silently drops the bin counts, so entropy ran with 128 histogram bins = 128 quantised
+# bins and could only ever pick the full range (its ranges came out identical to min-max). 2048 bins searched
+# down to 128 quantised bins is TensorRT's entropy calibration.
+CALIBRATOR_OPTIONS = {
+    "minmax": {"symmetric": True, "moving_average": False},
+    "percentile": {"symmetric": True, "num_bins": 2048, "percentile": 99.999},
+    "entropy": {"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128},
+}
+
+
+@contextlib.contextmanager
+def _quiet_ort():
+    """ORT's calibrators print progress notes and log "consider pre-processing" on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _calibrate(model: onnx.ModelProto, method: str, ranges_path: Path, reader) -> None:
+    """Collect activation statistics over the reader's windows and write ORT's tensor-range cache."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    with tempfile.TemporaryDirectory(prefix="mod_export_calib_") as tmp, _quiet_ort():
+        path = Path(tmp) / "model.onnx"
+        private = onnx.ModelProto()
+        private.CopyFrom(model)  # saving with external data rewrites the proto in place
+        onnx.save_model(private, str(path), save_as_external_data=True)
+        calibrator = create_calibrator(path, ["MatMul", "Gemm"], augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+                                       providers=["CPUExecutionProvider"], extra_options=dict(CALIBRATOR_OPTIONS[method]))
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), ranges_path)
+
+
+def _quantize(model: onnx.ModelProto, nodes: list[str], excluded: list[str], method: str, ranges_path: Path) -> onnx.ModelProto:
+    """Q/DQ for `nodes` from the cached ranges in ranges_path (no recalibration)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     private = onnx.ModelProto()
     private.CopyFrom(model)  # quantize_static saves its input with external data, rewriting it in place
-    quiet = contextlib.redirect_stdout(io.StringIO())  # ORT's calibrators print their progress notes
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # and log "consider pre-processing" warnings on the root logger
-    with tempfile.TemporaryDirectory(prefix="mod_export_q_") as tmp, quiet:
+    with tempfile.TemporaryDirectory(prefix="mod_export_q_") as tmp, _quiet_ort():
         out = Path(tmp) / "quantized.onnx"
         quantize_static(
-            private, out, calibration_data_reader=reader, quant_format=QuantFormat.QDQ,
+            private, out, calibration_data_reader=None, quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_quantize=nodes, nodes_to_exclude=excluded,
             per_channel=True, reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, METHODS[method]), calibration_providers=["CPUExecutionProvider"],
-            calibration_cache_path=cache_path,
+            calibration_cache_path=ranges_path,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                           "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
-                           "CalibMovingAverage": False,
-                           # 2048 histogram bins (TensorRT's choice) for entropy/percentile: with ORT's default
-                           # 128 bins = 128 quantised bins, entropy can only pick the full range (= min-max)
-                           "CalibNumBins": 2048},
+                           "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0}},
         )
-        root.setLevel(level)
         return onnx.load(str(out))
 
 
@@ -131,7 +163,7 @@ def routing_sensitivity(portable: onnx.ModelProto, plugin: onnx.ModelProto, node
     _, reference = run_with_indices(portable, names, data.windows, with_loss=False)
     sensitive = {}
     for node in progress(nodes, desc="routing sensitivity", enabled=show_progress):
-        _, got = run_with_indices(_quantize(portable, [node], excluded, method, ranges_path, None), names, data.windows,
+        _, got = run_with_indices(_quantize(portable, [node], excluded, method, ranges_path), names, data.windows,
                                   with_loss=False)
         worst = min(agreement_per_layer(reference, got).values())
         if worst < guard:
@@ -156,6 +188,9 @@ def quantize_forms(plugin: onnx.ModelProto, portable: onnx.ModelProto, data: Cal
             saved = json.loads(cache_file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CalibrationError(f"calibration cache {cache_file} is not readable JSON ({type(exc).__name__})") from None
+        if str(saved.get("format", "")).startswith("mod_export.calibration/") and saved["format"] != CACHE_FORMAT:
+            raise CalibrationError(f"calibration cache {cache_file} has format {saved['format']}, this version writes "
+                                   f"{CACHE_FORMAT}; delete it to recalibrate")
         if saved.get("format") != CACHE_FORMAT:
             raise CalibrationError(f"{cache_file} is not a mod-export calibration cache")
         if saved.get("model_sha256") != model_hash:
@@ -172,15 +207,15 @@ def quantize_forms(plugin: onnx.ModelProto, portable: onnx.ModelProto, data: Cal
         if ort_cache is not None:
             ort_path.write_text(json.dumps(ort_cache))
         if ort_cache is None:  # calibrate once (the ranges land in ort_path)
-            _quantize(portable, nodes, excluded, method, ort_path, _reader(data, show_progress))
+            _calibrate(portable, method, ort_path, _reader(data, show_progress))
         float_nodes = cached_float
         if float_nodes is None:
             float_nodes = {} if routing_guard is None else routing_sensitivity(
                 portable, plugin, nodes, excluded, method, ort_path, data, routing_guard, show_progress)
         chosen = [n for n in nodes if n not in float_nodes]
         skip = excluded + list(float_nodes)
-        q_portable = _quantize(portable, chosen, skip, method, ort_path, None)
-        q_plugin = _quantize(plugin, chosen, skip, method, ort_path, None)  # same ranges for both forms
+        q_portable = _quantize(portable, chosen, skip, method, ort_path)
+        q_plugin = _quantize(plugin, chosen, skip, method, ort_path)  # same ranges for both forms
         ranges = json.loads(ort_path.read_text())
     cache = {"format": CACHE_FORMAT, "model_sha256": model_hash, "method": method, "data_sha256": data.sha256,
              "data_source": data.source, "windows": int(len(data.windows)), "routing_guard": routing_guard,

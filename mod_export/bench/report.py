@@ -7,8 +7,8 @@ from pathlib import Path
 
 def markdown(data: dict) -> str:
     lines = ["| capacity | B x T | backend | MoD median / p95 / p99 (ms) | dense median / p95 / p99 (ms) | "
-             "speedup | ideal | achieved/ideal | MoD tok/s | routing ops | routers |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "speedup | ideal | achieved/ideal | paired achieved/ideal | MoD tok/s | routing ops | routers |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in data["results"]:
         prof = row.get("ort_profile", {})
         for backend, r in row["backends"].items():
@@ -17,6 +17,7 @@ def markdown(data: dict) -> str:
                 if prof and backend == "onnxruntime" else ("", "")
             lines.append(f"| {row['capacity']} | {row['batch']}x{row['seq']} | {backend} | {ms(r['mod'])} | {ms(r['dense'])} | "
                          f"{r['achieved_speedup']:.2f}x | {row['ideal_speedup']:.2f}x | {r['achieved_over_ideal']:.2f} | "
+                         f"{r['paired_over_ideal']:.2f} | "
                          f"{r['mod_tokens_per_s']:.0f} | {share[0]} | {share[1]} |")
     for backend, reason in data.get("not_run", {}).items():
         lines.append(f"\nnot run: {backend}: {reason}")

@@ -29,6 +29,7 @@ class BenchSettings:
     warmup: int = 2
     threads: int = 2
     profile: bool = True
+    spinning: bool = False  # True: idle threads may spin after a run (mod_export.bench.threads says why not)
 
 
 def synthetic_config(spec: str) -> MoDConfig:
@@ -121,6 +122,7 @@ def run_bench(spec: str, settings: BenchSettings, show_progress: bool = True) ->
     settings_list = [(c, b, t) for c in settings.capacities for b in settings.batch for t in settings.seq_lens]
     bar = progress(settings_list, desc="bench", enabled=show_progress)
     cache: dict = {}
+    ort_options = {"providers": ["CPUExecutionProvider"], "threads": settings.threads, "stop_spinning_after_run": not settings.spinning}
     for capacity, batch, seq in bar:
         if capacity not in cache:
             model = load_model(spec, capacity)
@@ -131,9 +133,9 @@ def run_bench(spec: str, settings: BenchSettings, show_progress: bool = True) ->
                 dense_forms = export_forms(dense, allow_dense=True)
                 entry["forms"] = mod_forms
                 entry["ort"] = {
-                    "onnxruntime": create_session(mod_forms.portable, providers=["CPUExecutionProvider"], threads=settings.threads),
-                    "onnxruntime-plugin": create_session(mod_forms.plugin, providers=["CPUExecutionProvider"], threads=settings.threads),
-                    "dense": create_session(dense_forms.portable, providers=["CPUExecutionProvider"], threads=settings.threads),
+                    "onnxruntime": create_session(mod_forms.portable, **ort_options),
+                    "onnxruntime-plugin": create_session(mod_forms.plugin, **ort_options),
+                    "dense": create_session(dense_forms.portable, **ort_options),
                 }
             cache = {capacity: entry}  # keep one capacity's sessions alive at a time
         entry = cache[capacity]
@@ -164,9 +166,12 @@ def run_bench(spec: str, settings: BenchSettings, show_progress: bool = True) ->
                 continue
             mod, dense = stats[f"{backend}/mod"], stats[f"{backend}/dense"]
             achieved = dense.median / mod.median
+            # the same round's dense/MoD pair: slow drifts of the machine cancel within a round
+            paired = float(np.median(np.array(dense.samples_ms) / np.array(mod.samples_ms)))
             row["backends"][backend] = {
                 "mod": mod.as_dict(), "dense": dense.as_dict(), "achieved_speedup": achieved,
                 "achieved_over_ideal": achieved / row["ideal_speedup"],
+                "paired_speedup": paired, "paired_over_ideal": paired / row["ideal_speedup"],
                 "mod_tokens_per_s": batch * seq / (mod.median / 1000), "dense_tokens_per_s": batch * seq / (dense.median / 1000),
             }
         if "torch" in row["backends"] and "onnxruntime" in row["backends"]:

@@ -30,10 +30,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-profile", action="store_true", help="skip the ONNX Runtime profiler pass")
+    parser.add_argument("--spinning", action="store_true",
+                        help="let idle PyTorch (OpenMP) and ONNX Runtime threads spin (off by default: candidates take "
+                             "turns on the same cores and one's spinning threads slow down the next)")
     parser.add_argument("--out", type=Path, help="write results.json, results.md and PNG plots here")
 
 
 def run(args: argparse.Namespace) -> int:
+    from mod_export.bench.threads import set_idle_thread_policy
+
+    thread_policy = set_idle_thread_policy(args.spinning)  # before anything imports torch
     from mod_export.bench.report import markdown, plots
     from mod_export.bench.runner import BenchSettings, run_bench
     from mod_export.models.config import parse_capacity
@@ -43,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats < 1:
         raise ModExportError("--repeats must be >= 1")
     settings = BenchSettings(tuple(args.backends.split(",")), _ints(args.batch, "batch"), _ints(args.seq_lens, "seq-lens"),
-                             tuple(args.capacities.split(",")), args.repeats, args.warmup, args.threads, not args.no_profile)
+                             tuple(args.capacities.split(",")), args.repeats, args.warmup, args.threads, not args.no_profile,
+                             args.spinning)
     data = run_bench(args.model, settings)
+    data["thread_policy"] = thread_policy
     table = markdown(data)
     print(table)
     if args.out:

@@ -18,6 +18,7 @@ import torch
 
 from mod_export.errors import ExportError
 from mod_export.export import custom_ops
+from mod_export.graph.fusable_patterns import reorder_gelu_for_fusion
 from mod_export.graph.reference_functions import inline_to_portable, strip_reference_functions
 from mod_export.models.model import MoDTransformer, RoutedBlock
 
@@ -98,6 +99,7 @@ def export_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET, allow_dense:
     custom_ops.register_onnx_schemas()
     plugin = _export_raw(model, opset)
     _check_input_ranks(plugin)
+    reorder_gelu_for_fusion(plugin)  # before the portable form is derived, so both forms get it
     gathers, scatters = _count_routing_nodes(plugin)
     if len(gathers) != expected or len(scatters) != expected:
         raise ExportError(

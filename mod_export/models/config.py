@@ -44,7 +44,8 @@ class MoDConfig:
     routed_layers: tuple[int, ...] | None = None
     gate: str = "sigmoid"
     causal_predictor: bool = True
-    aux_loss: bool = False
+    aux_loss: bool = False  # router auxiliary BCE on top-k membership (the paper's first causal-sampling method)
+    aux_loss_weight: float = 0.01
     predictor_hidden: int = 64
     layer_norm_eps: float = 1e-5
     extra: dict[str, Any] = field(default_factory=dict)
@@ -58,6 +59,8 @@ class MoDConfig:
             raise ConfigError(f"config.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
             raise ConfigError("config: head width d_model/n_heads must be even for rotary embeddings")
+        if isinstance(self.aux_loss_weight, bool) or not isinstance(self.aux_loss_weight, (int, float)) or not self.aux_loss_weight >= 0:
+            raise ConfigError(f"config.aux_loss_weight must be a non-negative number, got {self.aux_loss_weight!r}")
         if self.gate not in GATES:
             raise ConfigError(f"config.gate must be one of {GATES}, got {self.gate!r}")
         parse_capacity(self.capacity)

@@ -84,8 +84,8 @@ def attention_bias(key_valid: torch.Tensor) -> torch.Tensor:
     causal = order[:, None] >= order[None, :]  # [n,n] lower triangle
     eye = order[:, None] == order[None, :]  # [n,n]
     allowed = (causal & key_valid[:, None, None, :]) | eye  # [B,1,n,n]
-    return torch.zeros(allowed.shape, dtype=torch.float32, device=key_valid.device).masked_fill(
-        ~allowed, torch.finfo(torch.float32).min)
+    # one Where with scalar branches: no [B,1,n,n] zeros tensor to build and then overwrite
+    return torch.where(allowed, 0.0, torch.finfo(torch.float32).min)
 
 
 class MLP(nn.Module):

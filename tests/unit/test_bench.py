@@ -58,6 +58,10 @@ def test_bench_cli_end_to_end_lists_unavailable_backends(tmp_path):
         assert 0 <= row["ort_profile"]["routing_ops_share"] < 1
         for r in row["backends"].values():
             assert r["mod"]["median_ms"] > 0 and r["achieved_over_ideal"] > 0
+            # paired = median over rounds of that round's dense/MoD ratio; same sample count as the medians
+            assert r["paired_over_ideal"] > 0 and r["mod"]["repeats"] == r["dense"]["repeats"] == 2
+    assert data["settings"]["spinning"] is False
+    assert data["thread_policy"]["omp_wait_policy"] == "PASSIVE" and not data["thread_policy"]["torch_loaded_before_policy"]
     assert (out / "speedup_vs_seq.png").stat().st_size > 1000 and (out / "latency_percentiles.png").is_file()
     assert data["device"]["cores"] and data["device"]["versions"]["onnxruntime"]
 

@@ -64,9 +64,9 @@ def test_plugin_form_has_custom_nodes_and_no_functions_portable_has_none(exporte
         assert len(node.input) == 3 and len(node.output) == 3
     assert not [n for n in portable.graph.node if n.domain not in ("", "ai.onnx")]
     ops = {n.op_type for n in portable.graph.node}
-    assert {"TopK", "ScatterElements"} <= ops
+    assert {"TopK", "ScatterND"} <= ops
     for n in portable.graph.node:
-        if n.op_type == "ScatterElements":
+        if n.op_type in ("ScatterND", "ScatterElements"):
             assert all(a.name != "reduction" or a.s == b"none" for a in n.attribute)
     for proto, name in ((plugin, "plugin"), (portable, "portable")):
         check_model(proto, name)

@@ -133,6 +133,10 @@ def test_calibration_cache_is_reused_and_guarded(int8_forms, float_forms, calib,
         quantize_forms(other_forms.plugin, other_forms.portable, calib, "percentile", cache, show_progress=False)
     with pytest.raises(CalibrationError, match="unknown calibration method"):
         quantize_forms(float_forms.plugin, float_forms.portable, calib, "kl", None, show_progress=False)
+    old_format = tmp_path / "old.json"
+    old_format.write_text(json.dumps({**saved, "format": "mod_export.calibration/1"}))
+    with pytest.raises(CalibrationError, match="delete it to recalibrate"):
+        quantize_forms(float_forms.plugin, float_forms.portable, calib, "percentile", old_format, show_progress=False)
 
 
 def test_calibration_data_errors(tmp_path):
@@ -172,3 +176,27 @@ def test_cli_int8_bad_inputs_leave_nothing(trained, tmp_path):
     proc = run("--calib-cache", str(bad_cache), "--no-validate")
     assert proc.returncode == 1 and "another model" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def _largest_range(cache: dict) -> dict[str, float]:
+    """tensor -> max |range| from ORT's saved TensorsData (as kept in our calibration cache)."""
+    import numpy as np
+
+    out = {}
+    for name, entry in cache["tensor_ranges"]["data"].items():
+        hi = entry["highest"]
+        out[name] = float(np.abs(np.asarray(hi["data"] if isinstance(hi, dict) else hi, dtype=float)).max())
+    return out
+
+
+def test_each_calibration_method_computes_its_own_ranges(float_forms, calib):
+    """Entropy and percentile must not silently fall back to min-max (quantize_static drops bin-count
+    options; we build the calibrator ourselves): both clip some activation below its observed max."""
+    ranges = {m: _largest_range(quantize_forms(float_forms.plugin, float_forms.portable, calib, m, None,
+                                               show_progress=False, routing_guard=None).cache)
+              for m in ("minmax", "percentile", "entropy")}
+    assert set(ranges["minmax"]) == set(ranges["entropy"]) == set(ranges["percentile"])
+    for method in ("percentile", "entropy"):
+        assert all(ranges[method][t] <= ranges["minmax"][t] * (1 + 1e-6) for t in ranges["minmax"]), method
+        assert sum(ranges[method][t] < 0.95 * ranges["minmax"][t] for t in ranges["minmax"]) >= 3, method
+    assert ranges["entropy"] != ranges["percentile"]

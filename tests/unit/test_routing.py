@@ -126,6 +126,15 @@ def test_float_capacity_is_refused():
     assert parse_capacity("3/16") == (3, 16)
 
 
+def test_aux_loss_weight_must_be_a_non_negative_number():
+    from mod_export.models.config import MoDConfig
+
+    for bad in (-0.1, "0.01", True, float("nan")):
+        with pytest.raises(ConfigError, match="aux_loss_weight"):
+            MoDConfig(aux_loss=True, aux_loss_weight=bad)
+    assert MoDConfig(aux_loss=True, aux_loss_weight=0).aux_loss_weight == 0
+
+
 def test_gradients_reach_the_router():
     torch.manual_seed(0)
     model = MoDTransformer(MoDConfig(d_model=32, n_heads=2, n_layers=2, d_mlp=64, causal_predictor=False)).train()
