@@ -12,7 +12,7 @@ from onnx import TensorProto, numpy_helper
 from calibration.data import load_calibration_data
 from calibration.evaluate import compare_to_reference
 from calibration.fp16 import convert_forms_fp16
-from calibration.int8 import CalibrationError, quantize_forms, weight_matmuls
+from calibration.int8 import CACHE_FORMAT, CalibrationError, quantize_forms, weight_matmuls
 from calibration.policy import PrecisionPolicy, apply_policy, policy_violations, router_nodes
 from mod_export.data.corpus import fixed_windows
 from mod_export.errors import CorpusError
@@ -172,7 +172,7 @@ def test_cli_int8_bad_inputs_leave_nothing(trained, tmp_path):
     proc = run("--calib-data", str(tmp_path / "short.txt"))
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: calibration text")
     bad_cache = tmp_path / "cache.json"
-    bad_cache.write_text(json.dumps({"format": "mod_export.calibration/1", "model_sha256": "0" * 64}))
+    bad_cache.write_text(json.dumps({"format": CACHE_FORMAT, "model_sha256": "0" * 64}))
     proc = run("--calib-cache", str(bad_cache), "--no-validate")
     assert proc.returncode == 1 and "another model" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
