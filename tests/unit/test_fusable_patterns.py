@@ -63,8 +63,8 @@ def test_reordered_gelu_is_fused_by_onnxruntime_and_keeps_its_values(tmp_path):
     x = np.random.default_rng(1).standard_normal((3, 5, 8)).astype(np.float32) * 3
     outs = [ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
             for p in (original, rewritten)]
-    expected = F.gelu(torch.from_numpy(x) @ torch.from_numpy(numpy_helper.to_array(original.graph.initializer[0]))
-                      + torch.from_numpy(numpy_helper.to_array(original.graph.initializer[1]))).numpy()
+    w, b = (torch.from_numpy(numpy_helper.to_array(t).copy()) for t in original.graph.initializer[:2])
+    expected = F.gelu(torch.from_numpy(x) @ w + b).numpy()
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outs[1], expected, rtol=1e-5, atol=1e-5)
 
