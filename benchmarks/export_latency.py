@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 
 import numpy as np
@@ -21,6 +20,7 @@ set_idle_thread_policy(spinning=False)  # before torch loads (mod_export/bench/t
 import torch  # noqa: E402
 
 from mod_export.backends.onnxrt.session import create_session  # noqa: E402
+from mod_export.bench.device_info import cpu_model  # noqa: E402
 from mod_export.bench.timing import measure_interleaved  # noqa: E402
 from mod_export.checkpoint import load_checkpoint  # noqa: E402
 from mod_export.export.onnx_export import export_forms  # noqa: E402
@@ -73,7 +73,7 @@ def main() -> int:
               f"{r['plugin_over_portable']:.3f} | {r['control_over_portable']:.3f} | {r['pytorch_over_ort_portable']:.2f}x | {r['pytorch_over_ort_plugin']:.2f}x |")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"machine": platform.processor() or platform.machine(), "threads": args.threads, "rows": rows}, fh, indent=2)
+            json.dump({"machine": cpu_model(), "threads": args.threads, "rows": rows}, fh, indent=2)
     return 0
 
 

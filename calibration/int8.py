@@ -188,10 +188,11 @@ def quantize_forms(plugin: onnx.ModelProto, portable: onnx.ModelProto, data: Cal
             saved = json.loads(cache_file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CalibrationError(f"calibration cache {cache_file} is not readable JSON ({type(exc).__name__})") from None
-        if str(saved.get("format", "")).startswith("mod_export.calibration/") and saved["format"] != CACHE_FORMAT:
-            raise CalibrationError(f"calibration cache {cache_file} has format {saved['format']}, this version writes "
-                                   f"{CACHE_FORMAT}; delete it to recalibrate")
-        if saved.get("format") != CACHE_FORMAT:
+        found = saved.get("format")
+        if found != CACHE_FORMAT:
+            if str(found).startswith("mod_export.calibration/"):
+                raise CalibrationError(f"calibration cache {cache_file} has format {found}, this version writes "
+                                       f"{CACHE_FORMAT}; delete it to recalibrate")
             raise CalibrationError(f"{cache_file} is not a mod-export calibration cache")
         if saved.get("model_sha256") != model_hash:
             raise CalibrationError(f"calibration cache {cache_file} was made for another model (model hash mismatch)")

@@ -2,7 +2,10 @@
 latency percentiles)."""
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
+
+from mod_export.models.config import parse_capacity
 
 
 def markdown(data: dict) -> str:
@@ -33,7 +36,7 @@ def plots(data: dict, out_dir: Path) -> list[Path]:
     written = []
     rows = data["results"]
     backends = sorted({b for r in rows for b in r["backends"]})
-    capacities = sorted({r["capacity"] for r in rows}, key=lambda c: eval(c))  # "1/8" < "1/4"
+    capacities = sorted({r["capacity"] for r in rows}, key=lambda c: Fraction(*parse_capacity(c)))  # "1/8" < "1/4"
     fig, axes = plt.subplots(1, len(capacities), figsize=(5 * len(capacities), 4), squeeze=False)
     for ax, cap in zip(axes[0], capacities):
         sub = sorted((r for r in rows if r["capacity"] == cap and r["batch"] == rows[0]["batch"]), key=lambda r: r["seq"])
