@@ -1,13 +1,14 @@
-"""The precision step of an export: turn the float32 forms into fp16 or int8 forms and judge their quality
-on held-out text against the float32 forms (bits per byte, routing agreement per routed layer)."""
+"""The precision step of an export: turn the float32 forms into fp16 or int8 forms (their quality is judged by
+mod_export.validate.quality)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from mod_export.contract import (DEFAULT_CALIBRATION_WINDOWS, DEFAULT_EVAL_WINDOWS, DEFAULT_MIN_ROUTING_AGREEMENT,
+                                 DEFAULT_ROUTING_GUARD)
 from mod_export.errors import ModExportError
 
-QUALITY_LIMITS = {"fp16": 0.005, "int8": 0.03}  # largest relative bits-per-byte increase accepted
 
 
 @dataclass
@@ -16,10 +17,10 @@ class PrecisionOptions:
     calib_data: Path | None = None
     calib_method: str = "percentile"
     calib_cache: Path | None = None
-    calib_windows: int = 64
-    routing_guard: float | None = 0.99
-    min_routing_agreement: float = 0.95
-    eval_windows: int = 128
+    calib_windows: int = DEFAULT_CALIBRATION_WINDOWS
+    routing_guard: float | None = DEFAULT_ROUTING_GUARD
+    min_routing_agreement: float = DEFAULT_MIN_ROUTING_AGREEMENT
+    eval_windows: int = DEFAULT_EVAL_WINDOWS
 
 
 def load_calibration(options: PrecisionOptions):
@@ -53,34 +54,3 @@ def reduce_precision(model, forms, options: PrecisionOptions, calibration, opset
             "routing_guard": options.routing_guard, "calibration_cache": str(options.calib_cache) if options.calib_cache else None,
         }
     raise ModExportError(f"unknown precision {options.precision!r}")
-
-
-def quality_report(float_forms, reduced_forms, options: PrecisionOptions) -> dict:
-    """Both reduced forms against the float32 portable form on held-out text; never raises."""
-    from calibration.evaluate import compare_to_reference
-    from mod_export.data.corpus import fixed_windows, load_stdlib_corpus
-
-    held = load_stdlib_corpus().held_out
-    windows = fixed_windows(held[len(held) // 2 :], options.eval_windows, 257)  # the half calibration does not use
-    limit = QUALITY_LIMITS[options.precision]
-    out: dict = {"max_relative_bpb_increase": limit, "min_routing_agreement": options.min_routing_agreement,
-                 "forms": {}, "mismatches": []}
-    for name in ("portable", "plugin"):
-        result = compare_to_reference(float_forms.portable, getattr(reduced_forms, name), float_forms.plugin, windows)
-        out["forms"][name] = result
-        if result["relative_bpb_change"] > limit:
-            out["mismatches"].append(f"{options.precision} {name}: bits/byte +{100 * result['relative_bpb_change']:.2f}% > {100 * limit:.1f}%")
-        for layer, agree in result["routing_agreement"].items():
-            if agree < options.min_routing_agreement:
-                out["mismatches"].append(f"{options.precision} {name}: routed layer #{layer} routing agreement {100 * agree:.1f}%")
-    out["passed"] = not out["mismatches"]
-    return out
-
-
-def format_quality(quality: dict, precision: str) -> str:
-    lines = [f"{'form':9} {'precision':9} {'bits/byte':>9} {'fp32':>7} {'change':>8}  routing agreement per routed layer"]
-    for name, r in quality["forms"].items():
-        agree = " ".join(f"#{k}:{100 * v:.1f}%" for k, v in r["routing_agreement"].items())
-        lines.append(f"{name:9} {precision:9} {r['bits_per_byte']:9.4f} {r['reference_bits_per_byte']:7.4f} "
-                     f"{100 * r['relative_bpb_change']:+7.3f}%  {agree}")
-    return "\n".join(lines)

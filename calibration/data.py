@@ -19,10 +19,11 @@ class CalibrationData:
 
 def load_calibration_data(path: str | Path | None, windows: int = 32, seq_len: int = 256) -> CalibrationData:
     """PATH: a text file or a folder of text files; None: the held-out slice of the example corpus."""
-    from mod_export.data.corpus import fixed_windows, load_stdlib_corpus, load_text_bytes
+    from mod_export.data.corpus import fixed_windows, held_out_split, load_stdlib_corpus, load_text_bytes
 
     if path is None:
-        data, source = load_stdlib_corpus().held_out, "held-out slice of the example corpus (python stdlib)"
+        data = held_out_split(load_stdlib_corpus().held_out).calibration
+        source = "calibration part (first half) of the example corpus' held-out slice (python stdlib)"
     else:
         p = Path(path)
         if p.is_dir() and not any(f.is_file() for f in p.rglob("*")):

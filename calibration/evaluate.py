@@ -1,60 +1,38 @@
-"""Quality of a reduced-precision ONNX model against the float32 one, on held-out text in ONNX Runtime:
-bits per byte and routing agreement per routed layer (fraction of (row, layer) top-k sets identical)."""
+"""Routing of an ONNX model on windows of text in ONNX Runtime, for the int8 routing guard: which MatMuls may
+be quantised without moving the selected sets (raw agreement with the float32 model on calibration windows)."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import onnx
 
-from mod_export.export.onnx_export import with_extra_outputs
-from mod_export.validate import idx_tensor_names, routing_agreement
+from mod_export.contract import ATTENTION_MASK, INPUT_IDS
+from mod_export.graph.queries import idx_tensor_names
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
-
-
-def run_with_indices(model: onnx.ModelProto, idx_names: list[str], windows: np.ndarray, batch: int = 8,
-                     with_loss: bool = True):
-    """-> (bits per byte over windows[N, T+1] or None, per routed layer: the idx rows [N, k])."""
+def run_indices(model: onnx.ModelProto, plugin_reference: onnx.ModelProto, windows: np.ndarray,
+                batch: int = 8) -> list[np.ndarray]:
+    """Per routed layer (graph order of plugin_reference): the idx rows [N, k] over windows[N, T]."""
     from mod_export.backends.onnxrt.session import create_session
+    from mod_export.graph.queries import with_extra_outputs
 
-    session = create_session(with_extra_outputs(model, idx_names), providers=["CPUExecutionProvider"])
-    nll, count = 0.0, 0
-    indices: list[list[np.ndarray]] = [[] for _ in idx_names]
+    names = idx_tensor_names(plugin_reference)
+    session = create_session(with_extra_outputs(model, names), providers=["CPUExecutionProvider"])
+    indices: list[list[np.ndarray]] = [[] for _ in names]
     for start in range(0, len(windows), batch):
-        chunk = windows[start : start + batch]
-        ids = chunk[:, :-1] if with_loss else chunk
-        outs = session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
-        if with_loss:
-            logp = _log_softmax(outs[0].astype(np.float64))
-            nll -= float(np.take_along_axis(logp, chunk[:, 1:, None], -1).sum())
-            count += chunk[:, 1:].size
-        for layer, idx in enumerate(outs[1:]):
+        ids = windows[start : start + batch]
+        outs = session.run(names, {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids)})
+        for layer, idx in enumerate(outs):
             indices[layer].append(idx)
-    bpb = nll / count / math.log(2) if with_loss else None
-    return bpb, [np.concatenate(i) for i in indices]
+    return [np.concatenate(i) for i in indices]
+
+
+def raw_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Fraction of rows whose selected index sets are identical. [N,k] each."""
+    if reference.shape != candidate.shape:
+        return 0.0
+    same = (np.sort(reference, axis=1) == np.sort(candidate, axis=1)).all(axis=1)
+    return float(same.mean()) if same.size else 1.0
 
 
 def agreement_per_layer(reference: list[np.ndarray], candidate: list[np.ndarray]) -> dict[str, float]:
-    return {str(layer): routing_agreement(r, c) for layer, (r, c) in enumerate(zip(reference, candidate))}
-
-
-def compare_to_reference(reference: onnx.ModelProto, candidate: onnx.ModelProto, plugin_reference: onnx.ModelProto,
-                         windows: np.ndarray, reference_run: tuple | None = None) -> dict:
-    """bits/byte of both and per-layer routing agreement of candidate vs reference. reference_run: the
-    reference's own run_with_indices result on the same windows, when the caller already has it."""
-    names = idx_tensor_names(plugin_reference)
-    ref_bpb, ref_idx = reference_run or run_with_indices(reference, names, windows)
-    bpb, idx = run_with_indices(candidate, names, windows)
-    agreement = agreement_per_layer(ref_idx, idx)
-    return {
-        "bits_per_byte": bpb,
-        "reference_bits_per_byte": ref_bpb,
-        "relative_bpb_change": bpb / ref_bpb - 1.0,
-        "routing_agreement": agreement,
-        "windows": int(len(windows)),
-        "seq_len": int(windows.shape[1] - 1),
-    }
+    return {str(layer): raw_agreement(r, c) for layer, (r, c) in enumerate(zip(reference, candidate))}

@@ -22,14 +22,14 @@ import onnx
 
 from calibration.data import CalibrationData
 from calibration.policy import router_nodes
+from mod_export.contract import DEFAULT_ROUTING_GUARD
 from mod_export.errors import ModExportError
+from mod_export.graph.queries import idx_tensor_names
 from mod_export.progress import progress
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 CACHE_FORMAT = "mod_export.calibration/2"  # 2: entropy/percentile bin counts really applied
 
-
-DEFAULT_ROUTING_GUARD = 0.99
 
 
 class CalibrationError(ModExportError):
@@ -154,17 +154,14 @@ def routing_sensitivity(portable: onnx.ModelProto, plugin: onnx.ModelProto, node
                         show_progress: bool) -> dict[str, float]:
     """Quantise each MatMul alone (cached ranges, no recalibration) and measure routing agreement with the
     float32 model on the calibration windows; returns the MatMuls whose worst routed layer falls below guard."""
-    from calibration.evaluate import agreement_per_layer, run_with_indices
-    from mod_export.validate import idx_tensor_names
+    from calibration.evaluate import agreement_per_layer, run_indices
 
-    names = idx_tensor_names(plugin)
-    if not names:
+    if not idx_tensor_names(plugin):
         return {}
-    _, reference = run_with_indices(portable, names, data.windows, with_loss=False)
+    reference = run_indices(portable, plugin, data.windows)
     sensitive = {}
     for node in progress(nodes, desc="routing sensitivity", enabled=show_progress):
-        _, got = run_with_indices(_quantize(portable, [node], excluded, method, ranges_path), names, data.windows,
-                                  with_loss=False)
+        got = run_indices(_quantize(portable, [node], excluded, method, ranges_path), plugin, data.windows)
         worst = min(agreement_per_layer(reference, got).values())
         if worst < guard:
             sensitive[node] = worst

@@ -45,3 +45,8 @@ class MissingDependencyError(ModExportError):
     """An optional dependency (TensorRT, a GPU, nvcc, ...) is not available here."""
 
     exit_code = 4
+
+
+class ModelError(ModExportError):
+    """The model itself is broken or unusable: non-finite outputs on real text, routing that the graph and the
+    module disagree about, ..."""

@@ -4,13 +4,17 @@ numpy in -> numpy out; torch tensors in -> torch tensors out (CUDA tensors stay 
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 
+from mod_export.contract import (ATTENTION_MASK, ENGINE_FILE, INPUT_IDS, LOGITS, MANIFEST_FILE, PLUGIN_FILE,
+                                 PORTABLE_FILE)
 from mod_export.errors import MissingDependencyError, ModExportError
-from mod_export.export.artifacts import ENGINE_FILE, PLUGIN_FILE, PORTABLE_FILE
+from mod_export.graph.queries import idx_tensor_names, with_extra_outputs
 from mod_export.plugins import LIBRARY_NAME
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
@@ -48,7 +52,25 @@ class Session:
         if not onnx_file.is_file():
             raise ModExportError(f"no ONNX file at {onnx_file}")
         self.providers = providers or available_providers()
-        self._ort = create_session(onnx_file, providers=self.providers, threads=threads)
+        proto = onnx.load(str(onnx_file))
+        # Every routed layer's selection idx[B,k] is also an output: small, computed anyway, and it lets
+        # run_with_routing() report what this very session decided (the logits are unaffected).
+        self._idx_names = self._routing_outputs(proto, path)
+        self._ort = create_session(with_extra_outputs(proto, self._idx_names), providers=self.providers, threads=threads)
+
+    @staticmethod
+    def _routing_outputs(proto, source: Path) -> list[str]:
+        """idx tensor names, per routed layer: from the graph's MoDTopKGather nodes (plugin form) or, for the portable
+        form, from the export's manifest.json; [] where neither says."""
+        names = idx_tensor_names(proto)
+        manifest = (source if source.is_dir() else source.parent) / MANIFEST_FILE
+        if not names and manifest.is_file():
+            try:
+                names = list(json.loads(manifest.read_text()).get("routing_idx_tensors") or [])
+            except (OSError, ValueError):
+                names = []
+        produced = {o for n in proto.graph.node for o in n.output}
+        return [n for n in names if n in produced]
 
     @staticmethod
     def _tensorrt_usable() -> bool:
@@ -76,7 +98,20 @@ class Session:
 
             out = self._runner.run(torch.from_numpy(ids).cuda(), torch.from_numpy(mask).cuda())
             return out.cpu().numpy()
-        return self._ort.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+        return self._ort.run([LOGITS], {INPUT_IDS: ids, ATTENTION_MASK: mask})[0]
+
+    def run_with_routing(self, input_ids, attention_mask=None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(logits [B,T,V], per routed layer the selected positions idx [B,k] int32) from this session (ONNX
+        Runtime backend, numpy in and out)."""
+        if self.backend != "onnxruntime":
+            raise ModExportError("run_with_routing is available on the ONNX Runtime backend")
+        if not self._idx_names:
+            raise ModExportError("this ONNX file does not say where its routing decisions are (open the export directory, "
+                                 "whose manifest.json names them)")
+        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+        mask = np.ones_like(ids) if attention_mask is None else np.ascontiguousarray(attention_mask, dtype=np.int64)
+        outs = self._ort.run([LOGITS, *self._idx_names], {INPUT_IDS: ids, ATTENTION_MASK: mask})
+        return outs[0], list(outs[1:])
 
     def _run_torch(self, input_ids, attention_mask):
         import torch
@@ -96,8 +131,10 @@ class Session:
         vocab = self._ort.get_outputs()[0].shape[-1]
         logits = torch.empty((*ids.shape, vocab), dtype=torch.float32, device=ids.device)
         binding = self._ort.io_binding()
-        for name, tensor in (("input_ids", ids), ("attention_mask", mask)):
+        for name, tensor in ((INPUT_IDS, ids), (ATTENTION_MASK, mask)):
             binding.bind_input(name, "cuda", ids.device.index or 0, np.int64, tuple(tensor.shape), tensor.data_ptr())
-        binding.bind_output("logits", "cuda", ids.device.index or 0, np.float32, tuple(logits.shape), logits.data_ptr())
+        binding.bind_output(LOGITS, "cuda", ids.device.index or 0, np.float32, tuple(logits.shape), logits.data_ptr())
+        for name in self._idx_names:  # the routing outputs stay on the device, allocated by ONNX Runtime
+            binding.bind_output(name, "cuda", ids.device.index or 0)
         self._ort.run_with_iobinding(binding)
         return logits

@@ -6,22 +6,29 @@ from fractions import Fraction
 from pathlib import Path
 
 from mod_export.models.config import parse_capacity
+from mod_export.parity.health import format_health
 
 
 def markdown(data: dict) -> str:
     lines = ["| capacity | B x T | backend | MoD median / p95 / p99 (ms) | dense median / p95 / p99 (ms) | "
-             "speedup | ideal | achieved/ideal | paired achieved/ideal | MoD tok/s | routing ops | routers |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "speedup | ideal | achieved/ideal | paired achieved/ideal | MoD tok/s | routing ops | routers | "
+             "parity: forced err, flips, errors |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in data["results"]:
         prof = row.get("ort_profile", {})
         for backend, r in row["backends"].items():
             ms = lambda d: f"{d['median_ms']:.1f} / {d['p95_ms']:.1f} / {d['p99_ms']:.1f}"  # noqa: E731
             share = (f"{100 * prof['routing_ops_share']:.2f}%", f"{100 * prof['routers_share']:.2f}%") \
                 if prof and backend == "onnxruntime" else ("", "")
+            check = row.get("parity", {}).get(backend)
+            parity = f"{check['forced_max_abs_err']:.1e}, {check['near_tie_flips']}, {check['routing_errors']}" if check else ""
             lines.append(f"| {row['capacity']} | {row['batch']}x{row['seq']} | {backend} | {ms(r['mod'])} | {ms(r['dense'])} | "
                          f"{r['achieved_speedup']:.2f}x | {row['ideal_speedup']:.2f}x | {r['achieved_over_ideal']:.2f} | "
                          f"{r['paired_over_ideal']:.2f} | "
-                         f"{r['mod_tokens_per_s']:.0f} | {share[0]} | {share[1]} |")
+                         f"{r['mod_tokens_per_s']:.0f} | {share[0]} | {share[1]} | {parity} |")
+    health = {row["capacity"]: row["router_health"] for row in data["results"] if "router_health" in row}
+    for capacity, h in health.items():
+        lines.append(f"\nrouter health, capacity {capacity} (held-out text):\n" + format_health(h))
     for backend, reason in data.get("not_run", {}).items():
         lines.append(f"\nnot run: {backend}: {reason}")
     return "\n".join(lines)

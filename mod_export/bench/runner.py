@@ -96,6 +96,40 @@ def routing_time_share(proto_portable, proto_plugin, feed: dict, threads: int, r
             "top_ops": dict(list(top.items())[:8])}
 
 
+def bench_router_health(model, plugin) -> dict:
+    """Router health of the benchmarked model on held-out text (16 windows of 256 bytes)."""
+    from mod_export.contract import WINDOW_BYTES
+    from mod_export.data.corpus import fixed_windows
+    from mod_export.graph.queries import routing_tensors
+    from mod_export.validate.artifacts import evaluation_text
+    from mod_export.validate.forms import reference_health
+
+    windows = fixed_windows(evaluation_text(), 16, WINDOW_BYTES) % model.config.vocab_size
+    return reference_health(model, windows, [r.capacity for r in routing_tensors(plugin)])
+
+
+def bench_parity(model, forms, feed: dict, backends: tuple[str, ...]) -> dict:
+    """Two-part parity of the timed ONNX forms against PyTorch on the benchmark's own input."""
+    from mod_export.graph.queries import routing_tensors
+    from mod_export.validate.cases import Case
+    from mod_export.validate.judge import Candidate, judge
+    from mod_export.validate.runners import onnx_runner, reference_runner
+
+    routing = routing_tensors(forms.plugin)
+    chosen = {"onnxruntime": forms.portable, "onnxruntime-plugin": forms.plugin}
+    candidates = [Candidate(b, onnx_runner(proto, routing, b)) for b, proto in chosen.items() if b in backends]
+    case = Case("bench input", feed["input_ids"], feed["attention_mask"])
+    reference = reference_runner(model)
+    with reference:
+        for c in candidates:
+            c.runner.activate()
+        report = judge(reference, candidates, [case], [r.capacity for r in routing])
+        for c in candidates:
+            c.runner.deactivate()
+    return {name: {key: entry["cases"][0][key] for key in ("forced_max_abs_err", "near_tie_flips", "routing_errors")}
+            for name, entry in report["forms"].items()} | {"passed": report["passed"]}
+
+
 def run_bench(spec: str, settings: BenchSettings, show_progress: bool = True) -> dict:
     import torch
 
@@ -132,6 +166,7 @@ def run_bench(spec: str, settings: BenchSettings, show_progress: bool = True) ->
                 mod_forms = export_forms(model)
                 dense_forms = export_forms(dense, allow_dense=True)
                 entry["forms"] = mod_forms
+                entry["router_health"] = bench_router_health(model, mod_forms.plugin)
                 entry["ort"] = {
                     "onnxruntime": create_session(mod_forms.portable, **ort_options),
                     "onnxruntime-plugin": create_session(mod_forms.plugin, **ort_options),
@@ -176,6 +211,9 @@ def run_bench(spec: str, settings: BenchSettings, show_progress: bool = True) ->
             }
         if "torch" in row["backends"] and "onnxruntime" in row["backends"]:
             row["onnxruntime_over_torch_mod"] = row["backends"]["torch"]["mod"]["median_ms"] / row["backends"]["onnxruntime"]["mod"]["median_ms"]
+        if "forms" in entry:  # the timed graphs compute the right thing on this very input (docs/parity.md)
+            row["parity"] = bench_parity(entry["model"], entry["forms"], feed, settings.backends)
+            row["router_health"] = entry["router_health"]
         if settings.profile and "forms" in entry:
             row["ort_profile"] = routing_time_share(entry["forms"].portable, entry["forms"].plugin, feed, settings.threads)
         results.append(row)

@@ -90,3 +90,17 @@ def fixed_windows(data: np.ndarray, count: int, length: int) -> np.ndarray:
         raise CorpusError(f"text of {len(data)} bytes is too short for windows of {length}")
     starts = np.linspace(0, len(data) - length - 1, num=count).astype(np.int64)
     return np.stack([data[s : s + length] for s in starts]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class HeldOutSplit:
+    """The held-out text cut in two, never overlapping: calibration may only see the first part, evaluation
+    (parity cases, quality reports, router health, tests) only the second."""
+
+    calibration: np.ndarray  # [N/2] uint8
+    evaluation: np.ndarray  # [N - N/2] uint8
+
+
+def held_out_split(held_out: np.ndarray) -> HeldOutSplit:
+    half = len(held_out) // 2
+    return HeldOutSplit(held_out[:half], held_out[half:])

@@ -10,7 +10,7 @@ import functools
 
 import torch
 
-from mod_export.models import routing
+from mod_export.models import capture, routing
 from mod_export.models.model import RoutingOps
 
 DOMAIN = "mod_export"
@@ -27,7 +27,7 @@ MASK_TYPES = ["tensor(int32)", "tensor(int64)", "tensor(bool)"]
 def topk_gather_op(
     x: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor, capacity_num: int, capacity_den: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x_sel, idx, s_sel = routing.topk_gather(x, scores, mask, capacity_num, capacity_den)
+    x_sel, idx, s_sel = capture.topk_gather(x, scores, mask, capacity_num, capacity_den)
     return x_sel.contiguous(), idx.contiguous(), s_sel.contiguous()
 
 

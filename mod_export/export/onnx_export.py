@@ -127,14 +127,3 @@ def check_model(proto: onnx.ModelProto, what: str) -> onnx.ModelProto:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"{what} fails onnx.checker: {first}") from exc
-
-
-def with_extra_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A validation variant that also outputs the given intermediate tensors (e.g. each layer's idx)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
-    present = {o.name for o in out.graph.output}
-    for name in names:
-        if name not in present:
-            out.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    return out

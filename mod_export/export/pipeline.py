@@ -56,6 +56,22 @@ def _build_engine_into(art: ArtifactDir, job: OnnxJob) -> dict:
     return {"built": True, "from": source.name, **info}
 
 
+def _validate(job: OnnxJob, model, float_forms, forms, precision) -> dict:
+    """Parity (and for fp16/int8 quality) of what is about to be written; prints the tables and any router alarm."""
+    from mod_export.validate.artifacts import format_validation, validate_artifacts
+
+    def pair(f):
+        return {"portable": f.portable, "plugin": f.plugin}
+
+    parity = validate_artifacts(model, pair(forms), precision.precision, float_forms=pair(float_forms), atol=job.atol,
+                                eval_windows=precision.eval_windows, min_routing_agreement=precision.min_routing_agreement,
+                                log=log)
+    print(format_validation(parity))
+    for alarm in (parity.get("router_health") or {}).get("alarms", []):
+        log(f"warning: degenerate router: {alarm}")
+    return parity
+
+
 def run_onnx_job(job: OnnxJob) -> dict:
     """Returns the report. Raises ParityError (after writing everything) when validation fails, and
     MissingDependencyError for --target trt without TensorRT or a GPU (after writing the ONNX artifacts)."""
@@ -95,24 +111,7 @@ def run_onnx_job(job: OnnxJob) -> dict:
         },
     }
     if job.validate:
-        from mod_export.data.corpus import load_stdlib_corpus
-        from mod_export.validate import format_table, validate_forms, validation_cases
-
-        log("validating PyTorch vs ONNX Runtime (CPU) for both float32 forms ...")
-        cases = validation_cases(model, load_stdlib_corpus().held_out)
-        parity = validate_forms(model, {"portable": float_forms.portable, "plugin": float_forms.plugin}, cases,
-                                forms.idx_outputs, job.atol)
-        print(format_table(parity))
-        if precision.precision != "fp32":
-            from calibration.apply import format_quality, quality_report
-
-            log(f"checking {precision.precision} against float32 on held-out text ...")
-            quality = quality_report(float_forms, forms, precision)
-            report["quality"] = quality
-            parity["mismatches"] += quality["mismatches"]
-            parity["passed"] = parity["passed"] and quality["passed"]
-            print(format_quality(quality, precision.precision))
-        report["parity"] = parity
+        report["parity"] = _validate(job, model, float_forms, forms, precision)
     missing: MissingDependencyError | None = None
     with ArtifactDir(job.out_dir, job.force) as art:
         art.save_onnx(forms.portable, PORTABLE_FILE)

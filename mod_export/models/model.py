@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mod_export.models import routing
+from mod_export.models import capture, routing
 from mod_export.models.config import MoDConfig
 
 
@@ -22,7 +22,7 @@ from mod_export.models.config import MoDConfig
 class RoutingOps:
     """The two routing steps as callables; eager PyTorch by default, custom ops during export."""
 
-    topk_gather: Callable = routing.topk_gather
+    topk_gather: Callable = capture.topk_gather  # routing.topk_gather, recorded/forced under a RoutingCapture
     scatter: Callable = routing.scatter_update
 
 

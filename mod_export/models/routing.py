@@ -11,19 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-GATE_IDS = {"identity": 0, "sigmoid": 1}
-
-
-def capacity_k(T, num: int, den: int):
-    """k = min(T, max(1, ceil(T*num/den))), with integers only. Works for ints and symbolic sizes.
-
-    For T >= 1 and 0 < num <= den the clamp never binds, so the ceil-div alone is exact; we keep the
-    clamp for plain ints (T = 0 gives 0 rows to select, not 1).
-    """
-    k = (T * num + den - 1) // den
-    if isinstance(T, int):
-        return min(T, max(1, k)) if T > 0 else 0
-    return k
+from mod_export.contract import GATE_IDS, capacity_k  # noqa: F401  (re-exported; their home is the contract)
 
 
 def router_scores(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,8 @@ def test_bench_cli_end_to_end_lists_unavailable_backends(tmp_path):
     for row in data["results"]:
         assert set(row["backends"]) == {"torch", "onnxruntime", "onnxruntime-plugin"}
         assert 0 <= row["ort_profile"]["routing_ops_share"] < 1
+        assert row["parity"]["passed"] and set(row["parity"]) == {"onnxruntime", "onnxruntime-plugin", "passed"}
+        assert set(row["router_health"]["layers"]) == {"0"}  # synthetic:64x2 routes block 1
         for r in row["backends"].values():
             assert r["mod"]["median_ms"] > 0 and r["achieved_over_ideal"] > 0
             # paired = median over rounds of that round's dense/MoD ratio; same sample count as the medians
@@ -64,6 +66,7 @@ def test_bench_cli_end_to_end_lists_unavailable_backends(tmp_path):
     assert data["thread_policy"]["omp_wait_policy"] == "PASSIVE" and not data["thread_policy"]["torch_loaded_before_policy"]
     assert (out / "speedup_vs_seq.png").stat().st_size > 1000 and (out / "latency_percentiles.png").is_file()
     assert data["device"]["cores"] and data["device"]["versions"]["onnxruntime"]
+    assert "router health, capacity 1/8" in proc.stdout and "parity: forced err, flips, errors" in proc.stdout
 
 
 def test_bench_rejects_bad_arguments():

@@ -1,0 +1,76 @@
+"""The one home of every name and shared default of mod-export: op domain and names, graph input/output
+names, artifact file names, parity tolerances and precision-dependent limits. Pure Python, no imports
+beyond the standard library, so every layer (the torch-free runtime included) can use it.
+
+The contract these names belong to is written down in docs/design.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ---------------------------------------------------------------- custom ONNX ops (plugin form)
+DOMAIN = "mod_export"
+OPSET_VERSION = 1
+PLUGIN_VERSION = "1"
+PLUGIN_NAMESPACE = "mod_export"
+TOPK_GATHER = "MoDTopKGather"
+SCATTER = "MoDScatter"
+GATE_IDS = {"identity": 0, "sigmoid": 1}
+
+# ---------------------------------------------------------------- graph I/O
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+INPUT_NAMES = (INPUT_IDS, ATTENTION_MASK)
+LOGITS = "logits"
+
+# ---------------------------------------------------------------- artifacts
+PORTABLE_FILE = "model.onnx"
+PLUGIN_FILE = "model.plugin.onnx"
+ENGINE_FILE = "model.engine"
+REPORT_FILE = "report.json"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "mod_export.manifest/1"
+CHECKPOINT_FORMAT = "mod_export/1"
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def capacity_k(T, num: int, den: int):
+    """k = min(T, max(1, ceil(T*num/den))), with integers only (a float capacity would specialise k at export).
+
+    Works for ints and for symbolic sizes (torch.export): for T >= 1 and 0 < num <= den the clamp never
+    binds, so the ceil-div alone is exact; plain ints keep the clamp (T = 0 gives 0 rows to select)."""
+    k = (T * num + den - 1) // den
+    if isinstance(T, int):
+        return min(T, max(1, k)) if T > 0 else 0
+    return k
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What a candidate of one precision may differ from the float32 PyTorch reference (docs/parity.md).
+
+    logits_atol: max |logits - reference logits| with the reference forced to the candidate's selections.
+    score_tolerance: relative near-tie band. A routing difference in a row is a near-tie flip when every swapped
+        token's reference score is within score_tolerance x max(1, max |score| of the row) of the reference's
+        k-th score. Set from the router-score deviation measured for each precision (candidate vs the forced
+        reference, relative to the row's largest score), times two (both scores of a swap move) and a margin."""
+
+    logits_atol: float
+    score_tolerance: float
+
+
+TOLERANCES = {
+    "fp32": Tolerance(logits_atol=1e-4, score_tolerance=1e-5),
+    "fp16": Tolerance(logits_atol=0.25, score_tolerance=1e-2),
+    "int8": Tolerance(logits_atol=8.0, score_tolerance=0.25),
+}
+DEFAULT_ATOL = TOLERANCES["fp32"].logits_atol
+
+# Reduced precision, judged on held-out text against float32 (bits per byte, margin-aware routing).
+QUALITY_LIMITS = {"fp16": 0.005, "int8": 0.03}  # largest relative bits-per-byte increase accepted
+DEFAULT_MIN_ROUTING_AGREEMENT = 0.95  # margin-aware, per routed layer
+DEFAULT_ROUTING_GUARD = 0.99  # int8: a MatMul that alone drops margin-aware agreement below this stays float
+DEFAULT_CALIBRATION_WINDOWS = 64
+DEFAULT_EVAL_WINDOWS = 128
+WINDOW_BYTES = 256

@@ -1,0 +1,75 @@
+"""Validate exported ONNX forms against the PyTorch module they came from (any class whose routed blocks use
+mod-export's ops), with the two-part verdict of mod_export.validate.judge and the router health report."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from mod_export.contract import LOGITS, TOLERANCES, Tolerance
+from mod_export.graph.queries import routing_tensors
+from mod_export.parity.health import LayerScores, router_health
+from mod_export.validate.cases import validation_cases
+from mod_export.validate.judge import Candidate, judge
+from mod_export.validate.runners import onnx_runner, reference_runner
+
+HEALTH_WINDOWS = 32  # windows of 256 bytes of held-out text for the router health report
+
+
+def graph_vocab(proto: onnx.ModelProto) -> int:
+    """The vocabulary size: the static last dim of the logits output."""
+    out = next(o for o in proto.graph.output if o.name == LOGITS)
+    last = out.type.tensor_type.shape.dim[-1]
+    return int(last.dim_value) if last.HasField("dim_value") else 256
+
+
+def reference_health(model, windows: np.ndarray, capacities: list[tuple[int, int]], batch: int = 16) -> dict:
+    """Router health of the reference on windows[N,T] of real text (no padding)."""
+    import torch
+
+    from mod_export.models.capture import RoutingCapture
+
+    layers = [LayerScores([], [], cap, []) for cap in capacities]
+    for start in range(0, len(windows), batch):
+        ids = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch]))
+        traces: list = []
+        with torch.no_grad(), RoutingCapture() as capture:
+            if hasattr(model, "forward_trace"):
+                model.forward_trace(ids, None, traces)
+            else:
+                model(ids, torch.ones_like(ids))
+        for layer, record in zip(layers, capture.records):
+            layer.scores.append(record.scores)
+            layer.masks.append(None)
+        predictors = [t.predictor_logits for t in traces]  # built-in models only: their causal predictors
+        for layer_index, layer in enumerate(layers):
+            logits = predictors[layer_index] if layer_index < len(predictors) else None
+            if logits is None or layer.predictor_logits is None:
+                layer.predictor_logits = None  # no decision logits for this layer
+            else:
+                layer.predictor_logits.append(logits.float().numpy())
+    return router_health(layers)
+
+
+def validate_onnx_forms(model, forms: dict[str, onnx.ModelProto], plugin: onnx.ModelProto, text: np.ndarray,
+                        precision: str = "fp32", tolerance: Tolerance | None = None,
+                        health_windows: np.ndarray | None = None) -> dict:
+    """PyTorch `model` vs ONNX Runtime for every form (name -> proto); `plugin` is the plugin-form graph (where
+    the routing tensors are found). text: held-out evaluation bytes. Returns the report; never raises on a
+    mismatch."""
+    routing = routing_tensors(plugin)
+    capacities = [r.capacity for r in routing]
+    den = min((d for _, d in capacities), default=1)
+    cases = validation_cases(graph_vocab(plugin), den, text)
+    reference = reference_runner(model)
+    candidates = [Candidate(name, onnx_runner(proto, routing, name)) for name, proto in forms.items()]
+    with reference:
+        for c in candidates:
+            c.runner.activate()
+        try:
+            report = judge(reference, candidates, cases, capacities, precision, tolerance or TOLERANCES[precision])
+        finally:
+            for c in candidates:
+                c.runner.deactivate()
+    if health_windows is not None and capacities:
+        report["router_health"] = reference_health(model, health_windows, capacities)
+    return report

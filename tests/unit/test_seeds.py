@@ -1,0 +1,58 @@
+"""One trained model proves little: the export, validation and precision path must hold for models trained with
+other seeds too (shorter training than the example's, same architecture and losses). Nothing here may depend on
+which seed is which."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from calibration.apply import PrecisionOptions
+from mod_export.checkpoint import save_checkpoint
+from mod_export.export.pipeline import OnnxJob, run_onnx_job
+from mod_export.training.train import TrainSettings, example_config, train_example
+
+SEEDS = (1, 2, 3)  # the session fixture `trained` is seed 0
+
+
+@pytest.fixture(scope="module", params=SEEDS, ids=lambda s: f"seed{s}")
+def seeded_checkpoint(request, corpus, tmp_path_factory) -> Path:
+    settings = TrainSettings(steps=100, batch=8, seq_len=128, seed=request.param, config=example_config(), eval_windows=8)
+    model, metrics = train_example(settings, corpus=corpus, show_progress=False)
+    return save_checkpoint(model, tmp_path_factory.mktemp(f"seed{request.param}") / "model.pt", metrics)
+
+
+def _check_parity(parity: dict) -> None:
+    assert parity["passed"], parity["mismatches"][:3]
+    for form in parity["forms"].values():
+        for row in form["cases"]:
+            assert row["routing_errors"] == 0 and row["forced_max_abs_err"] <= 1e-4
+
+
+@pytest.mark.slow
+def test_fp16_export_validates_and_validate_judges_it_at_its_precision(seeded_checkpoint, tmp_path):
+    out = tmp_path / "fp16"
+    report = run_onnx_job(OnnxJob(seeded_checkpoint, out, precision=PrecisionOptions("fp16", eval_windows=16)))
+    _check_parity(report["parity"])
+    quality = report["parity"]["quality"]
+    assert quality["passed"] and set(quality["forms"]) == {"portable", "plugin"}
+    for form in quality["forms"].values():
+        assert form["relative_bpb_change"] < 0.005 and all(r["routing_errors"] == 0 for r in form["routing"].values())
+    proc = subprocess.run([sys.executable, "-m", "mod_export.cli.main", "validate", str(seeded_checkpoint), str(out),
+                           "--report", str(tmp_path / "r.json")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "parity: passed (fp16)" in proc.stdout
+    judged = json.loads((tmp_path / "r.json").read_text())
+    assert judged["reduced_precision"]["precision"] == "fp16" and judged["quality"]["passed"]
+
+
+@pytest.mark.slow
+def test_int8_export_passes_with_disjoint_calibration_and_evaluation(seeded_checkpoint, tmp_path):
+    options = PrecisionOptions("int8", calib_windows=8, eval_windows=16)
+    report = run_onnx_job(OnnxJob(seeded_checkpoint, tmp_path / "int8", precision=options))
+    _check_parity(report["parity"])
+    assert report["parity"]["quality"]["passed"], report["parity"]["quality"]["mismatches"]
+    assert "calibration part" in report["precision_details"]["calibration_data"]
