@@ -1,22 +1,29 @@
-"""Build and locate libmod_export_plugins.so (the TensorRT plugins) with CMake.
+"""Build and locate libmod_export_plugins.so (the TensorRT plugins) and libmod_export_kernels.so (the
+kernels' C ABI, no TensorRT) with CMake.
 
-`library_path()` is what engines and runtimes load; `build_plugins()` is `mod-export build-plugins`.
+`library_path()` is what engines and runtimes load; `kernel_library_path()` is what the kernel tests and
+benchmarks/kernels.py load; `build_plugins()` is `mod-export build-plugins`.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mod_export.errors import MissingDependencyError, ModExportError
 
 LIBRARY_NAME = "libmod_export_plugins.so"
+KERNEL_LIBRARY_NAME = "libmod_export_kernels.so"
 REFERENCE_LIBRARY_NAME = "libmod_reference_capi.so"
+KERNEL_LIBRARY_ENV = "MOD_EXPORT_KERNEL_LIBRARY"
 DEFAULT_ARCHS = "80;86;87;89;90"
+_log = logging.getLogger(__name__)
 HEADER_CANDIDATES = (
     "/usr/include/x86_64-linux-gnu",  # Debian/Ubuntu TensorRT packages
     "/usr/include/aarch64-linux-gnu",  # JetPack
@@ -47,6 +54,15 @@ def library_path(build_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def kernel_library_path(build_dir: str | os.PathLike | None = None) -> Path:
+    """Where the kernels' C ABI is: $MOD_EXPORT_KERNEL_LIBRARY, else the given or default build folder."""
+    override = os.environ.get(KERNEL_LIBRARY_ENV)
+    path = Path(override) if override else Path(build_dir or default_build_dir()) / KERNEL_LIBRARY_NAME
+    if not path.is_file():
+        raise MissingDependencyError(f"{path} not found: run `mod-export build-plugins --kernels-only` (needs nvcc)")
+    return path
+
+
 def find_nvcc() -> str | None:
     for candidate in (os.environ.get("CUDACXX"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"):
         if candidate and Path(candidate).is_file():
@@ -68,16 +84,33 @@ def find_tensorrt_include(explicit: str | os.PathLike | None = None) -> Path | N
 class BuildResult:
     build_dir: Path
     library: Path | None  # None when no TensorRT headers were found (kernels and tests only)
-    tests_passed: bool | None
+    tests_passed: bool | None  # None when the host tests were not run
+    kernel_library: Path | None = None  # libmod_export_kernels.so, the kernels' C ABI
+    tests_skipped: str | None = None  # why the host tests were not built, e.g. GoogleTest not found
+
+
+def _cache_value(build: Path, name: str) -> str | None:
+    """A variable from build/CMakeCache.txt (NAME:TYPE=value), or None."""
+    try:
+        for line in (build / "CMakeCache.txt").read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.split(":", 1)[0] == name:
+                return value
+    except OSError:
+        return None
+    return None
 
 
 def _run(cmd: list[str], what: str, show_progress: bool) -> None:
     """Run a CMake step, turning its `[ NN%]` lines into a progress bar; one-line error on failure."""
     bar = None
     if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=100, desc=what, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar}|")
+        try:
+            from tqdm import tqdm
+        except ImportError:  # a bare GPU machine may lack it: build without a bar
+            tqdm = None
+        if tqdm is not None:
+            bar = tqdm(total=100, desc=what, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar}|")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     assert proc.stdout is not None
@@ -98,7 +131,10 @@ def _run(cmd: list[str], what: str, show_progress: bool) -> None:
 
 def build_plugins(build_dir: str | os.PathLike | None = None, tensorrt_include: str | os.PathLike | None = None,
                   archs: str = DEFAULT_ARCHS, run_tests: bool = True, require_library: bool = True,
-                  jobs: int | None = None, show_progress: bool = True) -> BuildResult:
+                  jobs: int | None = None, show_progress: bool = True, *,
+                  extra_cmake_args: Sequence[str] = ()) -> BuildResult:
+    """Configure, build and (if `run_tests`) run the host tests. Without GoogleTest the libraries are still
+    built and `tests_skipped` says why the tests were not; `extra_cmake_args` go to the configure step."""
     if shutil.which("cmake") is None:
         raise MissingDependencyError("cmake not found: install CMake >= 3.18")
     nvcc = find_nvcc()
@@ -111,17 +147,22 @@ def build_plugins(build_dir: str | os.PathLike | None = None, tensorrt_include: 
             "(use --kernels-only to build and test the kernels without them)")
     build = Path(build_dir or default_build_dir()).absolute()
     configure = ["cmake", "-S", str(source_dir()), "-B", str(build), f"-DCMAKE_CUDA_COMPILER={nvcc}",
-                 f"-DCMAKE_CUDA_ARCHITECTURES={archs}", f"-DMOD_BUILD_TESTS={'ON' if run_tests else 'OFF'}"]
+                 f"-DCMAKE_CUDA_ARCHITECTURES={archs}", f"-DMOD_BUILD_TESTS={'ON' if run_tests else 'OFF'}",
+                 *extra_cmake_args]
     if include is not None:
         configure.append(f"-DTENSORRT_INCLUDE_DIR={include}")
     _run(configure, "cmake configure", False)
+    skipped = (_cache_value(build, "MOD_HOST_TESTS_SKIPPED") or None) if run_tests else None
     _run(["cmake", "--build", str(build), "-j", str(jobs or os.cpu_count() or 2)], "building plugins", show_progress)
     tests_passed = None
-    if run_tests:
+    if skipped:
+        _log.info("host tests skipped: %s", skipped)  # the CLI prints it; a library call returns it
+    elif run_tests:
         _run(["ctest", "--test-dir", str(build), "--output-on-failure"], "host tests (ctest)", False)
         tests_passed = True
     library = build / LIBRARY_NAME if include is not None else None
-    return BuildResult(build, library, tests_passed)
+    kernels = build / KERNEL_LIBRARY_NAME
+    return BuildResult(build, library, tests_passed, kernels if kernels.is_file() else None, skipped)
 
 
 def build_reference_library(build_dir: str | os.PathLike) -> Path:

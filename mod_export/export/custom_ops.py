@@ -20,7 +20,7 @@ PLUGIN_NAMESPACE = "mod_export"
 TOPK_GATHER = "MoDTopKGather"
 SCATTER = "MoDScatter"
 FLOAT_TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"]
-MASK_TYPES = ["tensor(int32)", "tensor(int64)", "tensor(bool)"]
+MASK_TYPES = ["tensor(int32)"]  # the model casts attention_mask to int32; the TensorRT plugin accepts int32 only
 
 
 @torch.library.custom_op("mod_export::topk_gather", mutates_args=())

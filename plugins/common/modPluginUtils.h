@@ -1,6 +1,11 @@
 /*
- * Glue helpers shared by the two plugins (TensorRT 10.3 .. 11.x): logging through the logger TensorRT
- * hands over, integer field parsing, and DataType <-> ElementType. Only NvInferRuntime.h is included.
+ * Glue helpers shared by the two plugins (TensorRT 10.3 .. 11.x), in the style of the TensorRT OSS
+ * plugin/common/checkMacrosPlugin.h:
+ *   - MOD_VALIDATE(condition, message): the one field/shape/argument check; throws a typed PluginError.
+ *   - caughtError(): what every noexcept entry point calls from its catch block. It reports through the
+ *     logger TensorRT hands over (setLoggerFinder) and, at run time, the execution context's
+ *     IErrorRecorder (attachToContext), so no exception ever reaches std::terminate inside TensorRT.
+ * Only NvInferRuntime.h is included.
  */
 #pragma once
 
@@ -9,7 +14,9 @@
 #include <NvInferRuntime.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace mod_export
 {
@@ -17,29 +24,86 @@ namespace mod_export
 constexpr char const* kPluginVersion = "1";
 constexpr char const* kPluginNamespace = "mod_export";
 
-//! Remember the ILoggerFinder that TensorRT passes to setLoggerFinder().
+//! Upper bound on PluginFieldCollection::nbFields accepted from a caller; more is garbage, not a plugin.
+constexpr int32_t kMaxPluginFields = 64;
+
+//! A failed MOD_VALIDATE check: bad fields, bad shapes, bad arguments. Caught by every entry point.
+class PluginError : public std::runtime_error
+{
+public:
+    PluginError(char const* file, int32_t line, std::string const& message);
+
+    char const* file() const noexcept
+    {
+        return mFile;
+    }
+    int32_t line() const noexcept
+    {
+        return mLine;
+    }
+
+private:
+    char const* mFile;
+    int32_t mLine;
+};
+
+//! Throws PluginError (out of line, so the check itself stays small). `file` must be a string literal.
+[[noreturn]] void throwPluginError(char const* file, int32_t line, std::string const& message);
+
+//! Remember the ILoggerFinder that TensorRT passes to setLoggerFinder() (nullptr forgets it).
 void setPluginLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept;
 
 //! Log through TensorRT's logger when one is known, else to stderr.
-void logPluginMessage(nvinfer1::ILogger::Severity severity, std::string const& message) noexcept;
+void logPluginMessage(nvinfer1::ILogger::Severity severity, char const* message) noexcept;
 
-inline void logPluginError(std::string const& message) noexcept
-{
-    logPluginMessage(nvinfer1::ILogger::Severity::kERROR, message);
-}
+//! Report an exception caught in `plugin`::`method`: logged as kERROR and, when `recorder` is given,
+//! reported to it (PluginError -> kINVALID_ARGUMENT, std::bad_alloc -> kFAILED_ALLOCATION, else
+//! kINTERNAL_ERROR). Never throws.
+void caughtError(std::exception const& error, char const* plugin, char const* method,
+    nvinfer1::IErrorRecorder* recorder = nullptr) noexcept;
 
-//! Read a scalar integer field of any integer PluginFieldType (the ONNX parser may pass INT32 or INT64).
-//! Returns false and sets `error` when the field is not a single integer.
-bool readIntegerField(nvinfer1::PluginField const& field, int64_t& value, std::string& error) noexcept;
+//! The same for an exception that is not a std::exception (catch (...)).
+void caughtUnknownError(char const* plugin, char const* method, nvinfer1::IErrorRecorder* recorder = nullptr) noexcept;
 
-//! x's element type for the kernels; false for types the plugins do not support.
-bool toElementType(nvinfer1::DataType type, ElementType& out) noexcept;
+//! Checks the collection itself before any field is read: not null, 0 <= nbFields <= kMaxPluginFields,
+//! fields non-null when nbFields > 0, every name non-null. A creator given garbage fails here.
+void validateFieldCollection(nvinfer1::PluginFieldCollection const* fc);
 
-//! Activation types the plugins accept for x / x_sel / y_sel / out.
+//! A scalar integer field of any integer PluginFieldType (the ONNX parser may pass INT32 or INT64).
+int64_t readIntegerField(nvinfer1::PluginField const& field);
+
+//! x's element type for the kernels; throws PluginError for types the plugins do not support.
+ElementType toElementType(nvinfer1::DataType type);
+
+//! Activation types the plugins accept for x / x_sel / y_sel / out (the ONNX schemas' "T").
 inline bool isActivationType(nvinfer1::DataType type) noexcept
 {
-    return type == nvinfer1::DataType::kFLOAT || type == nvinfer1::DataType::kHALF
-        || type == nvinfer1::DataType::kBF16;
+    return type == nvinfer1::DataType::kFLOAT || type == nvinfer1::DataType::kHALF || type == nvinfer1::DataType::kBF16;
 }
 
 } // namespace mod_export
+
+//! The one validation macro of the glue (cf. PLUGIN_VALIDATE in the TensorRT OSS tree). `message` is an
+//! expression convertible to std::string, evaluated only when the check fails.
+#define MOD_VALIDATE(condition, message)                                                                               \
+    do                                                                                                                 \
+    {                                                                                                                  \
+        static_assert(!std::is_convertible<decltype(condition), char const*>::value,                                   \
+            "MOD_VALIDATE: the condition must not be a string");                                                       \
+        if (!(condition))                                                                                              \
+        {                                                                                                              \
+            ::mod_export::throwPluginError(__FILE__, __LINE__, (message));                                             \
+        }                                                                                                              \
+    } while (0)
+
+//! The catch clauses of every noexcept entry point: `try { ... } MOD_CATCH_AND_REPORT(kName, recorder)`
+//! followed by the entry point's failure value. Reports as `plugin::function: message [file:line]`.
+#define MOD_CATCH_AND_REPORT(plugin, recorder)                                                                         \
+    catch (std::exception const& modCaught)                                                                            \
+    {                                                                                                                  \
+        ::mod_export::caughtError(modCaught, plugin, __func__, recorder);                                              \
+    }                                                                                                                  \
+    catch (...)                                                                                                        \
+    {                                                                                                                  \
+        ::mod_export::caughtUnknownError(plugin, __func__, recorder);                                                  \
+    }

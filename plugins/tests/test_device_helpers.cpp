@@ -70,8 +70,8 @@ TEST(RadixSelect, MatchesReferenceOnRandomRowsWithTiesAndPadding)
         std::vector<float> xSel(k);
         std::vector<int32_t> refIdx(k);
         std::vector<float> refS(k);
-        reference::topKGather(x.data(), scores.data(), mask.data(), 1, T, 1, num, den, xSel.data(), refIdx.data(),
-            refS.data());
+        reference::topKGather(
+            x.data(), scores.data(), mask.data(), 1, T, 1, num, den, xSel.data(), refIdx.data(), refS.data());
         std::vector<int32_t> idx(k, -1);
         std::vector<float> sSel(k);
         int32_t const passes = radixSelectRowHost(scores.data(), mask.data(), T, k, idx.data(), sSel.data());

@@ -1,165 +1,12 @@
 // Host side of the TensorRT glue (built only where TensorRT headers are given): output shapes through an
-// IExprBuilder test double, field parsing and validation, serialization round trip, format support.
+// IExprBuilder test double, field parsing, serialization round trip, format support, the error recorder.
 // Nothing here launches a kernel: the GPU path is not executed on a CPU-only machine.
-#include "common/modRouting.h"
-#include "scatterPlugin/modScatterPlugin.h"
-#include "topkGatherPlugin/modTopKGatherPlugin.h"
-
-#include <NvInferImpl.h>
-#include <gtest/gtest.h>
-
-#include <deque>
-#include <functional>
-#include <memory>
-#include <string>
-#include <vector>
+// Failure paths: test_plugin_failures.cpp; the PluginConfig YAML files: test_plugin_config.cpp.
+#include "pluginTestUtils.h"
 
 using namespace nvinfer1;
 using namespace mod_export;
-
-extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
-
-namespace
-{
-
-//! A dimension expression that can be evaluated for concrete (batch, seq).
-class FakeDimExpr final : public IDimensionExpr, public apiv::VDimensionExpr
-{
-public:
-    using Eval = std::function<int64_t(int64_t, int64_t)>;
-    FakeDimExpr(Eval eval, bool constant, int64_t value)
-        : mEval(std::move(eval))
-        , mConstant(constant)
-        , mValue(value)
-    {
-        mImpl = this;
-    }
-    bool isConstant() const override
-    {
-        return mConstant;
-    }
-    int64_t getConstantValue() const override
-    {
-        return mValue;
-    }
-    bool isSizeTensor() const override
-    {
-        return false;
-    }
-    int64_t eval(int64_t batch, int64_t seq) const
-    {
-        return mEval(batch, seq);
-    }
-
-private:
-    Eval mEval;
-    bool mConstant;
-    int64_t mValue;
-};
-
-//! Records expressions and evaluates them; implements every DimensionOperation TensorRT defines.
-class FakeExprBuilder final : public IExprBuilder, public apiv::VExprBuilder
-{
-public:
-    FakeExprBuilder()
-    {
-        mImpl = this;
-    }
-    IDimensionExpr const* constant(int64_t value) override
-    {
-        return make([value](int64_t, int64_t) { return value; }, true, value);
-    }
-    IDimensionExpr const* symbol(bool isBatch)
-    {
-        return make([isBatch](int64_t b, int64_t s) { return isBatch ? b : s; }, false, 0);
-    }
-    IDimensionExpr const* operation(DimensionOperation op, IDimensionExpr const& a, IDimensionExpr const& b) override
-    {
-        auto const& fa = static_cast<FakeDimExpr const&>(a);
-        auto const& fb = static_cast<FakeDimExpr const&>(b);
-        ++mOperations;
-        auto eval = [op, &fa, &fb](int64_t batch, int64_t seq) -> int64_t {
-            int64_t const x = fa.eval(batch, seq);
-            int64_t const y = fb.eval(batch, seq);
-            switch (op)
-            {
-            case DimensionOperation::kSUM: return x + y;
-            case DimensionOperation::kPROD: return x * y;
-            case DimensionOperation::kMAX: return x > y ? x : y;
-            case DimensionOperation::kMIN: return x < y ? x : y;
-            case DimensionOperation::kSUB: return x - y;
-            case DimensionOperation::kEQUAL: return x == y;
-            case DimensionOperation::kLESS: return x < y;
-            case DimensionOperation::kFLOOR_DIV: return x / y;
-            case DimensionOperation::kCEIL_DIV: return (x + y - 1) / y;
-            }
-            return -1;
-        };
-        bool const both = fa.isConstant() && fb.isConstant();
-        return make(eval, both, both ? eval(0, 0) : 0);
-    }
-    IDimensionExpr const* declareSizeTensor(int32_t, IDimensionExpr const&, IDimensionExpr const&) override
-    {
-        ADD_FAILURE() << "k is a shape expression of T, never a size tensor";
-        return nullptr;
-    }
-    int32_t operations() const
-    {
-        return mOperations;
-    }
-
-private:
-    IDimensionExpr const* make(FakeDimExpr::Eval eval, bool constant, int64_t value)
-    {
-        mExprs.push_back(std::make_unique<FakeDimExpr>(std::move(eval), constant, value));
-        return mExprs.back().get();
-    }
-    std::deque<std::unique_ptr<FakeDimExpr>> mExprs;
-    int32_t mOperations{0};
-};
-
-PluginFieldCollection fields(std::vector<PluginField>& storage)
-{
-    PluginFieldCollection fc;
-    fc.nbFields = static_cast<int32_t>(storage.size());
-    fc.fields = storage.data();
-    return fc;
-}
-
-template <typename Creator>
-Creator* findCreator(char const* name)
-{
-    int32_t n = 0;
-    IPluginCreatorInterface* const* creators = getCreators(n);
-    for (int32_t i = 0; i < n; ++i)
-    {
-        auto* c = dynamic_cast<Creator*>(creators[i]);
-        if (c != nullptr && std::string(c->getPluginName()) == name)
-        {
-            return c;
-        }
-    }
-    return nullptr;
-}
-
-std::unique_ptr<IPluginV3> makeTopK(int32_t num, int32_t den)
-{
-    std::vector<PluginField> storage = {{"capacity_num", &num, PluginFieldType::kINT32, 1},
-        {"capacity_den", &den, PluginFieldType::kINT32, 1}};
-    PluginFieldCollection fc = fields(storage);
-    auto* creator = findCreator<MoDTopKGatherCreator>("MoDTopKGather");
-    return std::unique_ptr<IPluginV3>(creator->createPlugin("t", &fc, TensorRTPhase::kBUILD));
-}
-
-DynamicPluginTensorDesc desc(DataType type, TensorFormat format = TensorFormat::kLINEAR)
-{
-    DynamicPluginTensorDesc d{};
-    d.desc.type = type;
-    d.desc.format = format;
-    return d;
-}
-
-} // namespace
+using namespace mod_test;
 
 TEST(Registry, GetCreatorsExposesBothV3CreatorsWithNamespaceAndVersion)
 {
@@ -182,7 +29,7 @@ TEST(TopKGatherPlugin, OutputShapesAreCeilDivOfDynamicT)
     {
         auto plugin = makeTopK(num, den);
         ASSERT_NE(plugin, nullptr);
-        auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
+        IPluginV3OneBuild* build = buildOf(*plugin);
         FakeExprBuilder eb;
         DimsExprs in[3];
         in[0].nbDims = 3;
@@ -202,7 +49,8 @@ TEST(TopKGatherPlugin, OutputShapesAreCeilDivOfDynamicT)
             int64_t const expected = capacityK(T, num, den);
             for (int32_t o = 0; o < 3; ++o)
             {
-                EXPECT_EQ(static_cast<FakeDimExpr const*>(out[o].d[1])->eval(3, T), expected) << num << "/" << den << " T=" << T;
+                EXPECT_EQ(static_cast<FakeDimExpr const*>(out[o].d[1])->eval(3, T), expected)
+                    << num << "/" << den << " T=" << T;
                 EXPECT_EQ(static_cast<FakeDimExpr const*>(out[o].d[0])->eval(3, T), 3);
             }
         }
@@ -210,50 +58,14 @@ TEST(TopKGatherPlugin, OutputShapesAreCeilDivOfDynamicT)
     }
 }
 
-TEST(TopKGatherPlugin, CreationRejectsBadFieldsWithAMessage)
-{
-    struct Bad
-    {
-        int32_t num;
-        int32_t den;
-        char const* needle;
-    };
-    for (Bad bad : {Bad{1, 0, "capacity_den"}, Bad{1, -8, "capacity_den"}, Bad{0, 8, "capacity_num"},
-             Bad{-1, 8, "capacity_num"}, Bad{9, 8, "capacity_num"}})
-    {
-        TopKGatherParams params;
-        std::string error;
-        std::vector<PluginField> storage = {{"capacity_num", &bad.num, PluginFieldType::kINT32, 1},
-            {"capacity_den", &bad.den, PluginFieldType::kINT32, 1}};
-        PluginFieldCollection fc = fields(storage);
-        EXPECT_FALSE(parseTopKGatherFields(&fc, params, error));
-        EXPECT_NE(error.find(bad.needle), std::string::npos) << error;
-        EXPECT_EQ(makeTopK(bad.num, bad.den), nullptr);
-    }
-    TopKGatherParams params;
-    std::string error;
-    int32_t num = 1;
-    std::vector<PluginField> missing = {{"capacity_num", &num, PluginFieldType::kINT32, 1}};
-    PluginFieldCollection fc = fields(missing);
-    EXPECT_FALSE(parseTopKGatherFields(&fc, params, error));
-    EXPECT_NE(error.find("missing field capacity_den"), std::string::npos);
-    float notInt = 1.0f;
-    std::vector<PluginField> wrongType = {{"capacity_num", &notInt, PluginFieldType::kFLOAT32, 1}};
-    fc = fields(wrongType);
-    EXPECT_FALSE(parseTopKGatherFields(&fc, params, error));
-    EXPECT_NE(error.find("integer"), std::string::npos);
-}
-
 TEST(TopKGatherPlugin, AcceptsInt64FieldsAsTheOnnxParserMayPassThem)
 {
     int64_t num = 1;
     int64_t den = 8;
-    std::vector<PluginField> storage = {{"capacity_num", &num, PluginFieldType::kINT64, 1},
-        {"capacity_den", &den, PluginFieldType::kINT64, 1}};
+    std::vector<PluginField> storage
+        = {{"capacity_num", &num, PluginFieldType::kINT64, 1}, {"capacity_den", &den, PluginFieldType::kINT64, 1}};
     PluginFieldCollection fc = fields(storage);
-    TopKGatherParams params;
-    std::string error;
-    ASSERT_TRUE(parseTopKGatherFields(&fc, params, error)) << error;
+    TopKGatherParams const params = parseTopKGatherFields(&fc, TensorRTPhase::kBUILD);
     EXPECT_EQ(params.capacityNum, 1);
     EXPECT_EQ(params.capacityDen, 8);
 }
@@ -261,21 +73,23 @@ TEST(TopKGatherPlugin, AcceptsInt64FieldsAsTheOnnxParserMayPassThem)
 TEST(TopKGatherPlugin, SerializationRoundTripsEveryFieldAndClonesAreIndependent)
 {
     auto plugin = makeTopK(3, 7);
-    auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-    PluginFieldCollection const* serial = runtime->getFieldsToSerialize();
-    ASSERT_EQ(serial->nbFields, 2);
-    auto* creator = findCreator<MoDTopKGatherCreator>("MoDTopKGather");
-    std::unique_ptr<IPluginV3> restored(creator->createPlugin("t", serial, TensorRTPhase::kRUNTIME));
+    PluginFieldCollection const* serial = runtimeOf(*plugin)->getFieldsToSerialize();
+    ASSERT_NE(serial, nullptr);
+    ASSERT_EQ(serial->nbFields, 1);
+    EXPECT_STREQ(serial->fields[0].name, kStateFieldName);
+    EXPECT_EQ(serial->fields[0].type, PluginFieldType::kUNKNOWN);
+    std::unique_ptr<IPluginV3> restored(topKCreator().createPlugin("t", serial, TensorRTPhase::kRUNTIME));
     ASSERT_NE(restored, nullptr);
     auto const& params = static_cast<MoDTopKGatherPlugin*>(restored.get())->params();
     EXPECT_EQ(params.capacityNum, 3);
     EXPECT_EQ(params.capacityDen, 7);
     std::unique_ptr<IPluginV3> copy(plugin->clone());
     plugin.reset(); // the clone's field list must not point into the original
-    auto* copyRuntime = static_cast<IPluginV3OneRuntime*>(copy->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-    PluginFieldCollection const* copySerial = copyRuntime->getFieldsToSerialize();
-    EXPECT_EQ(*static_cast<int32_t const*>(copySerial->fields[0].data), 3);
-    EXPECT_EQ(*static_cast<int32_t const*>(copySerial->fields[1].data), 7);
+    PluginFieldCollection const* copySerial = runtimeOf(*copy)->getFieldsToSerialize();
+    std::unique_ptr<IPluginV3> again(topKCreator().createPlugin("t", copySerial, TensorRTPhase::kRUNTIME));
+    ASSERT_NE(again, nullptr);
+    EXPECT_EQ(static_cast<MoDTopKGatherPlugin*>(again.get())->params().capacityNum, 3);
+    EXPECT_EQ(static_cast<MoDTopKGatherPlugin*>(again.get())->params().capacityDen, 7);
     auto* core = static_cast<IPluginV3OneCore*>(copy->getCapabilityInterface(PluginCapabilityType::kCORE));
     EXPECT_STREQ(core->getPluginName(), "MoDTopKGather");
     EXPECT_STREQ(core->getPluginNamespace(), "mod_export");
@@ -284,7 +98,7 @@ TEST(TopKGatherPlugin, SerializationRoundTripsEveryFieldAndClonesAreIndependent)
 TEST(TopKGatherPlugin, FormatSupport)
 {
     auto plugin = makeTopK(1, 8);
-    auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    IPluginV3OneBuild* build = buildOf(*plugin);
     for (DataType xType : {DataType::kFLOAT, DataType::kHALF, DataType::kBF16, DataType::kINT8})
     {
         bool const ok = xType != DataType::kINT8;
@@ -293,11 +107,12 @@ TEST(TopKGatherPlugin, FormatSupport)
         EXPECT_EQ(build->supportsFormatCombination(0, io, 3, 3), ok);
         EXPECT_TRUE(build->supportsFormatCombination(1, io, 3, 3));
         EXPECT_TRUE(build->supportsFormatCombination(2, io, 3, 3));
-        EXPECT_TRUE(build->supportsFormatCombination(3, io, 3, 3));
+        EXPECT_EQ(build->supportsFormatCombination(3, io, 3, 3), ok);
         EXPECT_TRUE(build->supportsFormatCombination(4, io, 3, 3));
         EXPECT_TRUE(build->supportsFormatCombination(5, io, 3, 3));
         DataType types[3];
         DataType inTypes[3] = {xType, DataType::kFLOAT, DataType::kINT32};
+        testLogger();
         EXPECT_EQ(build->getOutputDataTypes(types, 3, inTypes, 3) == 0, ok);
         if (ok)
         {
@@ -310,6 +125,12 @@ TEST(TopKGatherPlugin, FormatSupport)
         desc(DataType::kHALF), desc(DataType::kINT32), desc(DataType::kFLOAT)};
     EXPECT_FALSE(build->supportsFormatCombination(1, bad, 3, 3)) << "scores must be float32";
     EXPECT_FALSE(build->supportsFormatCombination(3, bad, 3, 3)) << "x_sel must have x's type";
+    for (DataType maskType : {DataType::kINT64, DataType::kBOOL, DataType::kINT8, DataType::kFLOAT})
+    {
+        DynamicPluginTensorDesc io[6] = {desc(DataType::kHALF), desc(DataType::kFLOAT), desc(maskType),
+            desc(DataType::kHALF), desc(DataType::kINT32), desc(DataType::kFLOAT)};
+        EXPECT_FALSE(build->supportsFormatCombination(2, io, 3, 3)) << "mask is int32 only";
+    }
     DynamicPluginTensorDesc chw[6] = {desc(DataType::kFLOAT, TensorFormat::kCHW32), desc(DataType::kFLOAT),
         desc(DataType::kINT32), desc(DataType::kFLOAT), desc(DataType::kINT32), desc(DataType::kFLOAT)};
     EXPECT_FALSE(build->supportsFormatCombination(0, chw, 3, 3)) << "linear format only";
@@ -321,22 +142,29 @@ TEST(TopKGatherPlugin, FormatSupport)
     }
 }
 
+TEST(TopKGatherPlugin, RuntimeShapesAreCheckedOnShapeChange)
+{
+    auto plugin = makeTopK(1, 8);
+    PluginTensorDesc in[3] = {
+        tensor(DataType::kHALF, {2, 100, 16}), tensor(DataType::kFLOAT, {2, 100}), tensor(DataType::kINT32, {2, 100})};
+    PluginTensorDesc out[3]
+        = {tensor(DataType::kHALF, {2, 13, 16}), tensor(DataType::kINT32, {2, 13}), tensor(DataType::kFLOAT, {2, 13})};
+    EXPECT_EQ(runtimeOf(*plugin)->onShapeChange(in, 3, out, 3), 0);
+    EXPECT_EQ(runtimeOf(*plugin)->onShapeChange(in, 2, out, 3), 0) << "without the optional mask";
+}
+
 TEST(ScatterPlugin, FieldsShapesFormatsAndRoundTrip)
 {
-    auto* creator = findCreator<MoDScatterCreator>("MoDScatter");
-    ASSERT_NE(creator, nullptr);
     for (int32_t gate : {0, 1})
     {
-        std::vector<PluginField> storage = {{"gate", &gate, PluginFieldType::kINT32, 1}};
-        PluginFieldCollection fc = fields(storage);
-        std::unique_ptr<IPluginV3> plugin(creator->createPlugin("s", &fc, TensorRTPhase::kBUILD));
+        auto plugin = makeScatter(gate);
         ASSERT_NE(plugin, nullptr);
-        auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
         std::unique_ptr<IPluginV3> restored(
-            creator->createPlugin("s", runtime->getFieldsToSerialize(), TensorRTPhase::kRUNTIME));
+            scatterCreator().createPlugin("s", runtimeOf(*plugin)->getFieldsToSerialize(), TensorRTPhase::kRUNTIME));
+        ASSERT_NE(restored, nullptr);
         EXPECT_EQ(static_cast<int32_t>(static_cast<MoDScatterPlugin*>(restored.get())->gate()), gate);
 
-        auto* build = static_cast<IPluginV3OneBuild*>(plugin->getCapabilityInterface(PluginCapabilityType::kBUILD));
+        IPluginV3OneBuild* build = buildOf(*plugin);
         FakeExprBuilder eb;
         DimsExprs in[5];
         in[0].nbDims = 3;
@@ -362,15 +190,40 @@ TEST(ScatterPlugin, FieldsShapesFormatsAndRoundTrip)
         }
         io[3] = desc(DataType::kFLOAT);
         EXPECT_FALSE(build->supportsFormatCombination(3, io, 5, 1)) << "y_sel must have x's type";
+
+        PluginTensorDesc rin[5] = {tensor(DataType::kBF16, {2, 100, 64}), tensor(DataType::kINT32, {2, 13}),
+            tensor(DataType::kBF16, {2, 13, 64}), tensor(DataType::kBF16, {2, 13, 64}),
+            tensor(DataType::kFLOAT, {2, 13})};
+        PluginTensorDesc rout[1] = {tensor(DataType::kBF16, {2, 100, 64})};
+        EXPECT_EQ(runtimeOf(*plugin)->onShapeChange(rin, 5, rout, 1), 0);
     }
-    for (int32_t bad : {-1, 2, 7})
+}
+
+TEST(ErrorRecorder, AttachedClonesReportToTheContextsRecorderAndReleaseIt)
+{
+    FakeErrorRecorder recorder;
+    FakeResourceContext context(&recorder);
+    auto plugin = makeTopK(1, 8);
     {
-        std::vector<PluginField> storage = {{"gate", &bad, PluginFieldType::kINT32, 1}};
-        PluginFieldCollection fc = fields(storage);
-        Gate gate{};
-        std::string error;
-        EXPECT_FALSE(parseScatterFields(&fc, gate, error));
-        EXPECT_NE(error.find("unknown gate"), std::string::npos) << error;
-        EXPECT_EQ(creator->createPlugin("s", &fc, TensorRTPhase::kBUILD), nullptr);
+        std::unique_ptr<IPluginV3> attached(runtimeOf(*plugin)->attachToContext(&context));
+        ASSERT_NE(attached, nullptr);
+        EXPECT_EQ(recorder.refs(), 1);
+        std::unique_ptr<IPluginV3> cloned(attached->clone());
+        EXPECT_EQ(recorder.refs(), 2) << "a clone of an attached plugin holds the recorder too";
+        CapturingLogger& logger = testLogger();
+        PluginTensorDesc in[3] = {tensor(DataType::kHALF, {2, 100, 16}), tensor(DataType::kFLOAT, {2, 99}),
+            tensor(DataType::kINT32, {2, 100})};
+        PluginTensorDesc out[3] = {
+            tensor(DataType::kHALF, {2, 13, 16}), tensor(DataType::kINT32, {2, 13}), tensor(DataType::kFLOAT, {2, 13})};
+        EXPECT_EQ(runtimeOf(*attached)->onShapeChange(in, 3, out, 3), -1);
+        ASSERT_EQ(recorder.getNbErrors(), 1);
+        EXPECT_EQ(recorder.getErrorCode(0), ErrorCode::kINVALID_ARGUMENT);
+        std::string const desc = recorder.getErrorDesc(0);
+        EXPECT_NE(desc.find("MoDTopKGather::onShapeChange: scores must be [B,T]"), std::string::npos) << desc;
+        EXPECT_LE(desc.size(), IErrorRecorder::kMAX_DESC_LENGTH);
+        EXPECT_EQ(logger.errorCount(), 1) << "the logger hears it too";
+        EXPECT_EQ(runtimeOf(*plugin)->onShapeChange(in, 3, out, 3), -1);
+        EXPECT_EQ(recorder.getNbErrors(), 1) << "the build-time plugin has no recorder";
     }
+    EXPECT_EQ(recorder.refs(), 0) << "every reference released";
 }

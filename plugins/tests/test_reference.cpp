@@ -37,8 +37,8 @@ Selection select(std::vector<float> const& x, std::vector<float> const& scores, 
 TEST(CapacityK, CeilDivClampedToOneAndT)
 {
     EXPECT_EQ(capacityK(8, 1, 8), 1);
-    EXPECT_EQ(capacityK(9, 1, 8), 2);  // ceil(9/8)
-    EXPECT_EQ(capacityK(5, 1, 8), 1);  // T shorter than the denominator
+    EXPECT_EQ(capacityK(9, 1, 8), 2); // ceil(9/8)
+    EXPECT_EQ(capacityK(5, 1, 8), 1); // T shorter than the denominator
     EXPECT_EQ(capacityK(1, 1, 8), 1);
     EXPECT_EQ(capacityK(0, 1, 8), 0);
     EXPECT_EQ(capacityK(97, 1, 8), 13); // 12.125 -> 13

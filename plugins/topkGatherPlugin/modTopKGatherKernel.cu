@@ -2,9 +2,9 @@
 
 #include "../common/modRouting.h"
 
-#include <cub/block/block_scan.cuh>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cub/block/block_scan.cuh>
 
 namespace mod_export
 {
@@ -21,8 +21,8 @@ __device__ __forceinline__ uint64_t keyAt(float const* scores, int32_t const* ma
 
 //! One block per row: MSB-first radix select of the k-th largest key, then an ascending compaction.
 template <int32_t kThreads>
-__global__ void __launch_bounds__(kThreads) topKSelectKernel(
-    float const* scores, int32_t const* mask, int64_t T, int64_t k, int32_t* idx, float* sSel)
+__global__ void __launch_bounds__(kThreads)
+    topKSelectKernel(float const* scores, int32_t const* mask, int64_t T, int64_t k, int32_t* idx, float* sSel)
 {
     int64_t const row = blockIdx.x;
     float const* rowScores = scores + row * T;
@@ -105,8 +105,8 @@ __global__ void __launch_bounds__(kThreads) topKSelectKernel(
 
 //! One block per selected row; 16-byte vectors when the row size and both pointers allow it.
 template <typename TElem>
-__global__ void __launch_bounds__(kGatherThreads) gatherRowsKernel(
-    TElem const* x, int32_t const* idx, int64_t T, int64_t D, int64_t k, TElem* xSel)
+__global__ void __launch_bounds__(kGatherThreads)
+    gatherRowsKernel(TElem const* x, int32_t const* idx, int64_t T, int64_t D, int64_t k, TElem* xSel)
 {
     int64_t const b = blockIdx.y;
     int64_t const j = blockIdx.x;
@@ -135,12 +135,12 @@ __global__ void __launch_bounds__(kGatherThreads) gatherRowsKernel(
 }
 
 template <typename TElem>
-cudaError_t gatherTyped(void const* x, int32_t const* idx, int64_t B, int64_t T, int64_t D, int64_t k, void* xSel,
-    cudaStream_t stream)
+cudaError_t gatherTyped(
+    void const* x, int32_t const* idx, int64_t B, int64_t T, int64_t D, int64_t k, void* xSel, cudaStream_t stream)
 {
     dim3 const grid(static_cast<unsigned int>(k), static_cast<unsigned int>(B));
-    gatherRowsKernel<TElem><<<grid, kGatherThreads, 0, stream>>>(
-        static_cast<TElem const*>(x), idx, T, D, k, static_cast<TElem*>(xSel));
+    gatherRowsKernel<TElem>
+        <<<grid, kGatherThreads, 0, stream>>>(static_cast<TElem const*>(x), idx, T, D, k, static_cast<TElem*>(xSel));
     return cudaGetLastError();
 }
 
@@ -166,20 +166,26 @@ cudaError_t launchGatherRows(void const* x, ElementType type, int32_t const* idx
     return cudaErrorInvalidValue;
 }
 
-cudaError_t launchTopKGather(void const* x, ElementType type, float const* scores, int32_t const* mask, int64_t B,
-    int64_t T, int64_t D, int64_t k, void* xSel, int32_t* idx, float* sSel, cudaStream_t stream)
+cudaError_t launchTopKSelect(float const* scores, int32_t const* mask, int64_t B, int64_t T, int64_t k, int32_t* idx,
+    float* sSel, cudaStream_t stream)
 {
     if (B == 0 || k == 0)
     {
         return cudaSuccess;
     }
-    if (B > 2147483647LL || T > 2147483647LL)
+    if (B > 2147483647LL || T > 2147483647LL || k > T)
     {
         return cudaErrorInvalidConfiguration;
     }
-    topKSelectKernel<kSelectThreads><<<static_cast<unsigned int>(B), kSelectThreads, 0, stream>>>(
-        scores, mask, T, k, idx, sSel);
-    cudaError_t const status = cudaGetLastError();
+    topKSelectKernel<kSelectThreads>
+        <<<static_cast<unsigned int>(B), kSelectThreads, 0, stream>>>(scores, mask, T, k, idx, sSel);
+    return cudaGetLastError();
+}
+
+cudaError_t launchTopKGather(void const* x, ElementType type, float const* scores, int32_t const* mask, int64_t B,
+    int64_t T, int64_t D, int64_t k, void* xSel, int32_t* idx, float* sSel, cudaStream_t stream)
+{
+    cudaError_t const status = launchTopKSelect(scores, mask, B, T, k, idx, sSel, stream);
     if (status != cudaSuccess)
     {
         return status;

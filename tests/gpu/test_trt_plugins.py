@@ -1,13 +1,13 @@
-"""GPU only (marker `gpu`): the plugins inside a real TensorRT engine versus ONNX Runtime.
-
-Never executed on the CPU-only development machines; it skips there with one reason (conftest.py).
+"""GPU and TensorRT only (markers `gpu`, `tensorrt`): the plugins inside a real TensorRT engine versus ONNX
+Runtime. Never executed on the CPU-only development machines; it skips there with one reason (conftest.py).
+The kernels alone, without TensorRT: test_kernels.py.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt]
 
 
 def test_plugin_engine_matches_onnxruntime(exported, tmp_path):

@@ -1,0 +1,286 @@
+"""Time the MoD CUDA kernels (top-k selection, gather, the fused MoDTopKGather, MoDScatter with and without
+the copy of x) through their C ABI, libmod_export_kernels.so (no TensorRT), against the device's copy
+bandwidth measured in the same run. GPU only: without one it prints one line and exits 4.
+
+    python benchmarks/kernels.py [--library PATH] [--shapes 8x4096x4096,1x65536x1024] [--capacity 1/8]
+                                 [--dtypes float16,float32] [--warmup 10] [--repeats 50] [--no-write]
+    python benchmarks/kernels.py --dry-run      # any machine: the bytes accounting per shape, nothing timed
+
+Timing: CUDA events around each repetition, after a warm-up; before each repetition a buffer twice the size
+of L2 is zeroed, so no operand starts in cache and the GPU is busy while the host enqueues the kernel.
+Reported: median and p90 per op, the minimum bytes the op must move (each operand read or written once),
+and the achieved GB/s against the device-to-device copy bandwidth (read + write counted). On a GPU the table
+replaces the section of benchmarks/RESULTS.md between the kernels markers (added at the end the first time).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mod_export.models.routing import capacity_k
+
+# The shapes of the plugin READMEs (plugins/topkGatherPlugin/README.md, plugins/scatterPlugin/README.md).
+DEFAULT_SHAPES = "8x4096x4096,1x65536x1024"
+DEFAULT_DTYPES = "float16,float32"
+ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+OPS = ("select", "gather", "topk_gather", "scatter", "scatter_inplace")
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+DEVICE = "cuda"  # tests/unit/test_kernel_benchmark.py runs the timing path on the CPU with fakes
+BEGIN = "<!-- benchmarks/kernels.py: begin -->"
+END = "<!-- benchmarks/kernels.py: end -->"
+NO_GPU = ("error: benchmarks/kernels.py needs a CUDA GPU (torch.cuda.is_available() is False here); "
+          "`--dry-run` prints the bytes accounting without one")
+
+
+@dataclass(frozen=True)
+class Shape:
+    B: int
+    T: int
+    D: int
+    num: int
+    den: int
+
+    @property
+    def k(self) -> int:
+        return capacity_k(self.T, self.num, self.den)
+
+    def __str__(self) -> str:
+        return f"{self.B}x{self.T}x{self.D}"
+
+
+def parse_shapes(text: str, capacity: str) -> list[Shape]:
+    num, den = (int(v) for v in capacity.split("/"))
+    shapes = []
+    for item in text.split(","):
+        B, T, D = (int(v) for v in item.lower().split("x"))
+        shapes.append(Shape(B, T, D, num, den))
+    return shapes
+
+
+def bytes_moved(op: str, shape: Shape, dtype: str) -> dict[str, int]:
+    """The minimum traffic of one op, per operand (bytes): each input read once, each output written once.
+    The selection reads the scores and the int32 mask (the exporter always passes one) and writes idx and
+    s_sel; gather reads idx and k rows of x and writes them; scatter copies x to out (read + write) unless
+    out is x, then reads idx, s_sel, x_sel, y_sel and writes k rows."""
+    B, T, D, k, e = shape.B, shape.T, shape.D, shape.k, ELEMENT_BYTES[dtype]
+    select = {"scores": 4 * B * T, "mask": 4 * B * T, "idx": 4 * B * k, "s_sel": 4 * B * k}
+    gather = {"idx": 4 * B * k, "x rows": e * B * k * D, "x_sel": e * B * k * D}
+    update = {"idx": 4 * B * k, "s_sel": 4 * B * k, "x_sel": e * B * k * D, "y_sel": e * B * k * D,
+              "out rows": e * B * k * D}
+    if op == "select":
+        return select
+    if op == "gather":
+        return gather
+    if op == "topk_gather":  # idx is written by the selection and read back by the gather
+        return {**select, "idx (read back)": gather["idx"], "x rows": gather["x rows"], "x_sel": gather["x_sel"]}
+    if op == "scatter":
+        return {"x (copy read)": e * B * T * D, "out (copy write)": e * B * T * D, **update}
+    if op == "scatter_inplace":
+        return update
+    raise ValueError(f"unknown op {op}")
+
+
+def dry_run(shapes: list[Shape], dtypes: list[str]) -> None:
+    for shape in shapes:
+        for dtype in dtypes:
+            print(f"{shape} k={shape.k} {dtype}:")
+            for op in OPS:
+                parts = bytes_moved(op, shape, dtype)
+                detail = ", ".join(f"{name} {value:,}" for name, value in parts.items())
+                print(f"  {op:<16} {sum(parts.values()):>15,} bytes ({sum(parts.values()) / 1e6:.2f} MB)  [{detail}]")
+
+
+# ---------------------------------------------------------------- timing (GPU only)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def time_op(run, flush, warmup: int, repeats: int) -> list[float]:
+    """Per-repetition milliseconds of run() between CUDA events, each after an L2-sized flush."""
+    import torch
+
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        flush.zero_()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
+
+
+def copy_bandwidth(warmup: int, repeats: int) -> tuple[float, int]:
+    """(GB/s, buffer bytes) of a device-to-device tensor copy, read + write counted."""
+    import torch
+
+    free, _ = torch.cuda.mem_get_info()
+    size = min(1 << 30, free // 8)
+    src = torch.empty(size, dtype=torch.uint8, device=DEVICE).fill_(1)
+    dst = torch.empty_like(src)
+    for _ in range(warmup):
+        dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        dst.copy_(src)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return 2 * size / (_percentile(times, 0.5) * 1e-3) / 1e9, size
+
+
+def measure(lib, shapes: list[Shape], dtypes: list[str], warmup: int, repeats: int) -> list[dict]:
+    import torch
+
+    from mod_export.kernels import DTYPE_CODES
+
+    props = torch.cuda.get_device_properties(0)
+    flush = torch.empty(2 * max(getattr(props, "L2_cache_size", 0), 64 << 20), dtype=torch.uint8, device=DEVICE)
+    stream = torch.cuda.current_stream().cuda_stream or None
+    raw = lib.raw
+    rows = []
+    for shape in shapes:
+        B, T, D, k = shape.B, shape.T, shape.D, shape.k
+        for dtype in dtypes:
+            torch_dtype = getattr(torch, dtype)
+            code = DTYPE_CODES[dtype]
+            x = torch.randn(B, T, D, device=DEVICE).to(torch_dtype)
+            scores = torch.randn(B, T, device=DEVICE)
+            mask = torch.ones(B, T, dtype=torch.int32, device=DEVICE)
+            x_sel = torch.empty(B, k, D, dtype=torch_dtype, device=DEVICE)
+            idx = torch.empty(B, k, dtype=torch.int32, device=DEVICE)
+            s_sel = torch.empty(B, k, device=DEVICE)
+            lib.check(raw.mod_kernels_topk_gather(x.data_ptr(), code, scores.data_ptr(), mask.data_ptr(), B, T, D, k,
+                                                  x_sel.data_ptr(), idx.data_ptr(), s_sel.data_ptr(), stream), "setup")
+            y_sel = (x_sel.float() * 1.5).to(torch_dtype)
+            out = torch.empty_like(x)
+            x_in_place = x.clone()
+            calls = {
+                "select": lambda: raw.mod_kernels_topk_select(scores.data_ptr(), mask.data_ptr(), B, T, k,
+                                                              idx.data_ptr(), s_sel.data_ptr(), stream),
+                "gather": lambda: raw.mod_kernels_gather_rows(x.data_ptr(), code, idx.data_ptr(), B, T, D, k,
+                                                              x_sel.data_ptr(), stream),
+                "topk_gather": lambda: raw.mod_kernels_topk_gather(
+                    x.data_ptr(), code, scores.data_ptr(), mask.data_ptr(), B, T, D, k, x_sel.data_ptr(),
+                    idx.data_ptr(), s_sel.data_ptr(), stream),
+                "scatter": lambda: raw.mod_kernels_scatter(
+                    x.data_ptr(), code, idx.data_ptr(), x_sel.data_ptr(), y_sel.data_ptr(), s_sel.data_ptr(), B, T,
+                    D, k, 1, out.data_ptr(), stream),
+                "scatter_inplace": lambda: raw.mod_kernels_scatter(
+                    x_in_place.data_ptr(), code, idx.data_ptr(), x_sel.data_ptr(), y_sel.data_ptr(),
+                    s_sel.data_ptr(), B, T, D, k, 1, x_in_place.data_ptr(), stream),
+            }
+            for op in OPS:
+                status = []
+                times = time_op(lambda: status.append(calls[op]()), flush, warmup, repeats)
+                lib.check(max(status), op)
+                total = sum(bytes_moved(op, shape, dtype).values())
+                median = _percentile(times, 0.5)
+                rows.append({"op": op, "shape": str(shape), "k": k, "dtype": dtype, "bytes": total,
+                             "median_ms": median, "p90_ms": _percentile(times, 0.9),
+                             "gbps": total / (median * 1e-3) / 1e9})
+            del x, scores, mask, x_sel, idx, s_sel, y_sel, out, x_in_place
+            torch.cuda.empty_cache()
+    return rows
+
+
+def results_section(rows: list[dict], copy_gbps: float, copy_bytes: int, command: str, machine: str) -> str:
+    lines = [BEGIN, "## CUDA kernels against the copy bandwidth (no TensorRT)", "",
+             f"- Date: {datetime.date.today().isoformat()}. Machine: {machine}.",
+             f"- Command: `{command}`",
+             f"- Device-to-device copy, measured in the same run: {copy_gbps:.0f} GB/s "
+             f"({copy_bytes >> 20} MiB buffer, read + write counted). Bytes: the minimum each op moves "
+             "(benchmarks/kernels.py `bytes_moved`); L2 flushed before every repetition.", "",
+             "| op | B x T x D | k | dtype | bytes moved | median (us) | p90 (us) | GB/s | of copy bandwidth |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['op']} | {r['shape']} | {r['k']} | {r['dtype']} | {r['bytes'] / 1e6:.2f} MB | "
+                     f"{r['median_ms'] * 1e3:.1f} | {r['p90_ms'] * 1e3:.1f} | {r['gbps']:.0f} | "
+                     f"{100 * r['gbps'] / copy_gbps:.0f}% |")
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the kernels section of `path` (between BEGIN and END), or append it."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def machine_line() -> str:
+    import platform
+
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    return (f"{torch.cuda.get_device_name(0)} (sm_{props.major}{props.minor}, {props.total_memory >> 30} GiB), "
+            f"torch {torch.__version__}, CUDA runtime {torch.version.cuda}, {platform.machine()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--library", help="libmod_export_kernels.so (default: $MOD_EXPORT_KERNEL_LIBRARY or the "
+                                          "build-plugins folder)")
+    parser.add_argument("--shapes", default=DEFAULT_SHAPES, help=f"BxTxD list (default {DEFAULT_SHAPES})")
+    parser.add_argument("--capacity", default="1/8", help="num/den (default 1/8)")
+    parser.add_argument("--dtypes", default=DEFAULT_DTYPES, help=f"of x (default {DEFAULT_DTYPES})")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
+    parser.add_argument("--dry-run", action="store_true", help="print the bytes accounting; needs no GPU")
+    args = parser.parse_args(argv)
+    shapes = parse_shapes(args.shapes, args.capacity)
+    dtypes = args.dtypes.split(",")
+    for dtype in dtypes:
+        if dtype not in ELEMENT_BYTES:
+            parser.error(f"unknown dtype {dtype} (float32, float16, bfloat16)")
+    if args.dry_run:
+        dry_run(shapes, dtypes)
+        return 0
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print(NO_GPU, file=sys.stderr)
+        return 4
+    from mod_export.errors import ModExportError
+    from mod_export.kernels import KernelLibrary
+    from mod_export.plugins import kernel_library_path
+
+    try:
+        lib = KernelLibrary(args.library or kernel_library_path())
+        copy_gbps, copy_bytes = copy_bandwidth(args.warmup, args.repeats)
+        rows = measure(lib, shapes, dtypes, args.warmup, args.repeats)
+    except ModExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"device-to-device copy: {copy_gbps:.0f} GB/s")
+    for r in rows:
+        print(f"{r['op']:<16} {r['shape']:>14} k={r['k']:<6} {r['dtype']:<8} {r['bytes'] / 1e6:9.2f} MB "
+              f"{r['median_ms'] * 1e3:9.1f} us  {r['gbps']:6.0f} GB/s  {100 * r['gbps'] / copy_gbps:4.0f}% of copy")
+    if not args.no_write:
+        command = "python benchmarks/kernels.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_section(args.results, results_section(rows, copy_gbps, copy_bytes, command.strip(), machine_line()))
+        print(f"updated {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
