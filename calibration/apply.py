@@ -28,9 +28,14 @@ def load_calibration(options: PrecisionOptions):
     if options.precision != "int8":
         return None
     from calibration.data import load_calibration_data
-    from calibration.int8 import check_method
+    from calibration.int8 import CalibrationError, check_method, read_cache
 
     check_method(options.calib_method)  # before any slow work
+    cache = options.calib_cache
+    if cache is not None and (cache.is_dir() or not cache.absolute().parent.is_dir()):
+        raise CalibrationError(f"--calib-cache {cache}: must be a file in an existing directory")
+    if cache is not None and cache.is_file():
+        read_cache(cache)  # its format now; whether it fits this model and data is checked once both are known
     return load_calibration_data(options.calib_data, windows=options.calib_windows)
 
 

@@ -22,12 +22,12 @@ import onnx
 
 from calibration.data import CalibrationData
 from calibration.policy import router_nodes
-from mod_export.contract import DEFAULT_ROUTING_GUARD
+from mod_export.contract import CALIBRATION_METHODS, DEFAULT_ROUTING_GUARD
 from mod_export.errors import ModExportError
 from mod_export.graph.queries import idx_tensor_names
 from mod_export.progress import progress
 
-METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+METHODS = dict(zip(CALIBRATION_METHODS, ("MinMax", "Percentile", "Entropy")))  # ours -> ORT CalibrationMethod
 CACHE_FORMAT = "mod_export.calibration/2"  # 2: entropy/percentile bin counts really applied
 
 
@@ -50,6 +50,23 @@ class QuantizedForms:
 def check_method(method: str) -> None:
     if method not in METHODS:
         raise CalibrationError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})")
+
+
+def read_cache(cache_file: Path) -> dict:
+    """A calibration cache's content, after checking that it is one, in this version's format."""
+    try:
+        saved = json.loads(cache_file.read_text())
+        if not isinstance(saved, dict):
+            raise json.JSONDecodeError("not an object", "", 0)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"calibration cache {cache_file} is not readable JSON ({type(exc).__name__})") from None
+    found = saved.get("format")
+    if found != CACHE_FORMAT:
+        if str(found).startswith("mod_export.calibration/"):
+            raise CalibrationError(f"calibration cache {cache_file} has format {found}, this version writes "
+                                   f"{CACHE_FORMAT}; delete it to recalibrate")
+        raise CalibrationError(f"{cache_file} is not a mod-export calibration cache")
+    return saved
 
 
 def model_sha256(model: onnx.ModelProto) -> str:
@@ -181,23 +198,16 @@ def quantize_forms(plugin: onnx.ModelProto, portable: onnx.ModelProto, data: Cal
     ort_cache: dict | None = None
     cached_float: dict[str, float] | None = None
     if cache_file is not None and cache_file.is_file():
-        try:
-            saved = json.loads(cache_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CalibrationError(f"calibration cache {cache_file} is not readable JSON ({type(exc).__name__})") from None
-        found = saved.get("format")
-        if found != CACHE_FORMAT:
-            if str(found).startswith("mod_export.calibration/"):
-                raise CalibrationError(f"calibration cache {cache_file} has format {found}, this version writes "
-                                       f"{CACHE_FORMAT}; delete it to recalibrate")
-            raise CalibrationError(f"{cache_file} is not a mod-export calibration cache")
+        saved = read_cache(cache_file)
         if saved.get("model_sha256") != model_hash:
             raise CalibrationError(f"calibration cache {cache_file} was made for another model (model hash mismatch)")
         if saved.get("method") != method:
             raise CalibrationError(f"calibration cache {cache_file} holds {saved.get('method')} ranges, not {method}")
         if saved.get("data_sha256") != data.sha256:
             raise CalibrationError(f"calibration cache {cache_file} was made from other calibration data (data hash mismatch)")
-        ort_cache = saved["tensor_ranges"]
+        ort_cache = saved.get("tensor_ranges")
+        if not isinstance(ort_cache, dict):
+            raise CalibrationError(f"calibration cache {cache_file} has no tensor ranges; delete it to recalibrate")
         if saved.get("routing_guard") == routing_guard:
             cached_float = dict(saved.get("float_for_routing", {}))
     with tempfile.TemporaryDirectory(prefix="mod_export_calib_") as tmp:

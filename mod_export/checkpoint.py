@@ -5,6 +5,7 @@ Every problem is reported as one CheckpointError with a one-line message.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -14,30 +15,62 @@ from typing import Any
 
 import torch
 
+from mod_export.contract import CHECKPOINT_FORMAT
 from mod_export.errors import CheckpointError, ConfigError
 from mod_export.models.config import MoDConfig
 from mod_export.models.model import MoDTransformer
 
-FORMAT_TAG = "mod_export/1"
+FORMAT_TAG = CHECKPOINT_FORMAT
+
+
+def tensors_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order: what save_checkpoint records."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_destination(path: str | os.PathLike, force: bool) -> Path:
+    """Before any slow work: the checkpoint can be written at `path`, and an existing file is replaced only with
+    force (it may hold hours of someone's training)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"--out {path} is a directory; give a file name such as model.pt")
+    if path.exists() and not force:
+        raise CheckpointError(f"{path} already exists (pass --force to replace it)")
+    probe = path.absolute().parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise CheckpointError(f"cannot write checkpoint {path}: no write permission on {probe}")
+    return path
 
 
 def save_checkpoint(model: MoDTransformer, path: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
     """Write atomically: a temporary file in the same folder, then rename."""
     path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT_TAG,
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        "content_sha256": tensors_sha256(state),
         "metrics": metrics or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         torch.save(payload, tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
 
@@ -97,6 +130,13 @@ def model_from_payload(payload: dict[str, Any], source: str = "checkpoint") -> M
             raise CheckpointError(f"{source}: state_dict[{name!r}] has shape {tuple(value.shape)}, config implies {tuple(ref.shape)}")
         if not value.is_floating_point():
             raise CheckpointError(f"{source}: state_dict[{name!r}] has dtype {value.dtype}, expected a floating type")
+        if not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{source}: state_dict[{name!r}] has {bad} NaN or Inf value(s): the weights are broken")
+    recorded = payload.get("content_sha256")
+    if recorded is not None and recorded != tensors_sha256(given):
+        raise CheckpointError(f"{source}: tensor contents do not match the checkpoint's content hash (the file was "
+                              "damaged or edited after it was written)")
     model.load_state_dict({k: v.float() for k, v in given.items()})
     return model.eval()
 
@@ -104,7 +144,3 @@ def model_from_payload(payload: dict[str, Any], source: str = "checkpoint") -> M
 def load_checkpoint(path: str | os.PathLike, unsafe: bool = False) -> MoDTransformer:
     """Load a mod_export/1 checkpoint into an eval-mode MoDTransformer (forward(input_ids, attention_mask))."""
     return model_from_payload(read_checkpoint(path, unsafe=unsafe), source=str(path))
-
-
-def checkpoint_metrics(path: str | os.PathLike) -> dict[str, Any]:
-    return dict(read_checkpoint(path).get("metrics") or {})

@@ -33,6 +33,17 @@ MANIFEST_FORMAT = "mod_export.manifest/1"
 CHECKPOINT_FORMAT = "mod_export/1"
 
 PRECISIONS = ("fp32", "fp16", "int8")
+TARGETS = ("onnx", "trt", "triton")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+# ---------------------------------------------------------------- export and engine defaults
+MIN_OPSET = 18  # torch's ONNX function library emits opset 18 (down-conversion to 17 breaks Split)
+MAX_OPSET = 25  # 26+ emit Gelu-26, which ONNX Runtime 1.32 has no kernel for
+DEFAULT_OPSET = 18
+DEFAULT_BATCH_RANGE = "1:1:8"  # TensorRT optimisation profile MIN:OPT:MAX
+DEFAULT_SEQ_RANGE = "1:256:4096"
+DEFAULT_WORKSPACE_MB = 1024  # Orin shares memory with the CPU: keep this modest there
+CUDA_ARCHS = "80;86;87;89;90"  # A100, RTX 30xx/A10, Orin, L4/L40, H100/H200
 
 
 def capacity_k(T, num: int, den: int):

@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mod_export.contract import CUDA_ARCHS
 from mod_export.errors import MissingDependencyError, ModExportError
 
 LIBRARY_NAME = "libmod_export_plugins.so"
 KERNEL_LIBRARY_NAME = "libmod_export_kernels.so"
 REFERENCE_LIBRARY_NAME = "libmod_reference_capi.so"
 KERNEL_LIBRARY_ENV = "MOD_EXPORT_KERNEL_LIBRARY"
-DEFAULT_ARCHS = "80;86;87;89;90"
+DEFAULT_ARCHS = CUDA_ARCHS
 _log = logging.getLogger(__name__)
 HEADER_CANDIDATES = (
     "/usr/include/x86_64-linux-gnu",  # Debian/Ubuntu TensorRT packages

@@ -1,36 +1,68 @@
 """One inference API over every backend: Session(DIR or file, backend=...).run(input_ids, attention_mask).
 
 numpy in -> numpy out; torch tensors in -> torch tensors out (CUDA tensors stay on the device).
+
+Inputs are checked before they reach a backend: token ids must be integers in [0, vocab), the mask must have
+their shape and hold only 0 and 1. Files of an export directory are checked against the sha256 values of its
+manifest.json (skip_integrity=True for a file edited on purpose).
+
+Threads: one Session may be used from many threads at once on the ONNX Runtime backend, as ONNX Runtime's
+InferenceSession.Run promises; the TensorRT backend owns one execution context, so its runs are serialised
+with a lock (use one Session per thread for parallel TensorRT work).
 """
 from __future__ import annotations
 
-import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from mod_export.contract import (ATTENTION_MASK, ENGINE_FILE, INPUT_IDS, LOGITS, MANIFEST_FILE, PLUGIN_FILE,
-                                 PORTABLE_FILE)
-from mod_export.errors import MissingDependencyError, ModExportError
+from mod_export.contract import ATTENTION_MASK, ENGINE_FILE, INPUT_IDS, LOGITS, PLUGIN_FILE, PORTABLE_FILE
+from mod_export.errors import InputError, IntegrityError, MissingDependencyError, ModExportError
 from mod_export.graph.queries import idx_tensor_names, with_extra_outputs
+from mod_export.integrity import read_manifest, verify_files
 from mod_export.plugins import LIBRARY_NAME
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
+FORMS = ("portable", "plugin")
 
 
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
 
 
+def _check_integrity(path: Path, names: list[str], skip: bool) -> dict | None:
+    """Check the files that will be loaded against the manifest of their directory; returns that manifest. An
+    export directory must have one; a file outside any export directory has nothing to be checked against."""
+    directory = path if path.is_dir() else path.parent
+    if skip:
+        try:
+            return read_manifest(directory)
+        except IntegrityError:
+            return None
+    manifest = read_manifest(directory)
+    if manifest is None:
+        if path.is_dir():
+            raise IntegrityError(f"{directory} has no manifest.json, so its files cannot be checked; "
+                                 "pass skip_integrity=True to load them anyway")
+        return None
+    if not path.is_dir():
+        names = [n for n in names if n in manifest["files"]]
+    return verify_files(directory, names)
+
+
 class Session:
     def __init__(self, source: str | os.PathLike, backend: str = "auto", form: str = "portable",
-                 providers: list[str] | None = None, cuda_graphs: bool = False, threads: int | None = None):
+                 providers: list[str] | None = None, cuda_graphs: bool = False, threads: int | None = None,
+                 skip_integrity: bool = False):
         """source: an export DIR, an .onnx file or an .engine file. form: which ONNX file of a DIR
         ("portable" = model.onnx, "plugin" = model.plugin.onnx, run through its reference functions)."""
         if backend not in BACKENDS:
             raise ModExportError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if form not in FORMS:
+            raise ModExportError(f"form must be one of {FORMS}, got {form!r}")
         path = Path(source)
         if not path.exists():
             raise ModExportError(f"{path} not found")
@@ -38,12 +70,16 @@ class Session:
         if backend == "auto":
             backend = "tensorrt" if engine.is_file() and self._tensorrt_usable() else "onnxruntime"
         self.backend = backend
+        self._lock = threading.Lock() if backend == "tensorrt" else None
         if backend == "tensorrt":
             from mod_export.backends.trt.engine_runner import TensorRTEngineRunner
 
             if not engine.is_file():
                 raise ModExportError(f"no TensorRT engine at {engine} (export with --target trt)")
             library = engine.parent / LIBRARY_NAME
+            names = [engine.name] + ([library.name] if library.is_file() else [])
+            _check_integrity(path, names, skip_integrity)
+            self.vocab = None
             self._runner = TensorRTEngineRunner(engine, library if library.is_file() else None, cuda_graphs)
             return
         from mod_export.backends.onnxrt.session import available_providers, create_session
@@ -51,26 +87,21 @@ class Session:
         onnx_file = path if path.suffix == ".onnx" else path / (PLUGIN_FILE if form == "plugin" else PORTABLE_FILE)
         if not onnx_file.is_file():
             raise ModExportError(f"no ONNX file at {onnx_file}")
+        manifest = _check_integrity(path, [onnx_file.name], skip_integrity)
         self.providers = providers or available_providers()
-        proto = onnx.load(str(onnx_file))
+        try:
+            proto = onnx.load(str(onnx_file))
+        except Exception as exc:  # protobuf's DecodeError and friends for a damaged file
+            raise ModExportError(f"{onnx_file} is not a readable ONNX file ({type(exc).__name__})") from None
         # Every routed layer's selection idx[B,k] is also an output: small, computed anyway, and it lets
         # run_with_routing() report what this very session decided (the logits are unaffected).
-        self._idx_names = self._routing_outputs(proto, path)
-        self._ort = create_session(with_extra_outputs(proto, self._idx_names), providers=self.providers, threads=threads)
-
-    @staticmethod
-    def _routing_outputs(proto, source: Path) -> list[str]:
-        """idx tensor names, per routed layer: from the graph's MoDTopKGather nodes (plugin form) or, for the portable
-        form, from the export's manifest.json; [] where neither says."""
-        names = idx_tensor_names(proto)
-        manifest = (source if source.is_dir() else source.parent) / MANIFEST_FILE
-        if not names and manifest.is_file():
-            try:
-                names = list(json.loads(manifest.read_text()).get("routing_idx_tensors") or [])
-            except (OSError, ValueError):
-                names = []
+        names = idx_tensor_names(proto) or list((manifest or {}).get("routing_idx_tensors") or [])
         produced = {o for n in proto.graph.node for o in n.output}
-        return [n for n in names if n in produced]
+        self._idx_names = [n for n in names if n in produced]
+        logits = next((o for o in proto.graph.output if o.name == LOGITS), None)
+        last = logits.type.tensor_type.shape.dim[-1] if logits is not None else None
+        self.vocab = int(last.dim_value) if last is not None and last.HasField("dim_value") else None
+        self._ort = create_session(with_extra_outputs(proto, self._idx_names), providers=self.providers, threads=threads)
 
     @staticmethod
     def _tensorrt_usable() -> bool:
@@ -83,20 +114,55 @@ class Session:
         except MissingDependencyError:
             return False
 
+    # ------------------------------------------------------------ input checks
+
+    def _check_ids(self, ids, is_torch: bool):
+        dtype = ids.dtype
+        integer = (not dtype.is_floating_point and not dtype.is_complex and dtype != _torch_bool()) if is_torch \
+            else np.issubdtype(dtype, np.integer)
+        if not integer:
+            raise InputError(f"input_ids must hold integer token ids, got dtype {dtype}")
+        if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
+            raise InputError(f"input_ids must be [batch, seq] with batch, seq >= 1, got shape {tuple(ids.shape)}")
+        low, high = (int(ids.min()), int(ids.max()))
+        if low < 0 or (self.vocab is not None and high >= self.vocab):
+            bound = f"[0, {self.vocab})" if self.vocab is not None else ">= 0"
+            raise InputError(f"input_ids must be token ids in {bound}, got values from {low} to {high}")
+
+    @staticmethod
+    def _check_mask(mask, shape, is_torch: bool):
+        if tuple(mask.shape) != tuple(shape):
+            raise InputError(f"attention_mask shape {tuple(mask.shape)} differs from input_ids {tuple(shape)}")
+        dtype = mask.dtype
+        ok = (not dtype.is_floating_point and not dtype.is_complex) if is_torch else \
+            (np.issubdtype(dtype, np.integer) or dtype == np.bool_)
+        if not ok:
+            raise InputError(f"attention_mask must hold 0 (padding) and 1 (token) as integers or booleans, got dtype {dtype}")
+        values = set(np.unique(mask.cpu().numpy() if is_torch else mask).tolist())
+        if not values <= {0, 1, True, False}:
+            raise InputError(f"attention_mask may hold only 0 (padding) and 1 (token), got {sorted(values)[:5]}")
+
+    def _numpy_inputs(self, input_ids, attention_mask) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(input_ids)
+        self._check_ids(ids, False)
+        if attention_mask is None:
+            mask = np.ones(ids.shape, np.int64)
+        else:
+            mask = np.asarray(attention_mask)
+            self._check_mask(mask, ids.shape, False)
+        return np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(mask, dtype=np.int64)
+
+    # ------------------------------------------------------------ running
+
     def run(self, input_ids, attention_mask=None):
-        """input_ids [B,T] int64 (numpy or torch), attention_mask [B,T] (1 token, 0 padding) or None."""
+        """input_ids [B,T] integer token ids (numpy or torch), attention_mask [B,T] (1 token, 0 padding) or None."""
         if _is_torch(input_ids):
             return self._run_torch(input_ids, attention_mask)
-        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
-        if ids.ndim != 2:
-            raise ModExportError(f"input_ids must be [batch, seq], got shape {ids.shape}")
-        mask = np.ones_like(ids) if attention_mask is None else np.ascontiguousarray(attention_mask, dtype=np.int64)
-        if mask.shape != ids.shape:
-            raise ModExportError(f"attention_mask shape {mask.shape} differs from input_ids {ids.shape}")
+        ids, mask = self._numpy_inputs(input_ids, attention_mask)
         if self.backend == "tensorrt":
             import torch
 
-            out = self._runner.run(torch.from_numpy(ids).cuda(), torch.from_numpy(mask).cuda())
+            out = self._run_engine(torch.from_numpy(ids).cuda(), torch.from_numpy(mask).cuda())
             return out.cpu().numpy()
         return self._ort.run([LOGITS], {INPUT_IDS: ids, ATTENTION_MASK: mask})[0]
 
@@ -108,24 +174,31 @@ class Session:
         if not self._idx_names:
             raise ModExportError("this ONNX file does not say where its routing decisions are (open the export directory, "
                                  "whose manifest.json names them)")
-        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
-        mask = np.ones_like(ids) if attention_mask is None else np.ascontiguousarray(attention_mask, dtype=np.int64)
+        ids, mask = self._numpy_inputs(input_ids, attention_mask)
         outs = self._ort.run([LOGITS, *self._idx_names], {INPUT_IDS: ids, ATTENTION_MASK: mask})
         return outs[0], list(outs[1:])
+
+    def _run_engine(self, ids, mask):
+        with self._lock:  # one execution context: TensorRT runs are serialised
+            return self._runner.run(ids, mask)
 
     def _run_torch(self, input_ids, attention_mask):
         import torch
 
+        self._check_ids(input_ids, True)
+        if attention_mask is not None:
+            self._check_mask(attention_mask, input_ids.shape, True)
         ids = input_ids.to(torch.int64)
         mask = torch.ones_like(ids) if attention_mask is None else attention_mask.to(torch.int64)
         if self.backend == "tensorrt":
-            return self._runner.run(ids, mask)
+            return self._run_engine(ids, mask)
         if ids.is_cuda and "CUDAExecutionProvider" in self.providers:
             return self._run_ort_on_device(ids.contiguous(), mask.contiguous())
         return torch.from_numpy(self.run(ids.cpu().numpy(), mask.cpu().numpy())).to(ids.device)
 
     def _run_ort_on_device(self, ids, mask):
-        """IO binding: inputs and logits stay in CUDA memory (onnxruntime-gpu only)."""
+        """IO binding: inputs and logits stay in CUDA memory (onnxruntime-gpu only; never run on the CPU-only
+        development machines)."""
         import torch
 
         vocab = self._ort.get_outputs()[0].shape[-1]
@@ -138,3 +211,9 @@ class Session:
             binding.bind_output(name, "cuda", ids.device.index or 0)
         self._ort.run_with_iobinding(binding)
         return logits
+
+
+def _torch_bool():
+    import torch
+
+    return torch.bool

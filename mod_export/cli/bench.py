@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mod_export.cli.types import non_negative_int, positive_int
 from mod_export.errors import ModExportError
 
 
@@ -26,9 +27,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", default="1")
     parser.add_argument("--seq-lens", default="256,512,1024,2048")
     parser.add_argument("--capacities", default="1/8", help="comma list of num/den (default 1/8)")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=10)
+    parser.add_argument("--warmup", type=non_negative_int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--no-profile", action="store_true", help="skip the ONNX Runtime profiler pass")
     parser.add_argument("--spinning", action="store_true",
                         help="let idle PyTorch (OpenMP) and ONNX Runtime threads spin (off by default: candidates take "
@@ -46,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     for cap in args.capacities.split(","):
         parse_capacity(cap)
-    if args.repeats < 1:
-        raise ModExportError("--repeats must be >= 1")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ModExportError(f"--out {args.out} exists and is not a directory")
     settings = BenchSettings(tuple(args.backends.split(",")), _ints(args.batch, "batch"), _ints(args.seq_lens, "seq-lens"),
                              tuple(args.capacities.split(",")), args.repeats, args.warmup, args.threads, not args.no_profile,
                              args.spinning)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mod_export.cli.types import positive_int
+from mod_export.contract import CUDA_ARCHS
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = "Build the TensorRT plugin library (MoDTopKGather, MoDScatter) and run the host tests."
     parser.add_argument("--tensorrt-include", type=Path, help="TensorRT include directory (NvInferRuntime.h)")
     parser.add_argument("--build-dir", type=Path, help="build folder (default ~/.cache/mod_export/plugins)")
-    parser.add_argument("--archs", default="80;86;87;89;90", help="CUDA architectures (default 80;86;87;89;90)")
+    parser.add_argument("--archs", default=CUDA_ARCHS, help=f"CUDA architectures (default {CUDA_ARCHS})")
     parser.add_argument("--kernels-only", action="store_true",
                         help="without TensorRT headers: kernels, their C ABI (libmod_export_kernels.so), reference and tests")
     parser.add_argument("--no-tests", action="store_true", help="do not build or run the host tests")
-    parser.add_argument("--jobs", type=int)
+    parser.add_argument("--jobs", type=positive_int)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-TARGETS = ("onnx", "trt", "triton")
+from mod_export.cli.types import fraction, positive_float, positive_int
+from mod_export.contract import (CALIBRATION_METHODS, DEFAULT_ATOL, DEFAULT_BATCH_RANGE, DEFAULT_CALIBRATION_WINDOWS,
+                                 DEFAULT_MIN_ROUTING_AGREEMENT, DEFAULT_OPSET, DEFAULT_ROUTING_GUARD, DEFAULT_SEQ_RANGE,
+                                 DEFAULT_WORKSPACE_MB, MAX_OPSET, MIN_OPSET, PRECISIONS, TARGETS, WINDOW_BYTES)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -14,27 +17,33 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, choices=TARGETS)
     parser.add_argument("--out", required=True, type=Path, help="output directory (written atomically)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty output directory")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18, minimum 18)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset (default {DEFAULT_OPSET}, {MIN_OPSET}..{MAX_OPSET})")
     parser.add_argument("--allow-dense", action="store_true", help="export a model without routed blocks as dense")
     parser.add_argument("--no-validate", action="store_true", help="skip the PyTorch vs ONNX Runtime parity check")
-    parser.add_argument("--atol", type=float, default=1e-4, help="logits tolerance for validation (default 1e-4)")
+    parser.add_argument("--atol", type=positive_float, default=DEFAULT_ATOL,
+                        help=f"fp32 forced-routing logits tolerance for validation (default {DEFAULT_ATOL:g})")
     parser.add_argument("--unsafe-load", action="store_true", help="allow pickled code in the checkpoint (only for files you trust)")
     prec = parser.add_argument_group("precision (DESIGN.md section 4; lives in the ONNX files)")
-    prec.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    prec.add_argument("--precision", choices=PRECISIONS, default="fp32")
     prec.add_argument("--calib-data", type=Path, help="int8: a text file or folder (default: the example corpus' held-out slice)")
-    prec.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="percentile")
+    prec.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="percentile")
     prec.add_argument("--calib-cache", type=Path, help="int8: calibration cache (reused when model and data hashes match)")
-    prec.add_argument("--calib-windows", type=int, default=64, help="int8: calibration windows of 256 bytes (default 64)")
-    prec.add_argument("--routing-guard", type=float, default=0.99,
+    prec.add_argument("--calib-windows", type=positive_int, default=DEFAULT_CALIBRATION_WINDOWS,
+                      help=f"int8: calibration windows of {WINDOW_BYTES} bytes (default {DEFAULT_CALIBRATION_WINDOWS})")
+    prec.add_argument("--routing-guard", type=fraction, default=DEFAULT_ROUTING_GUARD,
                       help="int8: keep float a MatMul whose quantisation alone drops routing agreement below this (0 = off)")
-    prec.add_argument("--min-routing-agreement", type=float, default=0.95, help="fp16/int8: parity threshold per routed layer")
+    prec.add_argument("--min-routing-agreement", type=fraction, default=DEFAULT_MIN_ROUTING_AGREEMENT,
+                      help="fp16/int8: margin-aware routing agreement required per routed layer")
     trt = parser.add_argument_group("TensorRT (--target trt / triton)")
-    trt.add_argument("--batch", default="1:1:8", help="batch range MIN:OPT:MAX of the optimisation profile (default 1:1:8)")
-    trt.add_argument("--seq-len", default="1:256:4096", help="sequence range MIN:OPT:MAX (default 1:256:4096)")
+    trt.add_argument("--batch", default=DEFAULT_BATCH_RANGE,
+                     help=f"batch range MIN:OPT:MAX of the optimisation profile (default {DEFAULT_BATCH_RANGE})")
+    trt.add_argument("--seq-len", default=DEFAULT_SEQ_RANGE, help=f"sequence range MIN:OPT:MAX (default {DEFAULT_SEQ_RANGE})")
     trt.add_argument("--no-plugins", action="store_true", help="build from the portable form (TopK limits k <= 3840)")
     trt.add_argument("--plugin-library", type=Path, help="libmod_export_plugins.so (default: `mod-export build-plugins` output)")
     trt.add_argument("--timing-cache", type=Path, help="timing cache file, read if present and saved after the build")
-    trt.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit in MiB (default 1024)")
+    trt.add_argument("--workspace-mb", type=positive_int, default=DEFAULT_WORKSPACE_MB,
+                     help=f"builder workspace limit in MiB (default {DEFAULT_WORKSPACE_MB})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ import traceback
 from typing import Callable
 
 from mod_export import __version__
-from mod_export.errors import ModExportError
+from mod_export.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_USER, ModExportError,
+                               UsageError)
 
 # name -> module path with `register(subparsers_or_parser) -> argparse.ArgumentParser` and `run(args) -> int`.
 SUBCOMMANDS: dict[str, str] = {
@@ -20,6 +21,13 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "mod_export.cli.bench",
 }
 MAIN_FORM = "mod_export.cli.export"
+
+EXIT_CODES = """exit codes:
+  0 success, 1 user error (bad input, option value or output directory), 2 usage error,
+  3 parity or quality failed (artifacts are written), 4 missing component (TensorRT, GPU, nvcc),
+  70 internal error (a bug in mod-export), 130 interrupted
+"""
+
 
 TOP_HELP = f"""usage: mod-export MODEL --target {{onnx,trt,triton}} --out DIR [options]
        mod-export SUBCOMMAND [options]
@@ -39,7 +47,19 @@ options:
   -h, --help            show this help and exit
   --version             show the version and exit
   --debug               show tracebacks for errors
-"""
+""" + "\n" + EXIT_CODES
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `error:` line (UsageError, exit 2); --help is unchanged."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("epilog", EXIT_CODES)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def _load(module_path: str):
@@ -52,12 +72,12 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
     """The parser for this command line and the arguments it should parse."""
     if argv[0] in SUBCOMMANDS:
         module = _load(SUBCOMMANDS[argv[0]])
-        parser = argparse.ArgumentParser(prog=f"mod-export {argv[0]}")
+        parser = OneLineArgumentParser(prog=f"mod-export {argv[0]}")
         module.register(parser)
         parser.set_defaults(func=module.run)
         return parser, argv[1:]
     module = _load(MAIN_FORM)
-    parser = argparse.ArgumentParser(prog="mod-export")
+    parser = OneLineArgumentParser(prog="mod-export")
     module.register(parser)
     parser.set_defaults(func=module.run)
     return parser, argv
@@ -69,32 +89,38 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     if not argv:
         sys.stderr.write(TOP_HELP)
-        return 2
+        return EXIT_USAGE
     if argv[0] in ("-h", "--help"):
         sys.stdout.write(TOP_HELP)
-        return 0
+        return EXIT_OK
     if argv[0] == "--version":
         print(f"mod-export {__version__}")
-        return 0
+        return EXIT_OK
     try:
         parser, rest = build_parser(argv)
         args = parser.parse_args(rest)
         func: Callable[[argparse.Namespace], int] = args.func
         return int(func(args) or 0)
     except ModExportError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(f"error: {exc}", exc.exit_code, debug)
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        return _fail("error: interrupted", EXIT_INTERRUPTED, debug)
+    except OSError as exc:  # the file system or the machine said no (permissions, disk full, ...): not a bug
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        return _fail(f"error: {exc.strerror or exc}{where}", EXIT_USER, debug)
+    except MemoryError:
+        return _fail("error: out of memory (try a smaller batch, sequence length or model)", EXIT_USER, debug)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
-        if debug:
-            traceback.print_exc()
         first = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 70
+        return _fail(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+                     EXIT_INTERNAL, debug)
+
+
+def _fail(line: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(" ".join(line.split()), file=sys.stderr)  # one line, whatever the message held
+    return code
 
 
 def entry_point() -> None:

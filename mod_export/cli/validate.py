@@ -5,7 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from mod_export.errors import ExportError, ParityError
+from mod_export.cli.types import positive_float
+from mod_export.contract import DEFAULT_ATOL
+from mod_export.errors import OutputDirError, ParityError
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -13,39 +15,21 @@ def register(parser: argparse.ArgumentParser) -> None:
                           "precision recorded in DIR/manifest.json (fp16/int8 directories are judged at their tolerances).")
     parser.add_argument("model", type=Path, help="checkpoint (model.pt)")
     parser.add_argument("dir", type=Path, help="directory written by `mod-export MODEL --target onnx`")
-    parser.add_argument("--atol", type=float, help="fp32 logits tolerance (default 1e-4)")
+    parser.add_argument("--atol", type=positive_float, help=f"fp32 forced-routing logits tolerance (default {DEFAULT_ATOL:g})")
     parser.add_argument("--report", type=Path, help="write the parity report (JSON) here")
-    parser.add_argument("--unsafe-load", action="store_true")
-
-
-def _precision(directory: Path) -> str:
-    manifest = directory / "manifest.json"
-    if not manifest.is_file():
-        return "fp32"
-    try:
-        return json.loads(manifest.read_text()).get("precision") or "fp32"
-    except (OSError, json.JSONDecodeError):
-        raise ExportError(f"{manifest} is not readable JSON") from None
+    parser.add_argument("--unsafe-load", action="store_true", help="allow pickled code in the checkpoint (only for files you trust)")
+    parser.add_argument("--skip-integrity", action="store_true",
+                        help="use DIR's files even where they differ from the sha256 in its manifest.json (edited on purpose)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import onnx
-
     from mod_export.checkpoint import load_checkpoint
-    from mod_export.contract import PLUGIN_FILE, PORTABLE_FILE
-    from mod_export.validate.artifacts import format_validation, validate_artifacts
+    from mod_export.validate.artifacts import format_validation, load_directory, validate_artifacts
 
-    precision = _precision(args.dir)
+    if args.report is not None and (args.report.is_dir() or not args.report.absolute().parent.is_dir()):
+        raise OutputDirError(f"--report {args.report}: not a file in an existing directory")
+    forms, precision = load_directory(args.dir, verify=not args.skip_integrity, model_hint=args.model)
     model = load_checkpoint(args.model, unsafe=args.unsafe_load)
-    forms = {}
-    for form, name in (("portable", PORTABLE_FILE), ("plugin", PLUGIN_FILE)):
-        path = args.dir / name
-        if not path.is_file():
-            raise ExportError(f"{path} not found (run `mod-export {args.model} --target onnx --out {args.dir}` first)")
-        try:
-            forms[form] = onnx.load(str(path))
-        except Exception as exc:
-            raise ExportError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
     report = validate_artifacts(model, forms, precision, atol=args.atol)
     print(format_validation(report))
     if args.report:

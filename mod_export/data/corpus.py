@@ -70,7 +70,10 @@ def load_text_bytes(path: str | Path) -> np.ndarray:
     if not path.exists():
         raise CorpusError(f"text data not found: {path}")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    data = b"\n".join(p.read_bytes() for p in files)
+    try:
+        data = b"\n".join(p.read_bytes() for p in files)
+    except OSError as exc:
+        raise CorpusError(f"cannot read text data {exc.filename or path}: {exc.strerror or exc}") from None
     if not data:
         raise CorpusError(f"text data is empty: {path}")
     return np.frombuffer(data, dtype=np.uint8)

@@ -9,7 +9,8 @@ from typing import Any
 import onnx
 
 from mod_export import __version__
-from mod_export.export.artifacts import sha256_file
+from mod_export.contract import MANIFEST_FILE, MANIFEST_FORMAT
+from mod_export.integrity import sha256_file
 
 LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "onnx-graphsurgeon", "polygraphy", "numpy", "tensorrt")
 
@@ -44,10 +45,10 @@ def describe_io(model: onnx.ModelProto, ranges: dict[str, tuple[int, int]]) -> d
 def build_manifest(root: Path, files: list[Path], model: onnx.ModelProto, extra: dict[str, Any]) -> dict[str, Any]:
     ranges = {"batch": (1, 4096), "seq": (1, 1 << 20)}
     return {
-        "format": "mod_export.manifest/1",
+        "format": MANIFEST_FORMAT,
         "versions": library_versions(),
         "io": describe_io(model, ranges),
         "files": {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                  for p in files if p.name != "manifest.json"},
+                  for p in files if p.relative_to(root).as_posix() != MANIFEST_FILE},
         **extra,
     }

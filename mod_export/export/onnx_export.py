@@ -16,16 +16,13 @@ from dataclasses import dataclass
 import onnx
 import torch
 
+from mod_export.contract import DEFAULT_OPSET, INPUT_NAMES, LOGITS, MAX_OPSET, MIN_OPSET
 from mod_export.errors import ExportError
 from mod_export.export import custom_ops
 from mod_export.graph.fusable_patterns import reorder_gelu_for_fusion
 from mod_export.graph.reference_functions import inline_to_portable, strip_reference_functions
 from mod_export.models.model import MoDTransformer, RoutedBlock
 
-MIN_OPSET = 18  # torch's ONNX function library emits opset 18 (down-conversion to 17 breaks Split); bodies need >= 15
-DEFAULT_OPSET = 18
-INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAME = "logits"
 EXAMPLE_SHAPE = (2, 48)  # (B, T) traced; both axes are dynamic in the exported graph
 
 
@@ -63,7 +60,7 @@ def _export_raw(model: MoDTransformer, opset: int) -> onnx.ModelProto:
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 exporting, (input_ids, attention_mask), dynamo=True, dynamic_shapes=dynamic,
-                input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME], opset_version=opset,
+                input_names=list(INPUT_NAMES), output_names=[LOGITS], opset_version=opset,
                 custom_translation_table=custom_ops.translation_table(), optimize=True, verbose=False,
             )
     except Exception as exc:
@@ -86,8 +83,13 @@ def _check_input_ranks(proto: onnx.ModelProto) -> None:
 
 
 def check_opset(opset: int) -> None:
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise ExportError(f"opset must be an integer, got {opset!r}")
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is below {MIN_OPSET}, the lowest this exporter supports (torch's ONNX function library targets opset 18)")
+    if opset > MAX_OPSET:
+        raise ExportError(f"opset {opset} is above {MAX_OPSET}, the highest this exporter supports (ONNX Runtime has no "
+                          "kernels for newer versions of some ops it would emit)")
 
 
 def export_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET, allow_dense: bool = False) -> ExportedForms:

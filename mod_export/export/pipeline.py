@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mod_export.errors import MissingDependencyError, ParityError
-from mod_export.export.artifacts import ENGINE_FILE, PLUGIN_FILE, PORTABLE_FILE, ArtifactDir, check_output_dir
+from mod_export.contract import DEFAULT_ATOL, DEFAULT_OPSET, ENGINE_FILE, PLUGIN_FILE, PORTABLE_FILE
+from mod_export.export.artifacts import ArtifactDir, OutputLock, check_output_dir
 from mod_export.export.manifest import build_manifest
-from mod_export.export.onnx_export import DEFAULT_OPSET, check_model, check_opset, export_forms
+from mod_export.export.onnx_export import check_model, check_opset, export_forms
 from mod_export.flops import forward_flops, ideal_speedup
 
 
@@ -24,7 +25,7 @@ class OnnxJob:
     allow_dense: bool = False
     unsafe_load: bool = False
     validate: bool = True
-    atol: float = 1e-4
+    atol: float = DEFAULT_ATOL
     target: str = "onnx"  # onnx | trt | triton
     use_plugins: bool = True  # trt: build from model.plugin.onnx (else the portable form)
     plugin_library: Path | None = None
@@ -74,14 +75,19 @@ def _validate(job: OnnxJob, model, float_forms, forms, precision) -> dict:
 
 def run_onnx_job(job: OnnxJob) -> dict:
     """Returns the report. Raises ParityError (after writing everything) when validation fails, and
-    MissingDependencyError for --target trt without TensorRT or a GPU (after writing the ONNX artifacts)."""
+    MissingDependencyError for --target trt without TensorRT or a GPU (after writing the ONNX artifacts).
+    One run at a time per output directory (OutputLock); nothing half-written survives a failure."""
+    check_opset(job.opset)  # cheap checks first, before any slow work
+    check_output_dir(job.out_dir, job.force, [job.model_path])
+    with OutputLock(job.out_dir):
+        return _run_locked(job)
+
+
+def _run_locked(job: OnnxJob) -> dict:
+    from calibration.apply import PrecisionOptions, load_calibration
     from mod_export.checkpoint import load_checkpoint
 
-    from calibration.apply import PrecisionOptions, load_calibration
-
     precision = job.precision or PrecisionOptions()
-    check_opset(job.opset)  # cheap checks first, before any slow work
-    check_output_dir(job.out_dir, job.force)
     calibration = load_calibration(precision)
     model = load_checkpoint(job.model_path, unsafe=job.unsafe_load)
     log(f"exporting {job.model_path} (opset {job.opset}) ...")
@@ -113,7 +119,7 @@ def run_onnx_job(job: OnnxJob) -> dict:
     if job.validate:
         report["parity"] = _validate(job, model, float_forms, forms, precision)
     missing: MissingDependencyError | None = None
-    with ArtifactDir(job.out_dir, job.force) as art:
+    with ArtifactDir(job.out_dir, job.force, [job.model_path]) as art:
         art.save_onnx(forms.portable, PORTABLE_FILE)
         art.save_onnx(forms.plugin, PLUGIN_FILE)
         engine = None

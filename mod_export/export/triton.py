@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from mod_export.export.artifacts import PORTABLE_FILE
+from mod_export.contract import PORTABLE_FILE
 
 ONNX_MODEL = "mod_export_onnx"
 TRT_MODEL = "mod_export_trt"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -29,6 +30,14 @@ def parse_capacity(capacity: str | Fraction) -> tuple[int, int]:
     if den <= 0 or num <= 0 or num > den:
         raise ConfigError(f"capacity {num}/{den} must satisfy 0 < num <= den")
     return num, den
+
+
+def _check_number(name: str, value: Any, positive: bool) -> None:
+    """A finite real number, > 0 (positive) or >= 0; bools and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (value <= 0 if positive else value < 0):
+        kind = "a finite positive number" if positive else "a finite non-negative number"
+        raise ConfigError(f"config.{name} must be {kind}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -59,14 +68,22 @@ class MoDConfig:
             raise ConfigError(f"config.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
             raise ConfigError("config: head width d_model/n_heads must be even for rotary embeddings")
-        if isinstance(self.aux_loss_weight, bool) or not isinstance(self.aux_loss_weight, (int, float)) or not self.aux_loss_weight >= 0:
-            raise ConfigError(f"config.aux_loss_weight must be a non-negative number, got {self.aux_loss_weight!r}")
-        if self.gate not in GATES:
+        _check_number("rope_base", self.rope_base, positive=True)
+        _check_number("layer_norm_eps", self.layer_norm_eps, positive=True)
+        _check_number("aux_loss_weight", self.aux_loss_weight, positive=False)
+        for name in ("causal_predictor", "aux_loss"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"config.{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"config.extra must be a mapping, got {type(self.extra).__name__}")
+        if not isinstance(self.gate, str) or self.gate not in GATES:
             raise ConfigError(f"config.gate must be one of {GATES}, got {self.gate!r}")
         parse_capacity(self.capacity)
         if self.routed_layers is not None:
+            if not isinstance(self.routed_layers, (tuple, list)):
+                raise ConfigError(f"config.routed_layers must be a list of block indices, got {self.routed_layers!r}")
             layers = tuple(self.routed_layers)
-            if any(not isinstance(i, int) or not 0 <= i < self.n_layers for i in layers):
+            if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.n_layers for i in layers):
                 raise ConfigError(f"config.routed_layers {layers} must be block indices in [0, {self.n_layers})")
             if len(set(layers)) != len(layers):
                 raise ConfigError(f"config.routed_layers {layers} has duplicates")
@@ -82,6 +99,13 @@ class MoDConfig:
             return tuple(range(1, self.n_layers, 2))
         return self.routed_layers
 
+    def parameter_count(self) -> int:
+        """Parameters of MoDTransformer(self), computed from the config alone (before anything is allocated)."""
+        D, F, V, H = self.d_model, self.d_mlp, self.vocab_size, self.predictor_hidden
+        block = 2 * 2 * D + (3 * D * D + 3 * D) + (D * D + D) + (D * F + F) + (F * D + D)  # 2 LN, qkv, proj, MLP
+        routed = D + 1 + ((D * H + H) + (H + 1) if self.causal_predictor else 0)  # router (+ predictor)
+        return V * D + self.n_layers * block + len(self.routed) * routed + 2 * D + D * V  # embed, blocks, ln_f, head
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["routed_layers"] = None if self.routed_layers is None else list(self.routed_layers)
@@ -96,7 +120,7 @@ class MoDConfig:
         if unknown:
             raise ConfigError(f"config has unknown keys: {', '.join(unknown)}")
         values = dict(data)
-        if values.get("routed_layers") is not None:
+        if isinstance(values.get("routed_layers"), list):
             values["routed_layers"] = tuple(values["routed_layers"])
         try:
             return cls(**values)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from mod_export.models import capture, routing
 from mod_export.models.config import MoDConfig
+from mod_export.models.memory import check_parameter_memory
 
 
 @dataclass
@@ -156,6 +157,7 @@ class RoutedBlock(nn.Module):
 
 class MoDTransformer(nn.Module):
     def __init__(self, cfg: MoDConfig, routing_enabled: bool = True):
+        check_parameter_memory(cfg.parameter_count(), "this model configuration")  # before any allocation
         super().__init__()
         self.config = cfg
         self.routing_enabled = routing_enabled

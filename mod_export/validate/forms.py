@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 
 from mod_export.contract import LOGITS, TOLERANCES, Tolerance
+from mod_export.errors import ModelError
 from mod_export.graph.queries import routing_tensors
 from mod_export.parity.health import LayerScores, router_health
 from mod_export.validate.cases import validation_cases
@@ -59,7 +60,12 @@ def validate_onnx_forms(model, forms: dict[str, onnx.ModelProto], plugin: onnx.M
     routing = routing_tensors(plugin)
     capacities = [r.capacity for r in routing]
     den = min((d for _, d in capacities), default=1)
-    cases = validation_cases(graph_vocab(plugin), den, text)
+    vocab = graph_vocab(plugin)
+    model_vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if model_vocab is not None and model_vocab != vocab:
+        raise ModelError(f"the exported graphs have a vocabulary of {vocab}, the model {model_vocab}: "
+                         "they come from different models")
+    cases = validation_cases(vocab, den, text)
     reference = reference_runner(model)
     candidates = [Candidate(name, onnx_runner(proto, routing, name)) for name, proto in forms.items()]
     with reference:

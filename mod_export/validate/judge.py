@@ -105,7 +105,11 @@ def judge(reference, candidates: list[Candidate], cases: list[Case], capacities:
                     "forms": {}, "mismatches": []}
     unforced = {}
     for case in cases:
-        unforced[case.name] = reference.infer(case.feed)
+        try:
+            unforced[case.name] = reference.infer(case.feed)
+        except Exception as exc:  # the user's module cannot run the validation inputs: its problem, said once
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")[:200]
+            raise ModelError(f"the PyTorch model failed on validation case '{case.name}' ({type(exc).__name__}: {first})") from exc
         check_reference(case, unforced[case.name][LOGITS])
     for candidate in candidates:
         rows, totals = [], [LayerRouting(tolerance.score_tolerance) for _ in capacities]

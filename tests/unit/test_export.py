@@ -5,6 +5,7 @@ import copy
 import io
 import json
 import math
+import shutil
 import subprocess
 import sys
 import warnings
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from mod_export.backends.onnxrt.session import create_session
-from mod_export.export.artifacts import sha256_file
+from mod_export.integrity import sha256_file
 from mod_export.export.onnx_export import check_model
 from mod_export.graph.queries import routing_tensors, with_extra_outputs
 from mod_export.models import routing
@@ -166,8 +167,7 @@ def test_validate_subcommand_passes_and_detects_a_tampered_file(trained, exporte
     assert proc.returncode == 0, proc.stderr
     assert "parity: passed" in proc.stdout
     tampered = tmp_path / "tampered"
-    tampered.mkdir()
-    (tampered / "model.plugin.onnx").write_bytes((out / "model.plugin.onnx").read_bytes())
+    shutil.copytree(out, tampered)
     portable = onnx.load(str(out / "model.onnx"))
     big = max(portable.graph.initializer, key=lambda t: len(t.raw_data))
     arr = onnx.numpy_helper.to_array(big).copy()
@@ -176,7 +176,10 @@ def test_validate_subcommand_passes_and_detects_a_tampered_file(trained, exporte
     onnx.save(portable, str(tampered / "model.onnx"))
     report = tmp_path / "r.json"
     proc = cli("validate", str(ckpt), str(tampered), "--report", str(report))
-    assert proc.returncode == 3
+    one_line_error(proc, 1, "does not match the sha256")  # refused before anything runs
+    assert not report.exists()
+    proc = cli("validate", str(ckpt), str(tampered), "--report", str(report), "--skip-integrity")
+    assert proc.returncode == 3  # edited on purpose: judged, and it fails
     data = json.loads(report.read_text())
     assert not data["forms"]["portable"]["passed"] and data["forms"]["plugin"]["passed"]
     assert len(data["mismatches"]) >= 6, "every failing case is collected, not just the first"
@@ -218,17 +221,6 @@ def test_bad_inputs_give_one_line_and_leave_nothing(trained, tmp_path):
     one_line_error(cli(str(ckpt), "--target", "onnx", "--out", str(out)), 1, "not empty")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
-
-
-def test_force_replaces_a_non_empty_directory(trained, tmp_path):
-    _, _, ckpt = trained
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
-    proc = cli(str(ckpt), "--target", "onnx", "--out", str(out), "--force", "--no-validate")
-    assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_model_without_routed_blocks_needs_allow_dense(tmp_path):

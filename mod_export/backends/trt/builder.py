@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
+from mod_export.contract import DEFAULT_BATCH_RANGE, DEFAULT_SEQ_RANGE, DEFAULT_WORKSPACE_MB, INPUT_NAMES
 from mod_export.errors import ModExportError
 
-INPUT_NAMES = ("input_ids", "attention_mask")
 
 
 class EngineBuildError(ModExportError):
@@ -40,9 +40,9 @@ class ShapeRange:
 
 @dataclass
 class EngineSettings:
-    batch: ShapeRange = field(default_factory=lambda: ShapeRange(1, 1, 8))
-    seq: ShapeRange = field(default_factory=lambda: ShapeRange(1, 256, 4096))
-    workspace_mb: int = 1024  # Orin shares memory with the CPU: keep this modest there
+    batch: ShapeRange = field(default_factory=lambda: ShapeRange.parse(DEFAULT_BATCH_RANGE, "batch"))
+    seq: ShapeRange = field(default_factory=lambda: ShapeRange.parse(DEFAULT_SEQ_RANGE, "seq-len"))
+    workspace_mb: int = DEFAULT_WORKSPACE_MB
     timing_cache: Path | None = None
     plugin_library: Path | None = None
     show_progress: bool = True

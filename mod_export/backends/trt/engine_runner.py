@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
+from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS
 from mod_export.errors import ModExportError
 
-OUTPUT_NAME = "logits"
 
 
 class TensorRTEngineRunner:
@@ -33,7 +33,7 @@ class TensorRTEngineRunner:
         self._graphs: dict[tuple, tuple] = {}
 
     def _enqueue(self, input_ids, attention_mask, logits) -> None:
-        for name, tensor in (("input_ids", input_ids), ("attention_mask", attention_mask), (OUTPUT_NAME, logits)):
+        for name, tensor in ((INPUT_IDS, input_ids), (ATTENTION_MASK, attention_mask), (LOGITS, logits)):
             self.context.set_tensor_address(name, tensor.data_ptr())
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise ModExportError("TensorRT execution failed (see the TensorRT log)")
@@ -42,9 +42,9 @@ class TensorRTEngineRunner:
         """input_ids/attention_mask: int64 CUDA tensors [B,T] -> float32 CUDA logits [B,T,V] (same device)."""
         torch = self.torch
         shape = tuple(input_ids.shape)
-        self.context.set_input_shape("input_ids", shape)
-        self.context.set_input_shape("attention_mask", shape)
-        out_shape = tuple(self.context.get_tensor_shape(OUTPUT_NAME))
+        self.context.set_input_shape(INPUT_IDS, shape)
+        self.context.set_input_shape(ATTENTION_MASK, shape)
+        out_shape = tuple(self.context.get_tensor_shape(LOGITS))
         if not self.cuda_graphs:
             logits = torch.empty(out_shape, dtype=torch.float32, device=input_ids.device)
             self.stream.wait_stream(torch.cuda.current_stream())

@@ -1,0 +1,226 @@
+"""Output safety: a fault at any write step leaves no temporary file and the previous export intact; two runs on
+one output at once: one wins, the other refuses; `--force` replaces our own export and nothing else; one Session
+serves 8 threads at once; fuzzed configs and option values never give a traceback, exit 70 or a changed file."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mod_export.cli.main import main
+from mod_export.errors import OutputDirError
+from mod_export.export import artifacts
+from mod_export.export.pipeline import OnnxJob, run_onnx_job
+from tests.unit.test_bad_input_matrix import snapshot
+
+
+def leftovers(root: Path) -> list[str]:
+    return [p.name for p in root.iterdir() if ".tmp-" in p.name or ".old-" in p.name or p.name.endswith(".lock")]
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.fixture()
+def fast_export(trained, monkeypatch):
+    """The pipeline with export_forms answered from one cached export: these tests are about writing files."""
+    from mod_export.export import pipeline
+    from mod_export.export.onnx_export import export_forms
+
+    forms = _cached_forms(trained[0], export_forms)
+    monkeypatch.setattr(pipeline, "export_forms", lambda model, opset, allow_dense: forms)
+    return trained[2]
+
+
+_CACHE: dict = {}
+
+
+def _cached_forms(model, export_forms):
+    if "forms" not in _CACHE:
+        _CACHE["forms"] = export_forms(model)
+    return _CACHE["forms"]
+
+
+WRITE_STEPS = ["save_onnx:1", "save_onnx:2", "write_json:1", "write_json:2", "replace:1", "replace:2", "rmtree_old"]
+
+
+@pytest.mark.parametrize("step", WRITE_STEPS)
+def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_path, monkeypatch):
+    ckpt = fast_export
+    out = tmp_path / "out"
+    run_onnx_job(OnnxJob(ckpt, out, validate=False))  # an earlier export, to be replaced with --force
+    before = snapshot(out)
+    kind, _, nth = step.partition(":")
+    calls = {"n": 0}
+
+    def failing(original):
+        def wrapper(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == int(nth or 1):
+                raise OSError(5, f"injected fault at {step}") if kind == "replace" else Boom(step)
+            return original(*args, **kwargs)
+        return wrapper
+
+    if kind in ("save_onnx", "write_json"):
+        monkeypatch.setattr(artifacts.ArtifactDir, kind, failing(getattr(artifacts.ArtifactDir, kind)))
+    elif kind == "replace":
+        monkeypatch.setattr(artifacts.os, "replace", failing(os.replace))
+    else:  # the previous export's removal after a successful swap fails quietly (ignore_errors=True)
+        monkeypatch.setattr(artifacts.shutil, "rmtree", lambda path, ignore_errors=False: None)
+    expected = OutputDirError if kind == "replace" else Boom
+    if kind == "rmtree_old":
+        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False))  # the swap succeeded
+        monkeypatch.undo()
+        assert sorted(p.name for p in out.iterdir()) == sorted(before)
+    else:
+        with pytest.raises(expected):
+            run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False))
+        assert snapshot(out) == before, "the previous export must be intact"
+    monkeypatch.undo()
+    stale = leftovers(tmp_path)
+    if kind == "rmtree_old":  # the old copy could not be removed: the only thing allowed to stay, and it is ours
+        assert all(".old-" in name for name in stale)
+    else:
+        assert stale == []
+
+
+def test_interrupt_leaves_nothing_and_keeps_the_previous_export(fast_export, tmp_path, monkeypatch):
+    ckpt = fast_export
+    out = tmp_path / "out"
+    run_onnx_job(OnnxJob(ckpt, out, validate=False))
+    before = snapshot(out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(artifacts.ArtifactDir, "write_json", interrupted)
+    assert main([str(ckpt), "--target", "onnx", "--out", str(out), "--force", "--no-validate"]) == 130
+    assert snapshot(out) == before and leftovers(tmp_path) == []
+
+
+def test_force_replaces_our_own_export_only(fast_export, tmp_path):
+    ckpt = fast_export
+    out = tmp_path / "out"
+    run_onnx_job(OnnxJob(ckpt, out, validate=False))
+    run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False))  # ours: replaced
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
+    (out / "mine.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="mine.txt"):
+        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False))
+    assert (out / "mine.txt").read_text() == "mine" and leftovers(tmp_path) == []
+
+
+def test_output_dot_and_symlinked_output(fast_export, tmp_path, monkeypatch):
+    ckpt = fast_export
+    real = tmp_path / "real"
+    run_onnx_job(OnnxJob(ckpt, real, validate=False))
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    run_onnx_job(OnnxJob(ckpt, link, force=True, validate=False))
+    assert link.is_symlink() and (link / "model.onnx").is_file() and leftovers(tmp_path) == []
+    monkeypatch.chdir(real)
+    assert main([str(ckpt), "--target", "onnx", "--out", ".", "--force", "--no-validate"]) == 0
+    assert (real / "model.onnx").is_file() and leftovers(tmp_path) == []
+
+
+def test_two_exports_into_one_directory_at_once(trained, tmp_path):
+    """The second run finds the first one's lock and refuses at once; the directory is the first run's export."""
+    _, _, ckpt = trained
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mod_export.cli.main", str(ckpt), "--target", "onnx", "--out", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / ".out.lock"
+    deadline = time.time() + 120
+    while not lock.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), "the first run takes its lock at the start"
+    second = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.wait(timeout=600) == 0, first.stderr.read()
+    assert second.returncode == 1 and "another mod-export run is writing" in second.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
+    assert leftovers(tmp_path) == []
+
+
+def test_one_session_from_eight_threads_equals_serial_calls(exported, corpus):
+    from mod_export.runtime import Session
+
+    session = Session(exported[1])
+    rng = np.random.default_rng(0)
+    inputs = [np.stack([corpus.held_out[s : s + T] for s in rng.integers(0, 5000, 2)]).astype(np.int64)
+              for T in rng.integers(1, 200, 32)]
+    serial = [session.run(ids) for ids in inputs]
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        try:
+            for i in range(offset, len(inputs), 8):
+                results[i] = session.run(inputs[i])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == len(inputs)
+    for i, expected in enumerate(serial):
+        np.testing.assert_array_equal(results[i], expected)  # the same session: the same numbers
+
+
+# ---------------------------------------------------------------- fuzzing
+
+CONFIG_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([2**31, 2**40, 130, 128, 4]),
+                          st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+                          st.lists(st.integers(-2, 9), max_size=3), st.sampled_from(["1/8", "0/1", "9/8", "a/b"]))
+CONFIG_KEYS = ["vocab_size", "d_model", "n_heads", "n_layers", "d_mlp", "rope_base", "capacity", "routed_layers",
+               "gate", "causal_predictor", "aux_loss", "aux_loss_weight", "predictor_hidden", "layer_norm_eps", "extra",
+               "unknown_key"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(CONFIG_KEYS), CONFIG_VALUES, max_size=5))
+def test_fuzzed_checkpoint_configs_never_crash(tmp_path, capsys, changes):
+    from mod_export.models.config import MoDConfig
+
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    config = {**MoDConfig(d_model=32, n_heads=2, n_layers=2, d_mlp=64).to_dict(), **changes}
+    torch.save({"format": "mod_export/1", "config": config, "state_dict": {}}, work / "m.pt")
+    before = snapshot(work)
+    code = main([str(work / "m.pt"), "--target", "onnx", "--out", str(work / "out"), "--no-validate"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "internal error" not in err, (changes, err)
+    assert snapshot(work) == before
+
+
+OPTION_VALUES = st.one_of(st.text(max_size=6), st.integers(-10**6, 10**6).map(str),
+                          st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                          st.sampled_from(["0", "-1", "nan", "inf", "1:2", "1:2:3", "0:1:8", "4:2:1", "", "1e309"]))
+OPTIONS = ["--opset", "--atol", "--calib-windows", "--routing-guard", "--min-routing-agreement", "--batch", "--seq-len",
+           "--workspace-mb", "--precision", "--calib-method", "--target"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(OPTIONS), OPTION_VALUES), min_size=1, max_size=4))
+def test_fuzzed_option_values_never_crash(tmp_path, capsys, options):
+    argv = [str(tmp_path / "missing.pt"), "--target", "onnx", "--out", str(tmp_path / "out")]
+    for name, value in options:
+        argv += [name, value] if not value.startswith("-") else [f"{name}={value}"]
+    before = snapshot(tmp_path)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code in (1, 2, 4), (argv, code, err)
+    assert "Traceback" not in err and len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 1, (argv, err)
+    assert snapshot(tmp_path) == before
