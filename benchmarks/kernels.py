@@ -12,6 +12,7 @@ Reported: median and p90 per op, the minimum bytes the op must move (each operan
 and the achieved GB/s against the device-to-device copy bandwidth (read + write counted). On a GPU the table
 replaces the section of benchmarks/RESULTS.md between the kernels markers (added at the end the first time).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ import datetime
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from mod_export.models.routing import capacity_k
 
@@ -31,8 +33,10 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 DEVICE = "cuda"  # tests/unit/test_kernel_benchmark.py runs the timing path on the CPU with fakes
 BEGIN = "<!-- benchmarks/kernels.py: begin -->"
 END = "<!-- benchmarks/kernels.py: end -->"
-NO_GPU = ("error: benchmarks/kernels.py needs a CUDA GPU (torch.cuda.is_available() is False here); "
-          "`--dry-run` prints the bytes accounting without one")
+NO_GPU = (
+    "error: benchmarks/kernels.py needs a CUDA GPU (torch.cuda.is_available() is False here); "
+    "`--dry-run` prints the bytes accounting without one"
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,13 @@ def bytes_moved(op: str, shape: Shape, dtype: str) -> dict[str, int]:
     B, T, D, k, e = shape.B, shape.T, shape.D, shape.k, ELEMENT_BYTES[dtype]
     select = {"scores": 4 * B * T, "mask": 4 * B * T, "idx": 4 * B * k, "s_sel": 4 * B * k}
     gather = {"idx": 4 * B * k, "x rows": e * B * k * D, "x_sel": e * B * k * D}
-    update = {"idx": 4 * B * k, "s_sel": 4 * B * k, "x_sel": e * B * k * D, "y_sel": e * B * k * D,
-              "out rows": e * B * k * D}
+    update = {
+        "idx": 4 * B * k,
+        "s_sel": 4 * B * k,
+        "x_sel": e * B * k * D,
+        "y_sel": e * B * k * D,
+        "out rows": e * B * k * D,
+    }
     if op == "select":
         return select
     if op == "gather":
@@ -140,6 +149,63 @@ def copy_bandwidth(warmup: int, repeats: int) -> tuple[float, int]:
     return 2 * size / (_percentile(times, 0.5) * 1e-3) / 1e9, size
 
 
+def kernel_calls(raw, t, shape: Shape, code: int, stream) -> dict:
+    """op -> a call of the C ABI on the tensors in t (x, scores, mask, x_sel, idx, s_sel, y_sel, out, x_in_place)."""
+    B, T, D, k = shape.B, shape.T, shape.D, shape.k
+    return {
+        "select": lambda: raw.mod_kernels_topk_select(
+            t.scores.data_ptr(), t.mask.data_ptr(), B, T, k, t.idx.data_ptr(), t.s_sel.data_ptr(), stream
+        ),
+        "gather": lambda: raw.mod_kernels_gather_rows(
+            t.x.data_ptr(), code, t.idx.data_ptr(), B, T, D, k, t.x_sel.data_ptr(), stream
+        ),
+        "topk_gather": lambda: raw.mod_kernels_topk_gather(
+            t.x.data_ptr(),
+            code,
+            t.scores.data_ptr(),
+            t.mask.data_ptr(),
+            B,
+            T,
+            D,
+            k,
+            t.x_sel.data_ptr(),
+            t.idx.data_ptr(),
+            t.s_sel.data_ptr(),
+            stream,
+        ),
+        "scatter": lambda: raw.mod_kernels_scatter(
+            t.x.data_ptr(),
+            code,
+            t.idx.data_ptr(),
+            t.x_sel.data_ptr(),
+            t.y_sel.data_ptr(),
+            t.s_sel.data_ptr(),
+            B,
+            T,
+            D,
+            k,
+            1,
+            t.out.data_ptr(),
+            stream,
+        ),
+        "scatter_inplace": lambda: raw.mod_kernels_scatter(
+            t.x_in_place.data_ptr(),
+            code,
+            t.idx.data_ptr(),
+            t.x_sel.data_ptr(),
+            t.y_sel.data_ptr(),
+            t.s_sel.data_ptr(),
+            B,
+            T,
+            D,
+            k,
+            1,
+            t.x_in_place.data_ptr(),
+            stream,
+        ),
+    }
+
+
 def measure(lib, shapes: list[Shape], dtypes: list[str], warmup: int, repeats: int) -> list[dict]:
     import torch
 
@@ -161,53 +227,87 @@ def measure(lib, shapes: list[Shape], dtypes: list[str], warmup: int, repeats: i
             x_sel = torch.empty(B, k, D, dtype=torch_dtype, device=DEVICE)
             idx = torch.empty(B, k, dtype=torch.int32, device=DEVICE)
             s_sel = torch.empty(B, k, device=DEVICE)
-            lib.check(raw.mod_kernels_topk_gather(x.data_ptr(), code, scores.data_ptr(), mask.data_ptr(), B, T, D, k,
-                                                  x_sel.data_ptr(), idx.data_ptr(), s_sel.data_ptr(), stream), "setup")
+            lib.check(
+                raw.mod_kernels_topk_gather(
+                    x.data_ptr(),
+                    code,
+                    scores.data_ptr(),
+                    mask.data_ptr(),
+                    B,
+                    T,
+                    D,
+                    k,
+                    x_sel.data_ptr(),
+                    idx.data_ptr(),
+                    s_sel.data_ptr(),
+                    stream,
+                ),
+                "setup",
+            )
             y_sel = (x_sel.float() * 1.5).to(torch_dtype)
             out = torch.empty_like(x)
             x_in_place = x.clone()
-            calls = {
-                "select": lambda: raw.mod_kernels_topk_select(scores.data_ptr(), mask.data_ptr(), B, T, k,
-                                                              idx.data_ptr(), s_sel.data_ptr(), stream),
-                "gather": lambda: raw.mod_kernels_gather_rows(x.data_ptr(), code, idx.data_ptr(), B, T, D, k,
-                                                              x_sel.data_ptr(), stream),
-                "topk_gather": lambda: raw.mod_kernels_topk_gather(
-                    x.data_ptr(), code, scores.data_ptr(), mask.data_ptr(), B, T, D, k, x_sel.data_ptr(),
-                    idx.data_ptr(), s_sel.data_ptr(), stream),
-                "scatter": lambda: raw.mod_kernels_scatter(
-                    x.data_ptr(), code, idx.data_ptr(), x_sel.data_ptr(), y_sel.data_ptr(), s_sel.data_ptr(), B, T,
-                    D, k, 1, out.data_ptr(), stream),
-                "scatter_inplace": lambda: raw.mod_kernels_scatter(
-                    x_in_place.data_ptr(), code, idx.data_ptr(), x_sel.data_ptr(), y_sel.data_ptr(),
-                    s_sel.data_ptr(), B, T, D, k, 1, x_in_place.data_ptr(), stream),
-            }
+            calls = kernel_calls(
+                raw,
+                SimpleNamespace(
+                    x=x,
+                    scores=scores,
+                    mask=mask,
+                    x_sel=x_sel,
+                    idx=idx,
+                    s_sel=s_sel,
+                    y_sel=y_sel,
+                    out=out,
+                    x_in_place=x_in_place,
+                ),
+                shape,
+                code,
+                stream,
+            )
             for op in OPS:
-                status = []
-                times = time_op(lambda: status.append(calls[op]()), flush, warmup, repeats)
+                status: list[int] = []
+                call = calls[op]
+                times = time_op(lambda call=call, status=status: status.append(call()), flush, warmup, repeats)
                 lib.check(max(status), op)
                 total = sum(bytes_moved(op, shape, dtype).values())
                 median = _percentile(times, 0.5)
-                rows.append({"op": op, "shape": str(shape), "k": k, "dtype": dtype, "bytes": total,
-                             "median_ms": median, "p90_ms": _percentile(times, 0.9),
-                             "gbps": total / (median * 1e-3) / 1e9})
-            del x, scores, mask, x_sel, idx, s_sel, y_sel, out, x_in_place
+                rows.append(
+                    {
+                        "op": op,
+                        "shape": str(shape),
+                        "k": k,
+                        "dtype": dtype,
+                        "bytes": total,
+                        "median_ms": median,
+                        "p90_ms": _percentile(times, 0.9),
+                        "gbps": total / (median * 1e-3) / 1e9,
+                    }
+                )
+            del calls, x, scores, mask, x_sel, idx, s_sel, y_sel, out, x_in_place
             torch.cuda.empty_cache()
     return rows
 
 
 def results_section(rows: list[dict], copy_gbps: float, copy_bytes: int, command: str, machine: str) -> str:
-    lines = [BEGIN, "## CUDA kernels against the copy bandwidth (no TensorRT)", "",
-             f"- Date: {datetime.date.today().isoformat()}. Machine: {machine}.",
-             f"- Command: `{command}`",
-             f"- Device-to-device copy, measured in the same run: {copy_gbps:.0f} GB/s "
-             f"({copy_bytes >> 20} MiB buffer, read + write counted). Bytes: the minimum each op moves "
-             "(benchmarks/kernels.py `bytes_moved`); L2 flushed before every repetition.", "",
-             "| op | B x T x D | k | dtype | bytes moved | median (us) | p90 (us) | GB/s | of copy bandwidth |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        BEGIN,
+        "## CUDA kernels against the copy bandwidth (no TensorRT)",
+        "",
+        f"- Date: {datetime.date.today().isoformat()}. Machine: {machine}.",
+        f"- Command: `{command}`",
+        f"- Device-to-device copy, measured in the same run: {copy_gbps:.0f} GB/s "
+        f"({copy_bytes >> 20} MiB buffer, read + write counted). Bytes: the minimum each op moves "
+        "(benchmarks/kernels.py `bytes_moved`); L2 flushed before every repetition.",
+        "",
+        "| op | B x T x D | k | dtype | bytes moved | median (us) | p90 (us) | GB/s | of copy bandwidth |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r['op']} | {r['shape']} | {r['k']} | {r['dtype']} | {r['bytes'] / 1e6:.2f} MB | "
-                     f"{r['median_ms'] * 1e3:.1f} | {r['p90_ms'] * 1e3:.1f} | {r['gbps']:.0f} | "
-                     f"{100 * r['gbps'] / copy_gbps:.0f}% |")
+        lines.append(
+            f"| {r['op']} | {r['shape']} | {r['k']} | {r['dtype']} | {r['bytes'] / 1e6:.2f} MB | "
+            f"{r['median_ms'] * 1e3:.1f} | {r['p90_ms'] * 1e3:.1f} | {r['gbps']:.0f} | "
+            f"{100 * r['gbps'] / copy_gbps:.0f}% |"
+        )
     lines.append(END)
     return "\n".join(lines) + "\n"
 
@@ -229,14 +329,17 @@ def machine_line() -> str:
     import torch
 
     props = torch.cuda.get_device_properties(0)
-    return (f"{torch.cuda.get_device_name(0)} (sm_{props.major}{props.minor}, {props.total_memory >> 30} GiB), "
-            f"torch {torch.__version__}, CUDA runtime {torch.version.cuda}, {platform.machine()}")
+    return (
+        f"{torch.cuda.get_device_name(0)} (sm_{props.major}{props.minor}, {props.total_memory >> 30} GiB), "
+        f"torch {torch.__version__}, CUDA runtime {torch.version.cuda}, {platform.machine()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--library", help="libmod_export_kernels.so (default: $MOD_EXPORT_KERNEL_LIBRARY or the "
-                                          "build-plugins folder)")
+    parser.add_argument(
+        "--library", help="libmod_export_kernels.so (default: $MOD_EXPORT_KERNEL_LIBRARY or the build-plugins folder)"
+    )
     parser.add_argument("--shapes", default=DEFAULT_SHAPES, help=f"BxTxD list (default {DEFAULT_SHAPES})")
     parser.add_argument("--capacity", default="1/8", help="num/den (default 1/8)")
     parser.add_argument("--dtypes", default=DEFAULT_DTYPES, help=f"of x (default {DEFAULT_DTYPES})")
@@ -273,8 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     print(f"device-to-device copy: {copy_gbps:.0f} GB/s")
     for r in rows:
-        print(f"{r['op']:<16} {r['shape']:>14} k={r['k']:<6} {r['dtype']:<8} {r['bytes'] / 1e6:9.2f} MB "
-              f"{r['median_ms'] * 1e3:9.1f} us  {r['gbps']:6.0f} GB/s  {100 * r['gbps'] / copy_gbps:4.0f}% of copy")
+        print(
+            f"{r['op']:<16} {r['shape']:>14} k={r['k']:<6} {r['dtype']:<8} {r['bytes'] / 1e6:9.2f} MB "
+            f"{r['median_ms'] * 1e3:9.1f} us  {r['gbps']:6.0f} GB/s  {100 * r['gbps'] / copy_gbps:4.0f}% of copy"
+        )
     if not args.no_write:
         command = "python benchmarks/kernels.py " + " ".join(argv if argv is not None else sys.argv[1:])
         write_section(args.results, results_section(rows, copy_gbps, copy_bytes, command.strip(), machine_line()))

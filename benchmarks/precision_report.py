@@ -7,6 +7,7 @@ Calibration uses the first half of the example corpus' held-out slice, evaluatio
     python benchmarks/precision_report.py MODEL.pt [MODEL2.pt ...] [--eval-windows 1000] [--calib-windows 64]
            [--png out.png] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,12 @@ import json
 import sys
 
 from calibration.data import load_calibration_data
-from calibration.fp16 import convert_forms_fp16
+from calibration.fp16 import fp16_stage
 from calibration.int8 import quantize_forms
-from mod_export.checkpoint import load_checkpoint
 from mod_export.contract import WINDOW_BYTES
 from mod_export.data.corpus import fixed_windows, held_out_split, load_stdlib_corpus
 from mod_export.export.onnx_export import export_forms
+from mod_export.models.checkpoint import load_checkpoint
 from mod_export.validate.quality import quality_report
 
 
@@ -44,10 +45,15 @@ def plot(results: dict[str, list[dict]], path: str) -> None:
         width = 0.8 / (2 * len(layers))
         for i, layer in enumerate(layers):
             for j, (key, hatch) in enumerate((("raw_agreement", ""), ("margin_aware_agreement", "//"))):
-                ax2.bar([x + (2 * i + j) * width for x in range(len(rows))],
-                        [100 * r["routing"][layer][key] for r in rows], width=width, hatch=hatch,
-                        color=f"C{i}", alpha=0.6 if j == 0 else 1.0,
-                        label=f"#{layer} {'raw' if j == 0 else 'margin-aware'}")
+                ax2.bar(
+                    [x + (2 * i + j) * width for x in range(len(rows))],
+                    [100 * r["routing"][layer][key] for r in rows],
+                    width=width,
+                    hatch=hatch,
+                    color=f"C{i}",
+                    alpha=0.6 if j == 0 else 1.0,
+                    label=f"#{layer} {'raw' if j == 0 else 'margin-aware'}",
+                )
         ax2.set_xticks([x + 0.4 - width / 2 for x in range(len(rows))], names)
         ax2.set_ylim(0, 101)
         ax2.set_ylabel("rows agreeing with float32 (%)")
@@ -69,27 +75,48 @@ def report_model(path: str, windows, calib) -> list[dict]:
         rows.append({"variant": variant, **quality["forms"]["portable"], "passed": quality["passed"], **(extra or {})})
         print(f"{path}: done {variant}", file=sys.stderr)
 
-    add("fp16", convert_forms_fp16(model, 18, False), "fp16")
+    add("fp16", fp16_stage(export_forms(model, half=True)).forms, "fp16")
     for method in ("minmax", "percentile", "entropy"):
         for guard in (None, 0.99):
-            q = quantize_forms(forms.plugin, forms.portable, calib, method, None, show_progress=False, routing_guard=guard)
-            add(f"int8 {method}" + (" guard" if guard else " all"), q, "int8",
-                {"int8_matmuls": len(q.quantized_nodes), "eligible_matmuls": len(q.quantized_nodes) + len(q.float_for_routing)})
+            q = quantize_forms(
+                forms.plugin, forms.portable, calib, method, None, show_progress=False, routing_guard=guard
+            )
+            add(
+                f"int8 {method}" + (" guard" if guard else " all"),
+                q,
+                "int8",
+                {
+                    "int8_matmuls": len(q.quantized_nodes),
+                    "eligible_matmuls": len(q.quantized_nodes) + len(q.float_for_routing),
+                },
+            )
     return rows
 
 
 def markdown(path: str, rows: list[dict]) -> str:
     layers = sorted(rows[0]["routing"])
-    head = ("| variant | int8 MatMuls | bits/byte | change vs fp32 | forced-routing max err | "
-            + " | ".join(f"#{k} raw / margin-aware (flips, errors)" for k in layers) + " | passed |")
-    lines = [f"`{path}` (float32 bits/byte {rows[0]['reference_bits_per_byte']:.4f})", "", head,
-             "| " + " | ".join("---" for _ in range(6 + len(layers))) + " |"]
+    head = (
+        "| variant | int8 MatMuls | bits/byte | change vs fp32 | forced-routing max err | "
+        + " | ".join(f"#{k} raw / margin-aware (flips, errors)" for k in layers)
+        + " | passed |"
+    )
+    lines = [
+        f"`{path}` (float32 bits/byte {rows[0]['reference_bits_per_byte']:.4f})",
+        "",
+        head,
+        "| " + " | ".join("---" for _ in range(6 + len(layers))) + " |",
+    ]
     for r in rows:
         mm = f"{r['int8_matmuls']}/{r['eligible_matmuls']}" if "int8_matmuls" in r else "-"
-        agree = " | ".join(f"{100 * r['routing'][k]['raw_agreement']:.1f}% / {100 * r['routing'][k]['margin_aware_agreement']:.1f}% "
-                           f"({r['routing'][k]['near_tie_flips']}, {r['routing'][k]['routing_errors']})" for k in layers)
-        lines.append(f"| {r['variant']} | {mm} | {r['bits_per_byte']:.4f} | {100 * r['relative_bpb_change']:+.3f}% | "
-                     f"{r['forced_max_abs_err']:.3g} | {agree} | {'yes' if r['passed'] else 'NO'} |")
+        agree = " | ".join(
+            f"{100 * r['routing'][k]['raw_agreement']:.1f}% / {100 * r['routing'][k]['margin_aware_agreement']:.1f}% "
+            f"({r['routing'][k]['near_tie_flips']}, {r['routing'][k]['routing_errors']})"
+            for k in layers
+        )
+        lines.append(
+            f"| {r['variant']} | {mm} | {r['bits_per_byte']:.4f} | {100 * r['relative_bpb_change']:+.3f}% | "
+            f"{r['forced_max_abs_err']:.3g} | {agree} | {'yes' if r['passed'] else 'NO'} |"
+        )
     return "\n".join(lines)
 
 
@@ -109,7 +136,11 @@ def main() -> int:
         print(markdown(path, rows) + "\n")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"eval_windows": args.eval_windows, "calib_windows": args.calib_windows, "results": results}, fh, indent=2)
+            json.dump(
+                {"eval_windows": args.eval_windows, "calib_windows": args.calib_windows, "results": results},
+                fh,
+                indent=2,
+            )
     if args.png:
         plot(results, args.png)
     return 0

@@ -1,14 +1,22 @@
-"""The precision step of an export: turn the float32 forms into fp16 or int8 forms (their quality is judged by
-mod_export.validate.quality)."""
+"""The precision stage of an export, typed: options, early checks, and the int8 stage (a pure ONNX pass on the
+float32 forms). The fp16 stage is calibration.fp16.fp16_stage on forms exported with half=True. Quality is
+judged afterwards by mod_export.validate.quality."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from mod_export.contract import (DEFAULT_CALIBRATION_WINDOWS, DEFAULT_EVAL_WINDOWS, DEFAULT_MIN_ROUTING_AGREEMENT,
-                                 DEFAULT_ROUTING_GUARD)
-from mod_export.errors import ModExportError
-
+from calibration.data import CalibrationData, load_calibration_data
+from calibration.int8 import CalibrationError, check_method, quantize_forms, read_cache
+from calibration.stage import StageResult
+from mod_export.contract import (
+    DEFAULT_CALIBRATION_WINDOWS,
+    DEFAULT_EVAL_WINDOWS,
+    DEFAULT_MIN_ROUTING_AGREEMENT,
+    DEFAULT_ROUTING_GUARD,
+)
+from mod_export.export.onnx_export import ExportedForms
 
 
 @dataclass
@@ -23,14 +31,11 @@ class PrecisionOptions:
     eval_windows: int = DEFAULT_EVAL_WINDOWS
 
 
-def load_calibration(options: PrecisionOptions):
-    """Load (and so check) calibration data before any slow work; None unless int8."""
+def load_calibration(options: PrecisionOptions) -> CalibrationData | None:
+    """Load (and so check) calibration data and the cache's format before any slow work; None unless int8."""
     if options.precision != "int8":
         return None
-    from calibration.data import load_calibration_data
-    from calibration.int8 import CalibrationError, check_method, read_cache
-
-    check_method(options.calib_method)  # before any slow work
+    check_method(options.calib_method)
     cache = options.calib_cache
     if cache is not None and (cache.is_dir() or not cache.absolute().parent.is_dir()):
         raise CalibrationError(f"--calib-cache {cache}: must be a file in an existing directory")
@@ -39,23 +44,33 @@ def load_calibration(options: PrecisionOptions):
     return load_calibration_data(options.calib_data, windows=options.calib_windows)
 
 
-def reduce_precision(model, forms, options: PrecisionOptions, calibration, opset: int, allow_dense: bool):
-    """-> (reduced forms, details for report.json)."""
-    if options.precision == "fp16":
-        from calibration.fp16 import convert_forms_fp16
-
-        return convert_forms_fp16(model, opset, allow_dense), {"policy": "float16 weights/activations; float32 routers, "
-                                                              "softmax, LayerNorm statistics (stash_type=1), routing scores"}
-    if options.precision == "int8":
-        from calibration.int8 import quantize_forms
-
-        q = quantize_forms(forms.plugin, forms.portable, calibration, options.calib_method, options.calib_cache,
-                           routing_guard=options.routing_guard)
-        reduced = type(forms)(q.plugin, q.portable, forms.routed_found, forms.routed_expected, forms.idx_outputs)
-        return reduced, {
-            "method": q.method, "calibration_data": calibration.source, "calibration_sha256": calibration.sha256,
-            "calibration_windows": int(len(calibration.windows)), "quantized_matmuls": q.quantized_nodes,
-            "router_matmuls_float32": q.excluded_router_nodes, "float32_for_routing": q.float_for_routing,
-            "routing_guard": options.routing_guard, "calibration_cache": str(options.calib_cache) if options.calib_cache else None,
-        }
-    raise ModExportError(f"unknown precision {options.precision!r}")
+def int8_stage(
+    float_forms: ExportedForms, calibration: CalibrationData, options: PrecisionOptions, show_progress: bool = True
+) -> StageResult:
+    """Explicit Q/DQ on both float32 forms from calibration ranges (routers and routing ops stay float32)."""
+    q = quantize_forms(
+        float_forms.plugin,
+        float_forms.portable,
+        calibration,
+        options.calib_method,
+        options.calib_cache,
+        show_progress=show_progress,
+        routing_guard=options.routing_guard,
+    )
+    reduced = ExportedForms(
+        q.plugin, q.portable, float_forms.routed_found, float_forms.routed_expected, float_forms.idx_outputs
+    )
+    return StageResult(
+        reduced,
+        {
+            "method": q.method,
+            "calibration_data": calibration.source,
+            "calibration_sha256": calibration.sha256,
+            "calibration_windows": int(len(calibration.windows)),
+            "quantized_matmuls": q.quantized_nodes,
+            "router_matmuls_float32": q.excluded_router_nodes,
+            "float32_for_routing": q.float_for_routing,
+            "routing_guard": options.routing_guard,
+            "calibration_cache": str(options.calib_cache) if options.calib_cache else None,
+        },
+    )

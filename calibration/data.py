@@ -1,4 +1,5 @@
 """Calibration data: text (a file or a folder of files) cut into byte windows, with a content hash."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mod_export.data.corpus import fixed_windows, held_out_split, load_stdlib_corpus, load_text_bytes
 from mod_export.errors import CorpusError
 
 
@@ -19,8 +21,6 @@ class CalibrationData:
 
 def load_calibration_data(path: str | Path | None, windows: int = 32, seq_len: int = 256) -> CalibrationData:
     """PATH: a text file or a folder of text files; None: the held-out slice of the example corpus."""
-    from mod_export.data.corpus import fixed_windows, held_out_split, load_stdlib_corpus, load_text_bytes
-
     if path is None:
         data = held_out_split(load_stdlib_corpus().held_out).calibration
         source = "calibration part (first half) of the example corpus' held-out slice (python stdlib)"

@@ -1,22 +1,27 @@
 """Routing of an ONNX model on windows of text in ONNX Runtime, for the int8 routing guard: which MatMuls may
 be quantised without moving the selected sets (raw agreement with the float32 model on calibration windows)."""
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS
-from mod_export.graph.queries import idx_tensor_names
+from mod_export.graph.queries import idx_tensor_names, with_extra_outputs
 
 
-def run_indices(model: onnx.ModelProto, plugin_reference: onnx.ModelProto, windows: np.ndarray,
-                batch: int = 8) -> list[np.ndarray]:
-    """Per routed layer (graph order of plugin_reference): the idx rows [N, k] over windows[N, T]."""
-    from mod_export.backends.onnxrt.session import create_session
-    from mod_export.graph.queries import with_extra_outputs
-
+def run_indices(
+    model: onnx.ModelProto, plugin_reference: onnx.ModelProto, windows: np.ndarray, batch: int = 8
+) -> list[np.ndarray]:
+    """Per routed layer (graph order of plugin_reference): the idx rows [N, k] over windows[N, T]. `model` is a
+    portable form (standard ops only), so a plain ONNX Runtime session runs it."""
     names = idx_tensor_names(plugin_reference)
-    session = create_session(with_extra_outputs(model, names), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        with_extra_outputs(model, names).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     indices: list[list[np.ndarray]] = [[] for _ in names]
     for start in range(0, len(windows), batch):
         ids = windows[start : start + batch]

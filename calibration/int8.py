@@ -6,6 +6,7 @@ activations; only MatMuls with a constant weight are quantised, never a router (
 the routing ops. Calibration runs once on the portable form; the same tensor ranges then quantise both
 forms (tensor names outside the routing ops are shared). The ranges are cached with the model's and the
 data's hashes (`--calib-cache`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,18 +19,20 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
 from calibration.data import CalibrationData
-from calibration.policy import router_nodes
-from mod_export.contract import CALIBRATION_METHODS, DEFAULT_ROUTING_GUARD
+from calibration.evaluate import agreement_per_layer, run_indices
+from mod_export.contract import ATTENTION_MASK, CALIBRATION_METHODS, DEFAULT_ROUTING_GUARD, INPUT_IDS
 from mod_export.errors import ModExportError
-from mod_export.graph.queries import idx_tensor_names
+from mod_export.graph.queries import idx_tensor_names, router_nodes
 from mod_export.progress import progress
 
 METHODS = dict(zip(CALIBRATION_METHODS, ("MinMax", "Percentile", "Entropy")))  # ours -> ORT CalibrationMethod
 CACHE_FORMAT = "mod_export.calibration/2"  # 2: entropy/percentile bin counts really applied
-
 
 
 class CalibrationError(ModExportError):
@@ -63,8 +66,9 @@ def read_cache(cache_file: Path) -> dict:
     found = saved.get("format")
     if found != CACHE_FORMAT:
         if str(found).startswith("mod_export.calibration/"):
-            raise CalibrationError(f"calibration cache {cache_file} has format {found}, this version writes "
-                                   f"{CACHE_FORMAT}; delete it to recalibrate")
+            raise CalibrationError(
+                f"calibration cache {cache_file} has format {found}, this version writes {CACHE_FORMAT}; delete it to recalibrate"
+            )
         raise CalibrationError(f"{cache_file} is not a mod-export calibration cache")
     return saved
 
@@ -85,9 +89,6 @@ def weight_matmuls(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
 
 
 def _reader(data: CalibrationData, show_progress: bool):
-    import numpy as np
-    from onnxruntime.quantization import CalibrationDataReader
-
     class WindowReader(CalibrationDataReader):
         def __init__(self):
             self._it = iter(progress(range(len(data.windows)), desc="calibrating", enabled=show_progress))
@@ -97,7 +98,7 @@ def _reader(data: CalibrationData, show_progress: bool):
             if i is None:
                 return None
             ids = data.windows[i : i + 1]
-            return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+            return {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids)}
 
         def __len__(self):
             return len(data.windows)
@@ -131,48 +132,68 @@ def _quiet_ort():
 
 def _calibrate(model: onnx.ModelProto, method: str, ranges_path: Path, reader) -> None:
     """Collect activation statistics over the reader's windows and write ORT's tensor-range cache."""
-    from onnxruntime.quantization import CalibrationMethod
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
-
     with tempfile.TemporaryDirectory(prefix="mod_export_calib_") as tmp, _quiet_ort():
         path = Path(tmp) / "model.onnx"
         private = onnx.ModelProto()
         private.CopyFrom(model)  # saving with external data rewrites the proto in place
         onnx.save_model(private, str(path), save_as_external_data=True)
-        calibrator = create_calibrator(path, ["MatMul", "Gemm"], augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=getattr(CalibrationMethod, METHODS[method]),
-                                       providers=["CPUExecutionProvider"], extra_options=dict(CALIBRATOR_OPTIONS[method]))
+        calibrator = create_calibrator(
+            path,
+            ["MatMul", "Gemm"],
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+            providers=["CPUExecutionProvider"],
+            extra_options=dict(CALIBRATOR_OPTIONS[method]),
+        )
         calibrator.collect_data(reader)
         save_tensors_data(calibrator.compute_data(), ranges_path)
 
 
-def _quantize(model: onnx.ModelProto, nodes: list[str], excluded: list[str], method: str, ranges_path: Path) -> onnx.ModelProto:
+def _quantize(
+    model: onnx.ModelProto, nodes: list[str], excluded: list[str], method: str, ranges_path: Path
+) -> onnx.ModelProto:
     """Q/DQ for `nodes` from the cached ranges in ranges_path (no recalibration)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     private = onnx.ModelProto()
     private.CopyFrom(model)  # quantize_static saves its input with external data, rewriting it in place
     with tempfile.TemporaryDirectory(prefix="mod_export_q_") as tmp, _quiet_ort():
         out = Path(tmp) / "quantized.onnx"
         quantize_static(
-            private, out, calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_quantize=nodes, nodes_to_exclude=excluded,
-            per_channel=True, reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            calibrate_method=getattr(CalibrationMethod, METHODS[method]), calibration_providers=["CPUExecutionProvider"],
+            private,
+            out,
+            calibration_data_reader=None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            nodes_to_quantize=nodes,
+            nodes_to_exclude=excluded,
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+            calibration_providers=["CPUExecutionProvider"],
             calibration_cache_path=ranges_path,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                           "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0}},
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
+            },
         )
         return onnx.load(str(out))
 
 
-def routing_sensitivity(portable: onnx.ModelProto, plugin: onnx.ModelProto, nodes: list[str], excluded: list[str],
-                        method: str, ranges_path: Path, data: CalibrationData, guard: float,
-                        show_progress: bool) -> dict[str, float]:
+def routing_sensitivity(
+    portable: onnx.ModelProto,
+    plugin: onnx.ModelProto,
+    nodes: list[str],
+    excluded: list[str],
+    method: str,
+    ranges_path: Path,
+    data: CalibrationData,
+    guard: float,
+    show_progress: bool,
+) -> dict[str, float]:
     """Quantise each MatMul alone (cached ranges, no recalibration) and measure routing agreement with the
     float32 model on the calibration windows; returns the MatMuls whose worst routed layer falls below guard."""
-    from calibration.evaluate import agreement_per_layer, run_indices
-
     if not idx_tensor_names(plugin):
         return {}
     reference = run_indices(portable, plugin, data.windows)
@@ -185,9 +206,15 @@ def routing_sensitivity(portable: onnx.ModelProto, plugin: onnx.ModelProto, node
     return sensitive
 
 
-def quantize_forms(plugin: onnx.ModelProto, portable: onnx.ModelProto, data: CalibrationData, method: str,
-                   cache_file: Path | None = None, show_progress: bool = True,
-                   routing_guard: float | None = DEFAULT_ROUTING_GUARD) -> QuantizedForms:
+def quantize_forms(
+    plugin: onnx.ModelProto,
+    portable: onnx.ModelProto,
+    data: CalibrationData,
+    method: str,
+    cache_file: Path | None = None,
+    show_progress: bool = True,
+    routing_guard: float | None = DEFAULT_ROUTING_GUARD,
+) -> QuantizedForms:
     """routing_guard: a MatMul whose quantisation alone drops any routed layer's routing agreement (on the
     calibration windows) below this stays float ("routing-aware"); None quantises every eligible MatMul."""
     check_method(method)
@@ -204,7 +231,9 @@ def quantize_forms(plugin: onnx.ModelProto, portable: onnx.ModelProto, data: Cal
         if saved.get("method") != method:
             raise CalibrationError(f"calibration cache {cache_file} holds {saved.get('method')} ranges, not {method}")
         if saved.get("data_sha256") != data.sha256:
-            raise CalibrationError(f"calibration cache {cache_file} was made from other calibration data (data hash mismatch)")
+            raise CalibrationError(
+                f"calibration cache {cache_file} was made from other calibration data (data hash mismatch)"
+            )
         ort_cache = saved.get("tensor_ranges")
         if not isinstance(ort_cache, dict):
             raise CalibrationError(f"calibration cache {cache_file} has no tensor ranges; delete it to recalibrate")
@@ -218,16 +247,29 @@ def quantize_forms(plugin: onnx.ModelProto, portable: onnx.ModelProto, data: Cal
             _calibrate(portable, method, ort_path, _reader(data, show_progress))
         float_nodes = cached_float
         if float_nodes is None:
-            float_nodes = {} if routing_guard is None else routing_sensitivity(
-                portable, plugin, nodes, excluded, method, ort_path, data, routing_guard, show_progress)
+            float_nodes = (
+                {}
+                if routing_guard is None
+                else routing_sensitivity(
+                    portable, plugin, nodes, excluded, method, ort_path, data, routing_guard, show_progress
+                )
+            )
         chosen = [n for n in nodes if n not in float_nodes]
         skip = excluded + list(float_nodes)
         q_portable = _quantize(portable, chosen, skip, method, ort_path)
         q_plugin = _quantize(plugin, chosen, skip, method, ort_path)  # same ranges for both forms
         ranges = json.loads(ort_path.read_text())
-    cache = {"format": CACHE_FORMAT, "model_sha256": model_hash, "method": method, "data_sha256": data.sha256,
-             "data_source": data.source, "windows": int(len(data.windows)), "routing_guard": routing_guard,
-             "float_for_routing": float_nodes, "tensor_ranges": ranges}
+    cache = {
+        "format": CACHE_FORMAT,
+        "model_sha256": model_hash,
+        "method": method,
+        "data_sha256": data.sha256,
+        "data_source": data.source,
+        "windows": int(len(data.windows)),
+        "routing_guard": routing_guard,
+        "float_for_routing": float_nodes,
+        "tensor_ranges": ranges,
+    }
     if cache_file is not None and (ort_cache is None or cached_float is None):
         tmp_file = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
         tmp_file.write_text(json.dumps(cache))

@@ -1,13 +1,17 @@
-"""mod-export: export Mixture-of-Depths transformers to ONNX and TensorRT with validated parity."""
+"""mod-export: export Mixture-of-Depths transformers to ONNX and TensorRT with validated parity (docs/).
+
+The package root stays light (no torch import): `mod_export.runtime` must load in a deployment environment
+without PyTorch, so the torch-side entry points below load on first use."""
+
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from mod_export.contract import VERSION as __version__
 
 __all__ = ["__version__", "load_checkpoint"]
 
 
 def load_checkpoint(path, unsafe: bool = False):
     """Load a mod_export/1 checkpoint as an eval-mode torch.nn.Module: forward(input_ids, attention_mask=None) -> logits."""
-    from mod_export.checkpoint import load_checkpoint as _load
+    from mod_export.models.checkpoint import load_checkpoint as _load  # noqa: PLC0415 - torch, on first use only
 
     return _load(path, unsafe=unsafe)

@@ -4,9 +4,12 @@ beyond the standard library, so every layer (the torch-free runtime included) ca
 
 The contract these names belong to is written down in docs/design.md.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+VERSION = "0.1.0"  # mod-export's own version (pyproject.toml reads it from here)
 
 # ---------------------------------------------------------------- custom ONNX ops (plugin form)
 DOMAIN = "mod_export"
@@ -27,6 +30,7 @@ LOGITS = "logits"
 PORTABLE_FILE = "model.onnx"
 PLUGIN_FILE = "model.plugin.onnx"
 ENGINE_FILE = "model.engine"
+LIBRARY_NAME = "libmod_export_plugins.so"  # the TensorRT plugin library, copied next to an engine
 REPORT_FILE = "report.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "mod_export.manifest/1"

@@ -10,6 +10,7 @@ ModExportError and carries its exit code; the CLI prints `error: <message>` on o
     70   a bug in mod-export, and only that
     130  interrupted (Ctrl-C)
 """
+
 from __future__ import annotations
 
 EXIT_OK = 0
@@ -22,9 +23,14 @@ EXIT_INTERRUPTED = 130
 
 
 class ModExportError(Exception):
-    """Base class: an error with a one-line message meant for the user."""
+    """Base class: an error with a one-line message meant for the user. `report`: what the failed job measured
+    and wrote, when it got that far (the CLI prints its tables before the error line)."""
 
     exit_code = EXIT_USER
+
+    def __init__(self, message: str = "", report: dict | None = None):
+        super().__init__(message)
+        self.report = report
 
 
 class UsageError(ModExportError):
@@ -66,8 +72,8 @@ class ParityError(ModExportError):
 
     exit_code = EXIT_PARITY
 
-    def __init__(self, message: str, mismatches: list[str] | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, mismatches: list[str] | None = None, report: dict | None = None):
+        super().__init__(message, report)
         self.mismatches = list(mismatches or [])
 
 

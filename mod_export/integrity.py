@@ -1,11 +1,13 @@
 """Content hashes: sha256 of files (manifest.json records one per artifact) and of checkpoint tensors, and the
 checks that refuse a file whose content differs from what was recorded. Standard library only."""
+
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from mod_export.contract import MANIFEST_FILE, MANIFEST_FORMAT
 from mod_export.errors import IntegrityError
@@ -19,6 +21,22 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def can_write_in(directory: Path) -> bool:
+    """Whether a file can really be created in `directory` (os.access says yes to root even on /proc)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False
+
+
+def nearest_existing(path: Path) -> Path:
+    probe = Path(path).absolute()
+    while not probe.exists():
+        probe = probe.parent
+    return probe
 
 
 def read_manifest(directory: Path) -> dict | None:
@@ -50,6 +68,8 @@ def verify_files(directory: Path, names: Iterable[str]) -> dict | None:
         if not path.is_file():
             raise IntegrityError(f"{path} is listed in the manifest but missing")
         if path.stat().st_size != entry.get("bytes") or sha256_file(path) != entry.get("sha256"):
-            raise IntegrityError(f"{path} does not match the sha256 in {MANIFEST_FILE} (damaged, truncated or edited "
-                                 f"since the export); {SKIP_HINT}")
+            raise IntegrityError(
+                f"{path} does not match the sha256 in {MANIFEST_FILE} (damaged, truncated or edited "
+                f"since the export); {SKIP_HINT}"
+            )
     return manifest

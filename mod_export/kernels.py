@@ -7,16 +7,15 @@ benchmarks/kernels.py; `raw` exposes the C functions themselves for the argument
     lib = KernelLibrary(kernel_library_path())
     x_sel, idx, s_sel = lib.topk_gather(x, scores, mask, 1, 8)
 """
+
 from __future__ import annotations
 
 import ctypes
 import os
-from typing import TYPE_CHECKING
+
+import torch
 
 from mod_export.errors import ModExportError
-
-if TYPE_CHECKING:  # torch is imported where tensors are handled
-    import torch
 
 ABI_VERSION = 1
 STATUS_NAMES = {0: "OK", 1: "NULL_POINTER", 2: "BAD_SIZE", 3: "BAD_DTYPE", 4: "BAD_ATTRIBUTE", 5: "CUDA_ERROR"}
@@ -89,7 +88,6 @@ class KernelLibrary:
 
     @staticmethod
     def _stream(stream) -> int | None:
-        import torch
 
         return (stream or torch.cuda.current_stream()).cuda_stream or None
 
@@ -117,7 +115,6 @@ class KernelLibrary:
 
     def topk_select(self, scores, mask, k: int, stream=None):
         """scores[B,T] f32, mask[B,T] int32 or None -> idx[B,k] int32 ascending, s_sel[B,k] f32."""
-        import torch
 
         self._require("scores", scores, torch.float32, 2)
         self._require("mask", mask, torch.int32, 2)
@@ -125,13 +122,16 @@ class KernelLibrary:
         self._shape("mask", mask, (B, T))
         idx = torch.empty(B, k, dtype=torch.int32, device=scores.device)
         s_sel = torch.empty(B, k, dtype=torch.float32, device=scores.device)
-        self.check(self.raw.mod_kernels_topk_select(self._ptr(scores), self._ptr(mask), B, T, k, self._ptr(idx),
-                                                    self._ptr(s_sel), self._stream(stream)), "topk_select")
+        self.check(
+            self.raw.mod_kernels_topk_select(
+                self._ptr(scores), self._ptr(mask), B, T, k, self._ptr(idx), self._ptr(s_sel), self._stream(stream)
+            ),
+            "topk_select",
+        )
         return idx, s_sel
 
     def gather_rows(self, x, idx, stream=None):
         """x[B,T,D], idx[B,k] int32 -> x_sel[B,k,D]."""
-        import torch
 
         self._require("x", x, dims=3)
         self._require("idx", idx, torch.int32, 2)
@@ -139,13 +139,16 @@ class KernelLibrary:
         k = idx.shape[1]
         self._shape("idx", idx, (B, k))
         x_sel = torch.empty(B, k, D, dtype=x.dtype, device=x.device)
-        self.check(self.raw.mod_kernels_gather_rows(self._ptr(x), dtype_code(x.dtype), self._ptr(idx), B, T, D, k,
-                                                    self._ptr(x_sel), self._stream(stream)), "gather_rows")
+        self.check(
+            self.raw.mod_kernels_gather_rows(
+                self._ptr(x), dtype_code(x.dtype), self._ptr(idx), B, T, D, k, self._ptr(x_sel), self._stream(stream)
+            ),
+            "gather_rows",
+        )
         return x_sel
 
     def topk_gather(self, x, scores, mask, num: int, den: int, stream=None):
         """The MoDTopKGather op: (x_sel[B,k,D], idx[B,k] int32, s_sel[B,k] f32), k = ceil(T*num/den)."""
-        import torch
 
         self._require("x", x, dims=3)
         self._require("scores", scores, torch.float32, 2)
@@ -159,14 +162,27 @@ class KernelLibrary:
         x_sel = torch.empty(B, k, D, dtype=x.dtype, device=x.device)
         idx = torch.empty(B, k, dtype=torch.int32, device=x.device)
         s_sel = torch.empty(B, k, dtype=torch.float32, device=x.device)
-        self.check(self.raw.mod_kernels_topk_gather(
-            self._ptr(x), dtype_code(x.dtype), self._ptr(scores), self._ptr(mask), B, T, D, k, self._ptr(x_sel),
-            self._ptr(idx), self._ptr(s_sel), self._stream(stream)), "topk_gather")
+        self.check(
+            self.raw.mod_kernels_topk_gather(
+                self._ptr(x),
+                dtype_code(x.dtype),
+                self._ptr(scores),
+                self._ptr(mask),
+                B,
+                T,
+                D,
+                k,
+                self._ptr(x_sel),
+                self._ptr(idx),
+                self._ptr(s_sel),
+                self._stream(stream),
+            ),
+            "topk_gather",
+        )
         return x_sel, idx, s_sel
 
     def scatter(self, x, idx, x_sel, y_sel, s_sel, gate: int, out=None, stream=None):
         """The MoDScatter op; `out` may be x itself (in place: the copy of x is skipped)."""
-        import torch
 
         self._require("x", x, dims=3)
         self._require("idx", idx, torch.int32, 2)
@@ -177,10 +193,30 @@ class KernelLibrary:
         self._require("out", out, x.dtype, 3)
         B, T, D = x.shape
         k = idx.shape[1]
-        for name, t, shape in (("idx", idx, (B, k)), ("x_sel", x_sel, (B, k, D)), ("y_sel", y_sel, (B, k, D)),
-                               ("s_sel", s_sel, (B, k)), ("out", out, (B, T, D))):
+        for name, t, shape in (
+            ("idx", idx, (B, k)),
+            ("x_sel", x_sel, (B, k, D)),
+            ("y_sel", y_sel, (B, k, D)),
+            ("s_sel", s_sel, (B, k)),
+            ("out", out, (B, T, D)),
+        ):
             self._shape(name, t, shape)
-        self.check(self.raw.mod_kernels_scatter(
-            self._ptr(x), dtype_code(x.dtype), self._ptr(idx), self._ptr(x_sel), self._ptr(y_sel), self._ptr(s_sel),
-            B, T, D, k, gate, self._ptr(out), self._stream(stream)), "scatter")
+        self.check(
+            self.raw.mod_kernels_scatter(
+                self._ptr(x),
+                dtype_code(x.dtype),
+                self._ptr(idx),
+                self._ptr(x_sel),
+                self._ptr(y_sel),
+                self._ptr(s_sel),
+                B,
+                T,
+                D,
+                k,
+                gate,
+                self._ptr(out),
+                self._stream(stream),
+            ),
+            "scatter",
+        )
         return out

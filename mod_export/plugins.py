@@ -4,6 +4,7 @@ kernels' C ABI, no TensorRT) with CMake.
 `library_path()` is what engines and runtimes load; `kernel_library_path()` is what the kernel tests and
 benchmarks/kernels.py load; `build_plugins()` is `mod-export build-plugins`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mod_export.contract import CUDA_ARCHS
+from mod_export.contract import LIBRARY_NAME as CONTRACT_LIBRARY_NAME
 from mod_export.errors import MissingDependencyError, ModExportError
 
-LIBRARY_NAME = "libmod_export_plugins.so"
+LIBRARY_NAME = CONTRACT_LIBRARY_NAME
 KERNEL_LIBRARY_NAME = "libmod_export_kernels.so"
 REFERENCE_LIBRARY_NAME = "libmod_reference_capi.so"
 KERNEL_LIBRARY_ENV = "MOD_EXPORT_KERNEL_LIBRARY"
@@ -51,7 +53,9 @@ def library_path(build_dir: str | os.PathLike | None = None) -> Path:
     override = os.environ.get("MOD_EXPORT_PLUGIN_LIBRARY")
     path = Path(override) if override else Path(build_dir or default_build_dir()) / LIBRARY_NAME
     if not path.is_file():
-        raise MissingDependencyError(f"{path} not found: run `mod-export build-plugins` (needs nvcc and TensorRT headers)")
+        raise MissingDependencyError(
+            f"{path} not found: run `mod-export build-plugins` (needs nvcc and TensorRT headers)"
+        )
     return path
 
 
@@ -107,7 +111,7 @@ def _run(cmd: list[str], what: str, show_progress: bool) -> None:
     bar = None
     if show_progress:
         try:
-            from tqdm import tqdm
+            from tqdm import tqdm  # noqa: PLC0415 - optional: the bare GPU check machine may lack it
         except ImportError:  # a bare GPU machine may lack it: build without a bar
             tqdm = None
         if tqdm is not None:
@@ -130,10 +134,17 @@ def _run(cmd: list[str], what: str, show_progress: bool) -> None:
         raise ModExportError(f"{what} failed: {errors[0].strip()[:300] if errors else 'exit ' + str(code)}")
 
 
-def build_plugins(build_dir: str | os.PathLike | None = None, tensorrt_include: str | os.PathLike | None = None,
-                  archs: str = DEFAULT_ARCHS, run_tests: bool = True, require_library: bool = True,
-                  jobs: int | None = None, show_progress: bool = True, *,
-                  extra_cmake_args: Sequence[str] = ()) -> BuildResult:
+def build_plugins(
+    build_dir: str | os.PathLike | None = None,
+    tensorrt_include: str | os.PathLike | None = None,
+    archs: str = DEFAULT_ARCHS,
+    run_tests: bool = True,
+    require_library: bool = True,
+    jobs: int | None = None,
+    show_progress: bool = True,
+    *,
+    extra_cmake_args: Sequence[str] = (),
+) -> BuildResult:
     """Configure, build and (if `run_tests`) run the host tests. Without GoogleTest the libraries are still
     built and `tests_skipped` says why the tests were not; `extra_cmake_args` go to the configure step."""
     if shutil.which("cmake") is None:
@@ -145,11 +156,20 @@ def build_plugins(build_dir: str | os.PathLike | None = None, tensorrt_include: 
     if include is None and require_library:
         raise MissingDependencyError(
             "TensorRT headers (NvInferRuntime.h) not found: pass --tensorrt-include DIR or set TENSORRT_INCLUDE_DIR "
-            "(use --kernels-only to build and test the kernels without them)")
+            "(use --kernels-only to build and test the kernels without them)"
+        )
     build = Path(build_dir or default_build_dir()).absolute()
-    configure = ["cmake", "-S", str(source_dir()), "-B", str(build), f"-DCMAKE_CUDA_COMPILER={nvcc}",
-                 f"-DCMAKE_CUDA_ARCHITECTURES={archs}", f"-DMOD_BUILD_TESTS={'ON' if run_tests else 'OFF'}",
-                 *extra_cmake_args]
+    configure = [
+        "cmake",
+        "-S",
+        str(source_dir()),
+        "-B",
+        str(build),
+        f"-DCMAKE_CUDA_COMPILER={nvcc}",
+        f"-DCMAKE_CUDA_ARCHITECTURES={archs}",
+        f"-DMOD_BUILD_TESTS={'ON' if run_tests else 'OFF'}",
+        *extra_cmake_args,
+    ]
     if include is not None:
         configure.append(f"-DTENSORRT_INCLUDE_DIR={include}")
     _run(configure, "cmake configure", False)
@@ -157,7 +177,7 @@ def build_plugins(build_dir: str | os.PathLike | None = None, tensorrt_include: 
     _run(["cmake", "--build", str(build), "-j", str(jobs or os.cpu_count() or 2)], "building plugins", show_progress)
     tests_passed = None
     if skipped:
-        _log.info("host tests skipped: %s", skipped)  # the CLI prints it; a library call returns it
+        _log.debug("host tests skipped: %s", skipped)  # the CLI prints it; a library call returns it
     elif run_tests:
         _run(["ctest", "--test-dir", str(build), "--output-on-failure"], "host tests (ctest)", False)
         tests_passed = True
@@ -171,6 +191,10 @@ def build_reference_library(build_dir: str | os.PathLike) -> Path:
     if shutil.which("cmake") is None:
         raise MissingDependencyError("cmake not found")
     build = Path(build_dir)
-    _run(["cmake", "-S", str(source_dir()), "-B", str(build), "-DMOD_BUILD_CUDA=OFF", "-DMOD_BUILD_TESTS=OFF"], "cmake configure", False)
+    _run(
+        ["cmake", "-S", str(source_dir()), "-B", str(build), "-DMOD_BUILD_CUDA=OFF", "-DMOD_BUILD_TESTS=OFF"],
+        "cmake configure",
+        False,
+    )
     _run(["cmake", "--build", str(build), "--target", "mod_reference_capi", "-j", "2"], "building reference", False)
     return build / REFERENCE_LIBRARY_NAME

@@ -10,6 +10,7 @@ Threads: one Session may be used from many threads at once on the ONNX Runtime b
 InferenceSession.Run promises; the TensorRT backend owns one execution context, so its runs are serialised
 with a lock (use one Session per thread for parallel TensorRT work).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from mod_export.contract import ATTENTION_MASK, ENGINE_FILE, INPUT_IDS, LOGITS, PLUGIN_FILE, PORTABLE_FILE
+from mod_export.backends.onnxrt.runner import idx_outputs, onnxrt_runner
+from mod_export.backends.onnxrt.session import available_providers
+from mod_export.backends.trt.availability import import_tensorrt, require_gpu
+from mod_export.backends.trt.runner import EngineRunner
+from mod_export.contract import ATTENTION_MASK, ENGINE_FILE, INPUT_IDS, LIBRARY_NAME, LOGITS, PLUGIN_FILE, PORTABLE_FILE
 from mod_export.errors import InputError, IntegrityError, MissingDependencyError, ModExportError
-from mod_export.graph.queries import idx_tensor_names, with_extra_outputs
+from mod_export.graph.queries import idx_tensor_names
 from mod_export.integrity import read_manifest, verify_files
-from mod_export.plugins import LIBRARY_NAME
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 FORMS = ("portable", "plugin")
@@ -45,8 +49,9 @@ def _check_integrity(path: Path, names: list[str], skip: bool) -> dict | None:
     manifest = read_manifest(directory)
     if manifest is None:
         if path.is_dir():
-            raise IntegrityError(f"{directory} has no manifest.json, so its files cannot be checked; "
-                                 "pass skip_integrity=True to load them anyway")
+            raise IntegrityError(
+                f"{directory} has no manifest.json, so its files cannot be checked; pass skip_integrity=True to load them anyway"
+            )
         return None
     if not path.is_dir():
         names = [n for n in names if n in manifest["files"]]
@@ -54,9 +59,16 @@ def _check_integrity(path: Path, names: list[str], skip: bool) -> dict | None:
 
 
 class Session:
-    def __init__(self, source: str | os.PathLike, backend: str = "auto", form: str = "portable",
-                 providers: list[str] | None = None, cuda_graphs: bool = False, threads: int | None = None,
-                 skip_integrity: bool = False):
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        backend: str = "auto",
+        form: str = "portable",
+        providers: list[str] | None = None,
+        cuda_graphs: bool = False,
+        threads: int | None = None,
+        skip_integrity: bool = False,
+    ):
         """source: an export DIR, an .onnx file or an .engine file. form: which ONNX file of a DIR
         ("portable" = model.onnx, "plugin" = model.plugin.onnx, run through its reference functions)."""
         if backend not in BACKENDS:
@@ -72,18 +84,18 @@ class Session:
         self.backend = backend
         self._lock = threading.Lock() if backend == "tensorrt" else None
         if backend == "tensorrt":
-            from mod_export.backends.trt.engine_runner import TensorRTEngineRunner
-
             if not engine.is_file():
                 raise ModExportError(f"no TensorRT engine at {engine} (export with --target trt)")
             library = engine.parent / LIBRARY_NAME
             names = [engine.name] + ([library.name] if library.is_file() else [])
-            _check_integrity(path, names, skip_integrity)
+            manifest = _check_integrity(path, names, skip_integrity)
             self.vocab = None
-            self._runner = TensorRTEngineRunner(engine, library if library.is_file() else None, cuda_graphs)
+            self._idx_names = list((manifest or {}).get("routing_idx_tensors") or [])
+            self._runner = EngineRunner(
+                engine, library if library.is_file() else None, self._idx_names, cuda_graphs=cuda_graphs
+            )
+            self._runner.activate()
             return
-        from mod_export.backends.onnxrt.session import available_providers, create_session
-
         onnx_file = path if path.suffix == ".onnx" else path / (PLUGIN_FILE if form == "plugin" else PORTABLE_FILE)
         if not onnx_file.is_file():
             raise ModExportError(f"no ONNX file at {onnx_file}")
@@ -101,13 +113,15 @@ class Session:
         logits = next((o for o in proto.graph.output if o.name == LOGITS), None)
         last = logits.type.tensor_type.shape.dim[-1] if logits is not None else None
         self.vocab = int(last.dim_value) if last is not None and last.HasField("dim_value") else None
-        self._ort = create_session(with_extra_outputs(proto, self._idx_names), providers=self.providers, threads=threads)
+        self._runner = onnxrt_runner(
+            proto, "onnxruntime", idx_outputs(self._idx_names), providers=self.providers, threads=threads
+        )
+        self._runner.activate()
+        self._ort = self._runner.sess
 
     @staticmethod
     def _tensorrt_usable() -> bool:
         try:
-            from mod_export.backends.trt.availability import import_tensorrt, require_gpu
-
             import_tensorrt()
             require_gpu()
             return True
@@ -118,8 +132,11 @@ class Session:
 
     def _check_ids(self, ids, is_torch: bool):
         dtype = ids.dtype
-        integer = (not dtype.is_floating_point and not dtype.is_complex and dtype != _torch_bool()) if is_torch \
+        integer = (
+            (not dtype.is_floating_point and not dtype.is_complex and dtype != _torch_bool())
+            if is_torch
             else np.issubdtype(dtype, np.integer)
+        )
         if not integer:
             raise InputError(f"input_ids must hold integer token ids, got dtype {dtype}")
         if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
@@ -134,12 +151,17 @@ class Session:
         if tuple(mask.shape) != tuple(shape):
             raise InputError(f"attention_mask shape {tuple(mask.shape)} differs from input_ids {tuple(shape)}")
         dtype = mask.dtype
-        ok = (not dtype.is_floating_point and not dtype.is_complex) if is_torch else \
-            (np.issubdtype(dtype, np.integer) or dtype == np.bool_)
+        ok = (
+            (not dtype.is_floating_point and not dtype.is_complex)
+            if is_torch
+            else (np.issubdtype(dtype, np.integer) or dtype == np.bool_)
+        )
         if not ok:
-            raise InputError(f"attention_mask must hold 0 (padding) and 1 (token) as integers or booleans, got dtype {dtype}")
+            raise InputError(
+                f"attention_mask must hold 0 (padding) and 1 (token) as integers or booleans, got dtype {dtype}"
+            )
         values = set(np.unique(mask.cpu().numpy() if is_torch else mask).tolist())
-        if not values <= {0, 1, True, False}:
+        if not values <= {0, 1}:
             raise InputError(f"attention_mask may hold only 0 (padding) and 1 (token), got {sorted(values)[:5]}")
 
     def _numpy_inputs(self, input_ids, attention_mask) -> tuple[np.ndarray, np.ndarray]:
@@ -159,12 +181,11 @@ class Session:
         if _is_torch(input_ids):
             return self._run_torch(input_ids, attention_mask)
         ids, mask = self._numpy_inputs(input_ids, attention_mask)
+        feed = {INPUT_IDS: ids, ATTENTION_MASK: mask}
         if self.backend == "tensorrt":
-            import torch
-
-            out = self._run_engine(torch.from_numpy(ids).cuda(), torch.from_numpy(mask).cuda())
-            return out.cpu().numpy()
-        return self._ort.run([LOGITS], {INPUT_IDS: ids, ATTENTION_MASK: mask})[0]
+            with self._lock:  # one execution context: TensorRT runs are serialised
+                return self._runner.infer(feed, check_inputs=False)[LOGITS]
+        return self._runner.infer(feed, check_inputs=False)[LOGITS]
 
     def run_with_routing(self, input_ids, attention_mask=None) -> tuple[np.ndarray, list[np.ndarray]]:
         """(logits [B,T,V], per routed layer the selected positions idx [B,k] int32) from this session (ONNX
@@ -172,18 +193,21 @@ class Session:
         if self.backend != "onnxruntime":
             raise ModExportError("run_with_routing is available on the ONNX Runtime backend")
         if not self._idx_names:
-            raise ModExportError("this ONNX file does not say where its routing decisions are (open the export directory, "
-                                 "whose manifest.json names them)")
+            raise ModExportError(
+                "this ONNX file does not say where its routing decisions are (open the export directory, "
+                "whose manifest.json names them)"
+            )
         ids, mask = self._numpy_inputs(input_ids, attention_mask)
-        outs = self._ort.run([LOGITS, *self._idx_names], {INPUT_IDS: ids, ATTENTION_MASK: mask})
-        return outs[0], list(outs[1:])
+        out = self._runner.infer({INPUT_IDS: ids, ATTENTION_MASK: mask}, check_inputs=False)
+        return out[LOGITS], [out[f"idx:{layer}"] for layer in range(len(self._idx_names))]
 
     def _run_engine(self, ids, mask):
+        """torch CUDA tensors straight through the engine runner (no host copies)."""
         with self._lock:  # one execution context: TensorRT runs are serialised
-            return self._runner.run(ids, mask)
+            return self._runner.engine.run(ids, mask)
 
     def _run_torch(self, input_ids, attention_mask):
-        import torch
+        import torch  # noqa: PLC0415 - optional for the runtime: only when the caller passes torch tensors
 
         self._check_ids(input_ids, True)
         if attention_mask is not None:
@@ -199,7 +223,7 @@ class Session:
     def _run_ort_on_device(self, ids, mask):
         """IO binding: inputs and logits stay in CUDA memory (onnxruntime-gpu only; never run on the CPU-only
         development machines)."""
-        import torch
+        import torch  # noqa: PLC0415 - optional for the runtime: only when the caller passes torch tensors
 
         vocab = self._ort.get_outputs()[0].shape[-1]
         logits = torch.empty((*ids.shape, vocab), dtype=torch.float32, device=ids.device)
@@ -214,6 +238,6 @@ class Session:
 
 
 def _torch_bool():
-    import torch
+    import torch  # noqa: PLC0415 - optional for the runtime: only when the caller passes torch tensors
 
     return torch.bool

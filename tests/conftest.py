@@ -1,4 +1,5 @@
 """Shared fixtures: one small MoD model trained on real text (stdlib sources), exported once per session."""
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,9 @@ def pytest_collection_modifyitems(config, items):
     have_trt = None
     for item in wanted:
         if not have_gpu:
-            item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False)"))
+            item.add_marker(
+                pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA (torch.cuda.is_available() is False)")
+            )
             continue
         if "tensorrt" not in item.keywords:
             continue
@@ -46,7 +49,7 @@ def corpus():
 @pytest.fixture(scope="session")
 def trained(corpus, tmp_path_factory):
     """(model, metrics, checkpoint path): the example model, briefly trained on standard-library text."""
-    from mod_export.checkpoint import save_checkpoint
+    from mod_export.models.checkpoint import save_checkpoint
     from mod_export.training.train import TrainSettings, example_config, train_example
 
     settings = TrainSettings(steps=120, batch=8, seq_len=128, config=example_config(), eval_windows=16)
@@ -59,7 +62,7 @@ def trained(corpus, tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory):
     """(report, out dir) of `--target onnx` on the trained model, validation included."""
-    from mod_export.export.pipeline import OnnxJob, run_onnx_job
+    from mod_export.pipeline import OnnxJob, run_onnx_job
 
     _, _, path = trained
     out = tmp_path_factory.mktemp("export") / "out"

@@ -1,11 +1,12 @@
 """Cases and checks for the MoD kernels against the PyTorch reference `mod_export.models.routing`
-(DESIGN.md section 2), shared by tests/gpu/test_kernels.py (the CUDA kernels through
+(docs/design.md (routing semantics)), shared by tests/gpu/test_kernels.py (the CUDA kernels through
 libmod_export_kernels.so) and tests/unit/test_kernel_harness.py (the same checks on the CPU against the
 reference and against deliberately wrong stand-ins, so the GPU test is known to be able to fail).
 
 An implementation is anything with the methods of `mod_export.kernels.KernelLibrary`:
 topk_select, gather_rows, topk_gather, scatter (see ReferenceKernels).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ def _mask(rng: np.random.Generator, B: int, T: int, kind: str) -> np.ndarray | N
             if b % 2:
                 mask[b, :n] = 0
             else:
-                mask[b, T - n:] = 0
+                mask[b, T - n :] = 0
         return mask
     return (rng.random((B, T)) >= float(kind)).astype(np.int32)
 
@@ -111,9 +112,17 @@ def random_cases(n: int, seed: int, device, max_t: int = 5000) -> list[Case]:
         mask_kind = str(rng.choice(["none", "all-valid", "0.2", "0.7", "all-padding", "left-right"]))
         scores = torch.from_numpy(_scores(rng, B, T, kind)).to(device)
         mask = _mask(rng, B, T, mask_kind)
-        cases.append(Case(f"random#{i} {kind}/{mask_kind}",
-                          make_x(B, T, D, DTYPES[i % 3], device, gen, misaligned=i % 7 == 0), scores,
-                          None if mask is None else torch.from_numpy(mask).to(device), num, den, i % 2))
+        cases.append(
+            Case(
+                f"random#{i} {kind}/{mask_kind}",
+                make_x(B, T, D, DTYPES[i % 3], device, gen, misaligned=i % 7 == 0),
+                scores,
+                None if mask is None else torch.from_numpy(mask).to(device),
+                num,
+                den,
+                i % 2,
+            )
+        )
     return cases
 
 
@@ -128,8 +137,9 @@ def edge_cases(device, large: bool = True) -> list[Case]:
             B = 3
             scores = torch.from_numpy(_scores(rng, B, T, "ties" if j % 2 else "continuous")).to(device)
             mask = torch.from_numpy(_mask(rng, B, T, "left-right")).to(device)
-            cases.append(Case("length sweep", make_x(B, T, 8, DTYPES[j % 3], device, gen, False), scores, mask,
-                              num, den, 1))
+            cases.append(
+                Case("length sweep", make_x(B, T, 8, DTYPES[j % 3], device, gen, False), scores, mask, num, den, 1)
+            )
     T_big = 65536 if large else 8192
     B_big = 64 if large else 8
     for dtype in DTYPES:
@@ -139,13 +149,23 @@ def edge_cases(device, large: bool = True) -> list[Case]:
         equal = torch.full((4, T), 0.5, device=device)
         cases.append(Case("all-equal rows", make_x(4, T, 16, torch.float16, device, gen, False), equal, None, 1, 4, 0))
         pad = torch.zeros(4, T, dtype=torch.int32, device=device)
-        cases.append(Case("all-padding rows", make_x(4, T, 16, torch.bfloat16, device, gen, False), equal, pad, 1, 8,
-                          0))
+        cases.append(
+            Case("all-padding rows", make_x(4, T, 16, torch.bfloat16, device, gen, False), equal, pad, 1, 8, 0)
+        )
         mixed = torch.from_numpy(_mask(rng, 4, T, "0.7")).to(device)
         mixed[0] = 0
         mixed[1] = 1
-        cases.append(Case("mixed padding rows", make_x(4, T, 64, torch.float32, device, gen, True),
-                          torch.randn(4, T, generator=gen).to(device), mixed, 1, 8, 1))
+        cases.append(
+            Case(
+                "mixed padding rows",
+                make_x(4, T, 64, torch.float32, device, gen, True),
+                torch.randn(4, T, generator=gen).to(device),
+                mixed,
+                1,
+                8,
+                1,
+            )
+        )
     return cases
 
 
@@ -159,7 +179,7 @@ def _cpu(t):
 
 def check_case(impl, case: Case) -> list[str]:
     """Every mismatch between `impl` and the reference on `case` (empty: it agrees). The reference runs on
-    the CPU (its stable sort treats -0.0 and +0.0 as equal, as DESIGN.md asks); results are compared there."""
+    the CPU (its stable sort treats -0.0 and +0.0 as equal, as docs/design.md asks); results are compared there."""
     problems: list[str] = []
     x, scores, mask = case.x, case.scores, case.mask
     B, T, D = x.shape
@@ -173,8 +193,9 @@ def check_case(impl, case: Case) -> list[str]:
     if not torch.equal(idx, ref_idx):
         bad = (idx != ref_idx).any(dim=1).nonzero().flatten()
         r = int(bad[0])
-        problems.append(f"{case.shape}: idx differs in {bad.numel()} row(s), row {r}: {_ints(idx[r])} vs "
-                        f"{_ints(ref_idx[r])}")
+        problems.append(
+            f"{case.shape}: idx differs in {bad.numel()} row(s), row {r}: {_ints(idx[r])} vs {_ints(ref_idx[r])}"
+        )
     if not torch.equal(s_sel, ref_s):
         problems.append(f"{case.shape}: s_sel differs")
     if not torch.equal(x_sel, ref_x):

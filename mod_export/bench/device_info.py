@@ -1,12 +1,16 @@
 """What the benchmark ran on: CPU facts always; GPU, driver, clocks, TensorRT version and, on Jetson,
 the power mode (nvpmodel) and one tegrastats sample when those tools exist. The GPU/Jetson branches have
 never run (no GPU on the development machines); each tool is optional and failures are reported as text."""
+
 from __future__ import annotations
 
 import os
 import platform
 import shutil
 import subprocess
+
+from mod_export.backends.trt.availability import tensorrt_version
+from mod_export.versions import library_versions
 
 
 def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
@@ -29,12 +33,19 @@ def cpu_model() -> str:
 
 
 def device_info() -> dict:
-    from mod_export.backends.trt.availability import tensorrt_version
-    from mod_export.export.manifest import library_versions
-
-    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "versions": library_versions()}
-    gpu = _run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,power.limit",
-                "--format=csv,noheader"])
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "versions": library_versions(),
+    }
+    gpu = _run(
+        [
+            "nvidia-smi",
+            "--query-gpu=name,driver_version,clocks.sm,clocks.mem,clocks.max.sm,power.limit",
+            "--format=csv,noheader",
+        ]
+    )
     info["gpu"] = gpu or "none (nvidia-smi not found)"
     info["tensorrt"] = tensorrt_version()
     if os.path.exists("/etc/nv_tegra_release"):  # Jetson

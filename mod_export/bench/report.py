@@ -1,7 +1,9 @@
 """Bench outputs: a Markdown table and PNG plots (speedup vs sequence length with the ideal line, and
 latency percentiles)."""
+
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,22 +12,33 @@ from mod_export.parity.health import format_health
 
 
 def markdown(data: dict) -> str:
-    lines = ["| capacity | B x T | backend | MoD median / p95 / p99 (ms) | dense median / p95 / p99 (ms) | "
-             "speedup | ideal | achieved/ideal | paired achieved/ideal | MoD tok/s | routing ops | routers | "
-             "parity: forced err, flips, errors |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| capacity | B x T | backend | MoD median / p95 / p99 (ms) | dense median / p95 / p99 (ms) | "
+        "speedup | ideal | achieved/ideal | paired achieved/ideal | MoD tok/s | routing ops | routers | "
+        "parity: forced err, flips, errors |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for row in data["results"]:
         prof = row.get("ort_profile", {})
         for backend, r in row["backends"].items():
             ms = lambda d: f"{d['median_ms']:.1f} / {d['p95_ms']:.1f} / {d['p99_ms']:.1f}"  # noqa: E731
-            share = (f"{100 * prof['routing_ops_share']:.2f}%", f"{100 * prof['routers_share']:.2f}%") \
-                if prof and backend == "onnxruntime" else ("", "")
+            share = (
+                (f"{100 * prof['routing_ops_share']:.2f}%", f"{100 * prof['routers_share']:.2f}%")
+                if prof and backend == "onnxruntime"
+                else ("", "")
+            )
             check = row.get("parity", {}).get(backend)
-            parity = f"{check['forced_max_abs_err']:.1e}, {check['near_tie_flips']}, {check['routing_errors']}" if check else ""
-            lines.append(f"| {row['capacity']} | {row['batch']}x{row['seq']} | {backend} | {ms(r['mod'])} | {ms(r['dense'])} | "
-                         f"{r['achieved_speedup']:.2f}x | {row['ideal_speedup']:.2f}x | {r['achieved_over_ideal']:.2f} | "
-                         f"{r['paired_over_ideal']:.2f} | "
-                         f"{r['mod_tokens_per_s']:.0f} | {share[0]} | {share[1]} | {parity} |")
+            parity = (
+                f"{check['forced_max_abs_err']:.1e}, {check['near_tie_flips']}, {check['routing_errors']}"
+                if check
+                else ""
+            )
+            lines.append(
+                f"| {row['capacity']} | {row['batch']}x{row['seq']} | {backend} | {ms(r['mod'])} | {ms(r['dense'])} | "
+                f"{r['achieved_speedup']:.2f}x | {row['ideal_speedup']:.2f}x | {r['achieved_over_ideal']:.2f} | "
+                f"{r['paired_over_ideal']:.2f} | "
+                f"{r['mod_tokens_per_s']:.0f} | {share[0]} | {share[1]} | {parity} |"
+            )
     health = {row["capacity"]: row["router_health"] for row in data["results"] if "router_health" in row}
     for capacity, h in health.items():
         lines.append(f"\nrouter health, capacity {capacity} (held-out text):\n" + format_health(h))
@@ -34,11 +47,19 @@ def markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
+def write_outputs(data: dict, out_dir: Path) -> list[Path]:
+    """results.json, results.md and the PNG plots into out_dir (created); returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(data, indent=2, default=str))
+    (out_dir / "results.md").write_text(markdown(data) + "\n")
+    return [out_dir / "results.json", out_dir / "results.md", *plots(data, out_dir)]
+
+
 def plots(data: dict, out_dir: Path) -> list[Path]:
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - optional (plot extra)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after the backend is chosen
 
     written = []
     rows = data["results"]
@@ -46,7 +67,9 @@ def plots(data: dict, out_dir: Path) -> list[Path]:
     capacities = sorted({r["capacity"] for r in rows}, key=lambda c: Fraction(*parse_capacity(c)))  # "1/8" < "1/4"
     fig, axes = plt.subplots(1, len(capacities), figsize=(5 * len(capacities), 4), squeeze=False)
     for ax, cap in zip(axes[0], capacities):
-        sub = sorted((r for r in rows if r["capacity"] == cap and r["batch"] == rows[0]["batch"]), key=lambda r: r["seq"])
+        sub = sorted(
+            (r for r in rows if r["capacity"] == cap and r["batch"] == rows[0]["batch"]), key=lambda r: r["seq"]
+        )
         seqs = [r["seq"] for r in sub]
         ax.plot(seqs, [r["ideal_speedup"] for r in sub], "k--", label="ideal (FLOPs)")
         for b in backends:

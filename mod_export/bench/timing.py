@@ -1,11 +1,12 @@
 """Interleaved latency measurement: every candidate runs once per round, in a freshly shuffled order
-(seeded), so machine noise and "who runs after whom" effects hit all of them alike (DESIGN.md
-section 8). Reports median, p95 and p99."""
+(seeded), so machine noise and "who runs after whom" effects hit all of them alike (docs/design.md,
+measuring performance). Reports median, p95 and p99."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -31,20 +32,22 @@ class LatencyStats:
         return {"median_ms": self.median, "p95_ms": self.p95, "p99_ms": self.p99, "repeats": len(self.samples_ms)}
 
 
-def measure_interleaved(candidates: dict[str, Callable[[], object]], repeats: int = 30, warmup: int = 3,
-                        on_round: Callable[[int], None] | None = None, seed: int = 0) -> dict[str, LatencyStats]:
+def measure_interleaved(
+    candidates: dict[str, Callable[[], object]],
+    repeats: int = 30,
+    warmup: int = 3,
+    seed: int = 0,
+) -> dict[str, LatencyStats]:
     names = list(candidates)
     rng = np.random.default_rng(seed)
     for _ in range(warmup):
         for name in names:
             candidates[name]()
     samples: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
+    for _ in range(repeats):
         order = [names[i] for i in rng.permutation(len(names))]
         for name in order:
             start = time.perf_counter()
             candidates[name]()
             samples[name].append((time.perf_counter() - start) * 1000.0)
-        if on_round:
-            on_round(r)
     return {n: LatencyStats(n, samples[n]) for n in names}

@@ -1,4 +1,5 @@
 """`mod-export example --out model.pt`: train the built-in example MoD model on standard-library sources."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,18 +7,21 @@ import json
 from pathlib import Path
 
 from mod_export.cli.types import non_negative_int, positive_int
+from mod_export.models.checkpoint import check_destination, save_checkpoint
+from mod_export.training.train import TrainSettings, example_config, train_example
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = "Train a small byte-level MoD language model on the Python standard library's sources."
     parser.add_argument("--out", required=True, type=Path, help="checkpoint to write (model.pt)")
     parser.add_argument("--force", action="store_true", help="replace an existing checkpoint file")
-    parser.add_argument("--steps", type=positive_int, default=750, help="training steps (default 750, about 3 minutes on 2 cores)")
+    parser.add_argument(
+        "--steps", type=positive_int, default=750, help="training steps (default 750, about 3 minutes on 2 cores)"
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--capacity", default="1/8", help="routed-block capacity as num/den (default 1/8)")
     parser.add_argument("--gate", default="sigmoid", choices=("sigmoid", "identity"))
     parser.add_argument("--metrics-json", type=Path, help="also write the metrics to this JSON file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def summary_lines(metrics: dict) -> list[str]:
@@ -44,13 +48,10 @@ def summary_lines(metrics: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mod_export.checkpoint import check_destination, save_checkpoint
-    from mod_export.training.train import TrainSettings, example_config, train_example
-
     check_destination(args.out, args.force)  # before minutes of training
     config = example_config().replace(capacity=args.capacity, gate=args.gate)
     settings = TrainSettings(steps=args.steps, seed=args.seed, config=config)
-    model, metrics = train_example(settings, show_progress=not args.quiet)
+    model, metrics = train_example(settings)
     save_checkpoint(model, args.out, metrics)
     for line in summary_lines(metrics):
         print(line)

@@ -1,64 +1,160 @@
 """Main form: `mod-export MODEL --target {onnx,trt,triton} --out DIR`."""
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from calibration.apply import PrecisionOptions
+from mod_export.backends.trt.builder import EngineSettings, ShapeRange
 from mod_export.cli.types import fraction, positive_float, positive_int
-from mod_export.contract import (CALIBRATION_METHODS, DEFAULT_ATOL, DEFAULT_BATCH_RANGE, DEFAULT_CALIBRATION_WINDOWS,
-                                 DEFAULT_MIN_ROUTING_AGREEMENT, DEFAULT_OPSET, DEFAULT_ROUTING_GUARD, DEFAULT_SEQ_RANGE,
-                                 DEFAULT_WORKSPACE_MB, MAX_OPSET, MIN_OPSET, PRECISIONS, TARGETS, WINDOW_BYTES)
+from mod_export.contract import (
+    CALIBRATION_METHODS,
+    DEFAULT_ATOL,
+    DEFAULT_BATCH_RANGE,
+    DEFAULT_CALIBRATION_WINDOWS,
+    DEFAULT_MIN_ROUTING_AGREEMENT,
+    DEFAULT_OPSET,
+    DEFAULT_ROUTING_GUARD,
+    DEFAULT_SEQ_RANGE,
+    DEFAULT_WORKSPACE_MB,
+    MAX_OPSET,
+    MIN_OPSET,
+    PRECISIONS,
+    TARGETS,
+    WINDOW_BYTES,
+)
+from mod_export.errors import ModExportError
+from mod_export.pipeline import OnnxJob, run_onnx_job
+from mod_export.validate.artifacts import format_validation
+from mod_export.validate.judge import format_table
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Export a mod_export/1 checkpoint into DIR: model.onnx, model.plugin.onnx, report.json, "
-                          "manifest.json; plus model.engine and the plugin library (trt) or a Triton model repository (triton).")
+    parser.description = (
+        "Export a mod_export/1 checkpoint into DIR: model.onnx, model.plugin.onnx, report.json, "
+        "manifest.json; plus model.engine and the plugin library (trt) or a Triton model repository (triton)."
+    )
     parser.add_argument("model", type=Path, help="checkpoint (model.pt) in the mod_export/1 format")
     parser.add_argument("--target", required=True, choices=TARGETS)
     parser.add_argument("--out", required=True, type=Path, help="output directory (written atomically)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty output directory")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                        help=f"ONNX opset (default {DEFAULT_OPSET}, {MIN_OPSET}..{MAX_OPSET})")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset (default {DEFAULT_OPSET}, {MIN_OPSET}..{MAX_OPSET})",
+    )
     parser.add_argument("--allow-dense", action="store_true", help="export a model without routed blocks as dense")
     parser.add_argument("--no-validate", action="store_true", help="skip the PyTorch vs ONNX Runtime parity check")
-    parser.add_argument("--atol", type=positive_float, default=DEFAULT_ATOL,
-                        help=f"fp32 forced-routing logits tolerance for validation (default {DEFAULT_ATOL:g})")
-    parser.add_argument("--unsafe-load", action="store_true", help="allow pickled code in the checkpoint (only for files you trust)")
-    prec = parser.add_argument_group("precision (DESIGN.md section 4; lives in the ONNX files)")
+    parser.add_argument(
+        "--atol",
+        type=positive_float,
+        default=DEFAULT_ATOL,
+        help=f"fp32 forced-routing logits tolerance for validation (default {DEFAULT_ATOL:g})",
+    )
+    parser.add_argument(
+        "--unsafe-load", action="store_true", help="allow pickled code in the checkpoint (only for files you trust)"
+    )
+    prec = parser.add_argument_group("precision (docs/design.md (precision); lives in the ONNX files)")
     prec.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    prec.add_argument("--calib-data", type=Path, help="int8: a text file or folder (default: the example corpus' held-out slice)")
+    prec.add_argument(
+        "--calib-data", type=Path, help="int8: a text file or folder (default: the example corpus' held-out slice)"
+    )
     prec.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="percentile")
-    prec.add_argument("--calib-cache", type=Path, help="int8: calibration cache (reused when model and data hashes match)")
-    prec.add_argument("--calib-windows", type=positive_int, default=DEFAULT_CALIBRATION_WINDOWS,
-                      help=f"int8: calibration windows of {WINDOW_BYTES} bytes (default {DEFAULT_CALIBRATION_WINDOWS})")
-    prec.add_argument("--routing-guard", type=fraction, default=DEFAULT_ROUTING_GUARD,
-                      help="int8: keep float a MatMul whose quantisation alone drops routing agreement below this (0 = off)")
-    prec.add_argument("--min-routing-agreement", type=fraction, default=DEFAULT_MIN_ROUTING_AGREEMENT,
-                      help="fp16/int8: margin-aware routing agreement required per routed layer")
+    prec.add_argument(
+        "--calib-cache", type=Path, help="int8: calibration cache (reused when model and data hashes match)"
+    )
+    prec.add_argument(
+        "--calib-windows",
+        type=positive_int,
+        default=DEFAULT_CALIBRATION_WINDOWS,
+        help=f"int8: calibration windows of {WINDOW_BYTES} bytes (default {DEFAULT_CALIBRATION_WINDOWS})",
+    )
+    prec.add_argument(
+        "--routing-guard",
+        type=fraction,
+        default=DEFAULT_ROUTING_GUARD,
+        help="int8: keep float a MatMul whose quantisation alone drops routing agreement below this (0 = off)",
+    )
+    prec.add_argument(
+        "--min-routing-agreement",
+        type=fraction,
+        default=DEFAULT_MIN_ROUTING_AGREEMENT,
+        help="fp16/int8: margin-aware routing agreement required per routed layer",
+    )
     trt = parser.add_argument_group("TensorRT (--target trt / triton)")
-    trt.add_argument("--batch", default=DEFAULT_BATCH_RANGE,
-                     help=f"batch range MIN:OPT:MAX of the optimisation profile (default {DEFAULT_BATCH_RANGE})")
-    trt.add_argument("--seq-len", default=DEFAULT_SEQ_RANGE, help=f"sequence range MIN:OPT:MAX (default {DEFAULT_SEQ_RANGE})")
+    trt.add_argument(
+        "--batch",
+        default=DEFAULT_BATCH_RANGE,
+        help=f"batch range MIN:OPT:MAX of the optimisation profile (default {DEFAULT_BATCH_RANGE})",
+    )
+    trt.add_argument(
+        "--seq-len", default=DEFAULT_SEQ_RANGE, help=f"sequence range MIN:OPT:MAX (default {DEFAULT_SEQ_RANGE})"
+    )
     trt.add_argument("--no-plugins", action="store_true", help="build from the portable form (TopK limits k <= 3840)")
-    trt.add_argument("--plugin-library", type=Path, help="libmod_export_plugins.so (default: `mod-export build-plugins` output)")
+    trt.add_argument(
+        "--plugin-library", type=Path, help="libmod_export_plugins.so (default: `mod-export build-plugins` output)"
+    )
     trt.add_argument("--timing-cache", type=Path, help="timing cache file, read if present and saved after the build")
-    trt.add_argument("--workspace-mb", type=positive_int, default=DEFAULT_WORKSPACE_MB,
-                     help=f"builder workspace limit in MiB (default {DEFAULT_WORKSPACE_MB})")
+    trt.add_argument(
+        "--workspace-mb",
+        type=positive_int,
+        default=DEFAULT_WORKSPACE_MB,
+        help=f"builder workspace limit in MiB (default {DEFAULT_WORKSPACE_MB})",
+    )
+
+
+def print_outcome(report: dict, out_dir: Path) -> None:
+    """The validation tables, then what was written (stdout: results, not progress)."""
+    if report.get("parity"):
+        print(format_validation(report["parity"]))
+    if report.get("engine_parity"):
+        print(format_table(report["engine_parity"]))
+    written = [w for w in report.get("written", []) if "/" not in w]
+    if written:
+        extra = " and model_repository/" if any(w.startswith("model_repository/") for w in report["written"]) else ""
+        print(f"wrote {out_dir}: {', '.join(written)}{extra}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from calibration.apply import PrecisionOptions
-    from mod_export.backends.trt.builder import EngineSettings, ShapeRange
-    from mod_export.export.pipeline import OnnxJob, run_onnx_job
-
     engine = None
     if args.target in ("trt", "triton"):
-        engine = EngineSettings(batch=ShapeRange.parse(args.batch, "batch"), seq=ShapeRange.parse(args.seq_len, "seq-len"),
-                                workspace_mb=args.workspace_mb, timing_cache=args.timing_cache)
-    precision = PrecisionOptions(args.precision, args.calib_data, args.calib_method, args.calib_cache, args.calib_windows,
-                                 args.routing_guard or None, args.min_routing_agreement)
-    run_onnx_job(OnnxJob(args.model, args.out, force=args.force, opset=args.opset, allow_dense=args.allow_dense,
-                         unsafe_load=args.unsafe_load, validate=not args.no_validate, atol=args.atol, target=args.target,
-                         use_plugins=not args.no_plugins, plugin_library=args.plugin_library, engine=engine,
-                         precision=precision))
+        engine = EngineSettings(
+            batch=ShapeRange.parse(args.batch, "batch"),
+            seq=ShapeRange.parse(args.seq_len, "seq-len"),
+            workspace_mb=args.workspace_mb,
+            timing_cache=args.timing_cache,
+        )
+    precision = PrecisionOptions(
+        args.precision,
+        args.calib_data,
+        args.calib_method,
+        args.calib_cache,
+        args.calib_windows,
+        args.routing_guard or None,
+        args.min_routing_agreement,
+    )
+    job = OnnxJob(
+        args.model,
+        args.out,
+        force=args.force,
+        opset=args.opset,
+        allow_dense=args.allow_dense,
+        unsafe_load=args.unsafe_load,
+        validate=not args.no_validate,
+        atol=args.atol,
+        target=args.target,
+        use_plugins=not args.no_plugins,
+        plugin_library=args.plugin_library,
+        engine=engine,
+        precision=precision,
+    )
+    try:
+        report = run_onnx_job(job)
+    except ModExportError as exc:
+        if exc.report is not None:
+            print_outcome(exc.report, args.out)
+        raise
+    print_outcome(report, args.out)
     return 0

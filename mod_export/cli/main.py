@@ -2,16 +2,27 @@
 
 User errors print one line (`error: ...`) and exit non-zero; `--debug` shows the traceback instead.
 """
+
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import sys
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
-from mod_export import __version__
-from mod_export.errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, EXIT_USER, ModExportError,
-                               UsageError)
+from mod_export import __version__, progress
+from mod_export.bench.threads import set_idle_thread_policy
+from mod_export.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_USER,
+    ModExportError,
+    UsageError,
+)
 
 # name -> module path with `register(subparsers_or_parser) -> argparse.ArgumentParser` and `run(args) -> int`.
 SUBCOMMANDS: dict[str, str] = {
@@ -21,6 +32,8 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "mod_export.cli.bench",
 }
 MAIN_FORM = "mod_export.cli.export"
+GLOBAL_FLAGS = ("--debug", "--quiet", "--verbose")
+LIBRARY_LOGGERS = ("mod_export", "calibration")
 
 EXIT_CODES = """exit codes:
   0 success, 1 user error (bad input, option value or output directory), 2 usage error,
@@ -29,7 +42,8 @@ EXIT_CODES = """exit codes:
 """
 
 
-TOP_HELP = f"""usage: mod-export MODEL --target {{onnx,trt,triton}} --out DIR [options]
+TOP_HELP = (
+    f"""usage: mod-export MODEL --target {{onnx,trt,triton}} --out DIR [options]
        mod-export SUBCOMMAND [options]
 
 Export Mixture-of-Depths transformers to ONNX / TensorRT, with validated parity. (version {__version__})
@@ -47,7 +61,12 @@ options:
   -h, --help            show this help and exit
   --version             show the version and exit
   --debug               show tracebacks for errors
-""" + "\n" + EXIT_CODES
+  --quiet               only warnings and errors on stderr, no progress bars
+  --verbose             debug messages of the library too
+"""
+    + "\n"
+    + EXIT_CODES
+)
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -63,14 +82,14 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
 
 def _load(module_path: str):
-    import importlib
-
     return importlib.import_module(module_path)
 
 
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
     """The parser for this command line and the arguments it should parse."""
     if argv[0] in SUBCOMMANDS:
+        if argv[0] == "bench":  # OpenMP reads its wait policy once, when torch loads: set it before any import
+            set_idle_thread_policy("--spinning" in argv)
         module = _load(SUBCOMMANDS[argv[0]])
         parser = OneLineArgumentParser(prog=f"mod-export {argv[0]}")
         module.register(parser)
@@ -83,10 +102,32 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
     return parser, argv
 
 
+class _CliFormatter(logging.Formatter):
+    """INFO lines as they are; warnings and errors of the library prefixed, one line each."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
+def configure_logging(level: int) -> None:
+    """The library logs through `logging` (mod_export.*, calibration.*); the CLI decides what is shown, on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_CliFormatter())
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    quiet, verbose = "--quiet" in argv, "--verbose" in argv
+    argv = [a for a in argv if a not in GLOBAL_FLAGS]
+    configure_logging(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    progress.set_enabled(not quiet)
     if not argv:
         sys.stderr.write(TOP_HELP)
         return EXIT_USAGE
@@ -112,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail("error: out of memory (try a smaller batch, sequence length or model)", EXIT_USER, debug)
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         first = str(exc).splitlines()[0] if str(exc) else ""
-        return _fail(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
-                     EXIT_INTERNAL, debug)
+        return _fail(
+            f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+            EXIT_INTERNAL,
+            debug,
+        )
 
 
 def _fail(line: str, code: int, debug: bool) -> int:

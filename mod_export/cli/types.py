@@ -1,5 +1,6 @@
 """argparse value types: every numeric option is checked where it is parsed (a usage error, exit 2), so no
 bad value reaches the library (NaN tolerances, negative window counts, ...)."""
+
 from __future__ import annotations
 
 import argparse

@@ -2,6 +2,7 @@
 
 Split by file (a stable hash of the relative path), so held-out text comes from files never trained on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,8 +61,16 @@ def load_stdlib_corpus(max_train_bytes: int = 8_000_000, max_held_bytes: int = 1
         else:
             n_train += 1
     if len(train) < 10_000 or len(held) < 10_000:
-        raise CorpusError(f"standard-library corpus under {root} is too small ({len(train)} train, {len(held)} held-out bytes)")
-    return Corpus(np.frombuffer(bytes(train), dtype=np.uint8), np.frombuffer(bytes(held), dtype=np.uint8), n_train, n_held, digest.hexdigest())
+        raise CorpusError(
+            f"standard-library corpus under {root} is too small ({len(train)} train, {len(held)} held-out bytes)"
+        )
+    return Corpus(
+        np.frombuffer(bytes(train), dtype=np.uint8),
+        np.frombuffer(bytes(held), dtype=np.uint8),
+        n_train,
+        n_held,
+        digest.hexdigest(),
+    )
 
 
 def load_text_bytes(path: str | Path) -> np.ndarray:

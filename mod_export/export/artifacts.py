@@ -7,6 +7,7 @@
 - the output can never contain, or be contained in, an input (the model being exported);
 - one run at a time per output: a lock file beside it makes a second concurrent run refuse.
 """
+
 from __future__ import annotations
 
 import errno
@@ -15,13 +16,15 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import onnx
 
 from mod_export.contract import MANIFEST_FILE, MANIFEST_FORMAT
 from mod_export.errors import OutputDirError
+from mod_export.integrity import can_write_in, nearest_existing
 
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # protobuf cannot serialise a message over 2 GiB
 
@@ -73,13 +76,12 @@ def check_output_dir(final: Path, force: bool, inputs: Iterable[Path] = ()) -> N
             raise OutputDirError(f"output directory {final} is not empty (pass --force to replace an earlier export)")
         reason = why_not_ours(final)
         if reason:
-            raise OutputDirError(f"refusing to replace {final}: {reason}; --force replaces only an earlier mod-export "
-                                 "export, never other files")
-    probe = final.parent
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputDirError(f"output directory {final} is not writable (no write permission on {probe})")
+            raise OutputDirError(
+                f"refusing to replace {final}: {reason}; --force replaces only an earlier mod-export export, never other files"
+            )
+    probe = nearest_existing(final.parent)
+    if not probe.is_dir() or not can_write_in(probe):
+        raise OutputDirError(f"output directory {final} is not writable (cannot create files in {probe})")
 
 
 class OutputLock:
@@ -91,7 +93,7 @@ class OutputLock:
         self.path = self.final.parent / f".{self.final.name}.lock"
         self._fd: int | None = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -102,8 +104,9 @@ class OutputLock:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise OutputDirError(f"another mod-export run is writing {self.final} (lock {self.path}); "
-                                     "wait for it or choose another --out") from None
+                raise OutputDirError(
+                    f"another mod-export run is writing {self.final} (lock {self.path}); wait for it or choose another --out"
+                ) from None
             raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -131,7 +134,7 @@ class ArtifactDir:
         self.inputs = list(inputs)
         self.tmp: Path | None = None
 
-    def __enter__(self) -> "ArtifactDir":
+    def __enter__(self) -> ArtifactDir:
         check_output_dir(self.final, self.force, self.inputs)
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -159,8 +162,14 @@ class ArtifactDir:
         path = self.path(name)
         size = sum(len(t.raw_data) for t in model.graph.initializer)
         if size > EXTERNAL_DATA_THRESHOLD:
-            onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=f"{name}.data", size_threshold=1024)
+            onnx.save_model(
+                model,
+                str(path),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=f"{name}.data",
+                size_threshold=1024,
+            )
         else:
             onnx.save_model(model, str(path))
         return path

@@ -1,28 +1,15 @@
 """manifest.json: tool and library versions, inputs/outputs (names, dtypes, shape ranges), sha256 of every file."""
+
 from __future__ import annotations
 
-import importlib.metadata
-import platform
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from mod_export import __version__
 from mod_export.contract import MANIFEST_FILE, MANIFEST_FORMAT
 from mod_export.integrity import sha256_file
-
-LIBRARIES = ("torch", "onnx", "onnxruntime", "onnxscript", "onnx-graphsurgeon", "polygraphy", "numpy", "tensorrt")
-
-
-def library_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"mod-export": __version__, "python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+from mod_export.versions import library_versions
 
 
 def describe_io(model: onnx.ModelProto, ranges: dict[str, tuple[int, int]]) -> dict[str, list[dict[str, Any]]]:
@@ -48,7 +35,10 @@ def build_manifest(root: Path, files: list[Path], model: onnx.ModelProto, extra:
         "format": MANIFEST_FORMAT,
         "versions": library_versions(),
         "io": describe_io(model, ranges),
-        "files": {p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                  for p in files if p.relative_to(root).as_posix() != MANIFEST_FILE},
+        "files": {
+            p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in files
+            if p.relative_to(root).as_posix() != MANIFEST_FILE
+        },
         **extra,
     }

@@ -4,6 +4,7 @@ One export with the dynamo exporter: routed blocks call the `mod_export::*` cust
 table turns into MoDTopKGather / MoDScatter nodes. The portable form is that graph with the reference
 function bodies inlined, so both forms share one definition of the routing semantics.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +21,9 @@ from mod_export.contract import DEFAULT_OPSET, INPUT_NAMES, LOGITS, MAX_OPSET, M
 from mod_export.errors import ExportError
 from mod_export.export import custom_ops
 from mod_export.graph.fusable_patterns import reorder_gelu_for_fusion
+from mod_export.graph.queries import scatter_nodes, topk_gather_nodes
 from mod_export.graph.reference_functions import inline_to_portable, strip_reference_functions
+from mod_export.graph.schemas import register_onnx_schemas
 from mod_export.models.model import MoDTransformer, RoutedBlock
 
 EXAMPLE_SHAPE = (2, 48)  # (B, T) traced; both axes are dynamic in the exported graph
@@ -35,12 +38,6 @@ class ExportedForms:
     idx_outputs: list[str]  # per routed layer (graph order), the tensor holding that layer's idx[B,k]
 
 
-def _count_routing_nodes(model: onnx.ModelProto) -> tuple[list[onnx.NodeProto], list[onnx.NodeProto]]:
-    gathers = [n for n in model.graph.node if n.domain == custom_ops.DOMAIN and n.op_type == custom_ops.TOPK_GATHER]
-    scatters = [n for n in model.graph.node if n.domain == custom_ops.DOMAIN and n.op_type == custom_ops.SCATTER]
-    return gathers, scatters
-
-
 def _export_raw(model: MoDTransformer, opset: int) -> onnx.ModelProto:
     """Run torch.onnx.export (dynamo) with the custom-op translation table; returns the plugin-form proto."""
     exporting = copy.deepcopy(model).eval()
@@ -50,7 +47,7 @@ def _export_raw(model: MoDTransformer, opset: int) -> onnx.ModelProto:
     input_ids = torch.randint(0, vocab, (B, T), generator=torch.Generator().manual_seed(0))
     attention_mask = torch.ones(B, T, dtype=torch.int64)
     batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=2, max=1 << 20)
-    dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+    dynamic = {name: {0: batch, 1: seq} for name in INPUT_NAMES}
     log = io.StringIO()
     torch_onnx_logger = logging.getLogger("torch.onnx")
     previous_level = torch_onnx_logger.level
@@ -59,9 +56,16 @@ def _export_raw(model: MoDTransformer, opset: int) -> onnx.ModelProto:
         with warnings.catch_warnings(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                exporting, (input_ids, attention_mask), dynamo=True, dynamic_shapes=dynamic,
-                input_names=list(INPUT_NAMES), output_names=[LOGITS], opset_version=opset,
-                custom_translation_table=custom_ops.translation_table(), optimize=True, verbose=False,
+                exporting,
+                (input_ids, attention_mask),
+                dynamo=True,
+                dynamic_shapes=dynamic,
+                input_names=list(INPUT_NAMES),
+                output_names=[LOGITS],
+                opset_version=opset,
+                custom_translation_table=custom_ops.translation_table(),
+                optimize=True,
+                verbose=False,
             )
     except Exception as exc:
         summary = next((ln.strip() for ln in str(exc).splitlines() if "Error" in ln or "error" in ln), str(exc)[:200])
@@ -86,23 +90,46 @@ def check_opset(opset: int) -> None:
     if isinstance(opset, bool) or not isinstance(opset, int):
         raise ExportError(f"opset must be an integer, got {opset!r}")
     if opset < MIN_OPSET:
-        raise ExportError(f"opset {opset} is below {MIN_OPSET}, the lowest this exporter supports (torch's ONNX function library targets opset 18)")
+        raise ExportError(
+            f"opset {opset} is below {MIN_OPSET}, the lowest this exporter supports (torch's ONNX function library targets opset 18)"
+        )
     if opset > MAX_OPSET:
-        raise ExportError(f"opset {opset} is above {MAX_OPSET}, the highest this exporter supports (ONNX Runtime has no "
-                          "kernels for newer versions of some ops it would emit)")
+        raise ExportError(
+            f"opset {opset} is above {MAX_OPSET}, the highest this exporter supports (ONNX Runtime has no "
+            "kernels for newer versions of some ops it would emit)"
+        )
 
 
-def export_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET, allow_dense: bool = False) -> ExportedForms:
-    """Export both forms and check that every routed block became one gather/scatter pair."""
+def half_model(model: MoDTransformer) -> MoDTransformer:
+    """A float16 copy with each router (and causal predictor) kept float32, so scores are computed in float32 from
+    float32 weights (router_scores casts x up); softmax runs on float32 scores by model construction."""
+    half = copy.deepcopy(model).half().eval()
+    for block in half.blocks:
+        if isinstance(block, RoutedBlock):
+            block.router.float()
+            if block.predictor is not None:
+                block.predictor.float()
+    return half
+
+
+def export_forms(
+    model: MoDTransformer, opset: int = DEFAULT_OPSET, allow_dense: bool = False, half: bool = False
+) -> ExportedForms:
+    """Export both forms and check that every routed block became one gather/scatter pair. half=True exports the
+    model's float16 copy (half_model); the precision policy is then a graph stage (calibration.fp16)."""
     check_opset(opset)
+    if half:
+        model = half_model(model)
     expected = sum(isinstance(b, RoutedBlock) for b in model.blocks) if model.routing_enabled else 0
     if expected == 0 and not allow_dense:
-        raise ExportError("model has no routed blocks (nothing MoD to export); pass --allow-dense to export it as a dense model")
-    custom_ops.register_onnx_schemas()
+        raise ExportError(
+            "model has no routed blocks (nothing MoD to export); pass --allow-dense to export it as a dense model"
+        )
+    register_onnx_schemas()
     plugin = _export_raw(model, opset)
     _check_input_ranks(plugin)
     reorder_gelu_for_fusion(plugin)  # before the portable form is derived, so both forms get it
-    gathers, scatters = _count_routing_nodes(plugin)
+    gathers, scatters = topk_gather_nodes(plugin), scatter_nodes(plugin)
     if len(gathers) != expected or len(scatters) != expected:
         raise ExportError(
             f"routing rewrite found {len(gathers)} MoDTopKGather and {len(scatters)} MoDScatter nodes, "
@@ -122,7 +149,7 @@ def export_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET, allow_dense:
 
 def check_model(proto: onnx.ModelProto, what: str) -> onnx.ModelProto:
     """onnx.checker full check (including strict shape inference); returns the shape-inferred model."""
-    custom_ops.register_onnx_schemas()
+    register_onnx_schemas()
     try:
         onnx.checker.check_model(proto, full_check=True)
         return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)

@@ -1,11 +1,12 @@
 """A Triton Inference Server model repository: the portable ONNX model on the ONNX Runtime backend, and,
 where an engine was built, the engine on the TensorRT backend with its plugin library."""
+
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from mod_export.contract import PORTABLE_FILE
+from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS, PORTABLE_FILE
 
 ONNX_MODEL = "mod_export_onnx"
 TRT_MODEL = "mod_export_trt"
@@ -15,13 +16,13 @@ REPOSITORY = "model_repository"
 def _io_block(vocab: int) -> str:
     # max_batch_size > 0: Triton owns dim 0 (batch); dims below are per request (seq, and vocab for logits).
     return (
-        'input [\n'
-        '  { name: "input_ids" data_type: TYPE_INT64 dims: [ -1 ] },\n'
-        '  { name: "attention_mask" data_type: TYPE_INT64 dims: [ -1 ] }\n'
-        ']\n'
-        'output [\n'
-        f'  {{ name: "logits" data_type: TYPE_FP32 dims: [ -1, {vocab} ] }}\n'
-        ']\n'
+        "input [\n"
+        f'  {{ name: "{INPUT_IDS}" data_type: TYPE_INT64 dims: [ -1 ] }},\n'
+        f'  {{ name: "{ATTENTION_MASK}" data_type: TYPE_INT64 dims: [ -1 ] }}\n'
+        "]\n"
+        "output [\n"
+        f'  {{ name: "{LOGITS}" data_type: TYPE_FP32 dims: [ -1, {vocab} ] }}\n'
+        "]\n"
     )
 
 
@@ -38,7 +39,7 @@ def trt_config(vocab: int, max_batch: int) -> str:
         f'name: "{TRT_MODEL}"\nplatform: "tensorrt_plan"\nmax_batch_size: {max_batch}\n'
         + _io_block(vocab)
         + "dynamic_batching { max_queue_delay_microseconds: 500 }\n"
-        + 'instance_group [ { kind: KIND_GPU, count: 1 } ]\n'
+        + "instance_group [ { kind: KIND_GPU, count: 1 } ]\n"
     )
 
 
@@ -63,8 +64,9 @@ def loading_notes(has_engine: bool) -> str:
     return "\n".join(text)
 
 
-def write_repository(root: Path, vocab: int, max_batch: int, portable_onnx: Path, engine: Path | None,
-                     plugin_library: Path | None) -> Path:
+def write_repository(
+    root: Path, vocab: int, max_batch: int, portable_onnx: Path, engine: Path | None, plugin_library: Path | None
+) -> Path:
     repo = root / REPOSITORY
     onnx_dir = repo / ONNX_MODEL
     (onnx_dir / "1").mkdir(parents=True)

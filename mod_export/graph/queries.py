@@ -1,5 +1,7 @@
-"""Read-only questions about an exported graph: where the routing ops are and which tensors carry their
-scores, mask and selection. One home for them (validation, precision, benchmarks all ask)."""
+"""Read-only questions about an exported graph, answered on an onnx-graphsurgeon view: where the routing ops are,
+which tensors carry their scores, mask and selection, and which nodes form the routers. One home for them
+(validation, precision, benchmarks, the runtime all ask)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +9,7 @@ from dataclasses import dataclass
 import onnx
 
 from mod_export.contract import DOMAIN, SCATTER, TOPK_GATHER
+from mod_export.graph.surgery import read
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,19 @@ def routing_tensors(plugin_model: onnx.ModelProto) -> list[RoutingTensors]:
     """Per routed layer (graph order) of a plugin-form graph. The names survive inlining, so the portable form
     built from this graph has the same tensors."""
     out = []
-    for node in topk_gather_nodes(plugin_model):
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        mask = node.input[2] if len(node.input) > 2 and node.input[2] else None
-        out.append(RoutingTensors(node.name, node.input[1], mask, node.output[1],
-                                  (int(attrs["capacity_num"]), int(attrs["capacity_den"]))))
+    for node in read(plugin_model).nodes:
+        if node.domain != DOMAIN or node.op != TOPK_GATHER:
+            continue
+        mask = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2].name else None
+        out.append(
+            RoutingTensors(
+                node.name,
+                node.inputs[1].name,
+                mask,
+                node.outputs[1].name,
+                (int(node.attrs["capacity_num"]), int(node.attrs["capacity_den"])),
+            )
+        )
     return out
 
 
@@ -45,8 +56,34 @@ def idx_tensor_names(plugin_model: onnx.ModelProto) -> list[str]:
     return [r.idx for r in routing_tensors(plugin_model)]
 
 
+def router_node_names(model: onnx.ModelProto) -> set[str]:
+    """Nodes on the path from each MoDTopKGather's x to its scores (the router), found by structure."""
+    names: set[str] = set()
+    for gather in read(model).nodes:
+        if gather.domain != DOMAIN or gather.op != TOPK_GATHER:
+            continue
+        x = gather.inputs[0]
+        stack, seen = [gather.inputs[1]], []
+        while stack:
+            tensor = stack.pop()
+            if tensor is x or any(tensor is s for s in seen) or not tensor.inputs:
+                continue
+            seen.append(tensor)
+            producer = tensor.inputs[0]
+            names.add(producer.name)
+            stack.extend(i for i in producer.inputs if i.name)
+    return names
+
+
+def router_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The router nodes (router_node_names) as the model's own NodeProtos, in graph order."""
+    names = router_node_names(model)
+    return [n for n in model.graph.node if n.name in names]
+
+
 def with_extra_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy of `proto` that also outputs the given intermediate tensors (each routed layer's idx, say)."""
+    """A copy of `proto` that also outputs the given intermediate tensors (each routed layer's idx, say). A plain
+    protobuf edit: appending graph outputs needs no graph view."""
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     present = {o.name for o in out.graph.output}

@@ -1,14 +1,15 @@
 """ONNX function bodies (standard ops only) for MoDTopKGather and MoDScatter, same semantics as
 mod_export.models.routing. Attached to the plugin form when it runs in ONNX Runtime, and inlined to
-produce the portable form; the file for TensorRT carries none (DESIGN.md section 3).
+produce the portable form; the file for TensorRT carries none (docs/design.md (custom ONNX ops)).
 """
+
 from __future__ import annotations
 
 import onnx
+import onnx.inliner
 from onnx import TensorProto, helper
 
-from mod_export.export.custom_ops import DOMAIN, OPSET_VERSION, SCATTER, TOPK_GATHER
-
+from mod_export.contract import DOMAIN, OPSET_VERSION, SCATTER, TOPK_GATHER
 
 
 def _attr_ref(name: str, ref: str, kind: int) -> onnx.AttributeProto:
@@ -51,8 +52,13 @@ def topk_gather_function(opset: int) -> onnx.FunctionProto:
     ]
     nodes.insert(0, _node("Constant", [], ["axis_last"], value_ints=[-1]))
     return helper.make_function(
-        DOMAIN, TOPK_GATHER, ["x", "scores", "mask"], ["x_sel", "idx", "s_sel"], nodes,
-        [helper.make_opsetid("", opset)], attributes=["capacity_num", "capacity_den", "plugin_version", "plugin_namespace"],
+        DOMAIN,
+        TOPK_GATHER,
+        ["x", "scores", "mask"],
+        ["x_sel", "idx", "s_sel"],
+        nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=["capacity_num", "capacity_den", "plugin_version", "plugin_namespace"],
     )
 
 
@@ -92,8 +98,13 @@ def scatter_function(opset: int) -> onnx.FunctionProto:
         _node("ScatterND", ["x", "pairs", "update"], ["out"]),  # no reduction: indices unique
     ]
     return helper.make_function(
-        DOMAIN, SCATTER, ["x", "idx", "x_sel", "y_sel", "s_sel"], ["out"], nodes,
-        [helper.make_opsetid("", opset)], attributes=["gate", "plugin_version", "plugin_namespace"],
+        DOMAIN,
+        SCATTER,
+        ["x", "idx", "x_sel", "y_sel", "s_sel"],
+        ["out"],
+        nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=["gate", "plugin_version", "plugin_namespace"],
     )
 
 
@@ -129,8 +140,6 @@ def strip_reference_functions(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def inline_to_portable(model: onnx.ModelProto) -> onnx.ModelProto:
     """Plugin form -> portable form: attach the reference bodies, inline them, drop the custom domain."""
-    import onnx.inliner
-
     portable = onnx.inliner.inline_local_functions(attach_reference_functions(model))
     remaining = [n.op_type for n in portable.graph.node if n.domain == DOMAIN]
     if remaining:

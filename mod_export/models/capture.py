@@ -13,19 +13,21 @@ candidate chose. The hook lives in `topk_gather` below, which the built-in model
 and which the `mod_export::topk_gather` torch op runs in eager mode, so user-defined models that call the
 op are captured the same way, whatever their class.
 """
+
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from mod_export.models import routing
 
-_ACTIVE: contextvars.ContextVar["RoutingCapture | None"] = contextvars.ContextVar("mod_export_routing_capture",
-                                                                                  default=None)
+_ACTIVE: contextvars.ContextVar[RoutingCapture | None] = contextvars.ContextVar(
+    "mod_export_routing_capture", default=None
+)
 
 
 @dataclass
@@ -48,7 +50,7 @@ class RoutingCapture:
         self.records: list[RoutingRecord] = []
         self._token = None
 
-    def __enter__(self) -> "RoutingCapture":
+    def __enter__(self) -> RoutingCapture:
         self._token = _ACTIVE.set(self)
         return self
 
@@ -83,8 +85,14 @@ def topk_gather(x: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor | None
     if forced is not None:
         masked = routing.mask_scores(scores.float(), mask)
         x_sel, s_sel, idx = routing.gather_rows(x, forced), torch.gather(masked, 1, forced), forced.to(torch.int32)
-    capture.records.append(RoutingRecord(
-        scores=scores.detach().float().cpu().numpy(), mask=None if mask is None else mask.detach().cpu().numpy(),
-        idx=idx.detach().long().cpu().numpy(), own_idx=own.detach().cpu().numpy(), capacity=(num, den),
-        forced=forced is not None))
+    capture.records.append(
+        RoutingRecord(
+            scores=scores.detach().float().cpu().numpy(),
+            mask=None if mask is None else mask.detach().cpu().numpy(),
+            idx=idx.detach().long().cpu().numpy(),
+            own_idx=own.detach().cpu().numpy(),
+            capacity=(num, den),
+            forced=forced is not None,
+        )
+    )
     return x_sel, idx, s_sel

@@ -1,4 +1,5 @@
 """Model configuration: one dataclass, validated, serialisable to plain Python types for checkpoints."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,7 @@ GATES = ("sigmoid", "identity")
 def parse_capacity(capacity: str | Fraction) -> tuple[int, int]:
     """'1/8' -> (1, 8). Capacity is a rational num/den with 0 < num <= den; floats are refused.
 
-    A float capacity silently specialises k at export time (DESIGN.md section 2, item 3).
+    A float capacity silently specialises k at export time (docs/design.md (routing semantics, step 3)).
     """
     if isinstance(capacity, Fraction):
         num, den = capacity.numerator, capacity.denominator
@@ -34,8 +35,12 @@ def parse_capacity(capacity: str | Fraction) -> tuple[int, int]:
 
 def _check_number(name: str, value: Any, positive: bool) -> None:
     """A finite real number, > 0 (positive) or >= 0; bools and strings are refused."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (value <= 0 if positive else value < 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or (value <= 0 if positive else value < 0)
+    ):
         kind = "a finite positive number" if positive else "a finite non-negative number"
         raise ConfigError(f"config.{name} must be {kind}, got {value!r}")
 
@@ -112,7 +117,7 @@ class MoDConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: Any) -> "MoDConfig":
+    def from_dict(cls, data: Any) -> MoDConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"config must be a mapping, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -127,5 +132,5 @@ class MoDConfig:
         except TypeError as exc:  # wrong value types reach dataclass machinery
             raise ConfigError(f"config is invalid: {exc}") from None
 
-    def replace(self, **changes: Any) -> "MoDConfig":
+    def replace(self, **changes: Any) -> MoDConfig:
         return dataclasses.replace(self, **changes)

@@ -1,4 +1,5 @@
 """Refuse, before allocating, a model whose parameters cannot fit in this machine's available memory."""
+
 from __future__ import annotations
 
 import os
@@ -27,5 +28,7 @@ def check_parameter_memory(parameters: int, what: str = "the model") -> None:
     need = parameters * BYTES_PER_PARAMETER
     have = available_memory_bytes()
     if have is not None and need > have:
-        raise ConfigError(f"{what} has {parameters:,} parameters, about {need / 2**30:.1f} GiB in float32, but only "
-                          f"{have / 2**30:.1f} GiB of memory is available here")
+        raise ConfigError(
+            f"{what} has {parameters:,} parameters, about {need / 2**30:.1f} GiB in float32, but only "
+            f"{have / 2**30:.1f} GiB of memory is available here"
+        )

@@ -1,14 +1,15 @@
 """A decoder-only Mixture-of-Depths language model (Raposo et al. 2024), in one readable file.
 
 Shapes: B batch, T sequence, D d_model, H heads, Dh = D/H head width, V vocab, k selected tokens.
-Routed blocks follow DESIGN.md section 2 through `mod_export.models.routing`; `RoutingOps` lets the
+Routed blocks follow docs/design.md (routing semantics) through `mod_export.models.routing`; `RoutingOps` lets the
 exporter swap the two routing steps for custom ops without touching the model.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -122,14 +123,16 @@ class CausalPredictor(nn.Module):
 
     def __init__(self, cfg: MoDConfig):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(cfg.d_model, cfg.predictor_hidden), nn.GELU(), nn.Linear(cfg.predictor_hidden, 1))
+        self.net = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.predictor_hidden), nn.GELU(), nn.Linear(cfg.predictor_hidden, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.detach()).squeeze(-1)  # [B,T]
 
 
 class RoutedBlock(nn.Module):
-    """A Block that only the top-k tokens of each row go through (DESIGN.md section 2)."""
+    """A Block that only the top-k tokens of each row go through (docs/design.md (routing semantics))."""
 
     def __init__(self, cfg: MoDConfig, layer: int):
         super().__init__()
@@ -200,7 +203,7 @@ class MoDTransformer(nn.Module):
                 x = block(x, positions, dense_bias)
         return self.lm_head(self.ln_f(x)).float()  # [B,T,V]
 
-    def dense_twin(self) -> "MoDTransformer":
+    def dense_twin(self) -> MoDTransformer:
         """The same weights with routing switched off (every token takes every block)."""
         twin = MoDTransformer(self.config, routing_enabled=False)
         twin.load_state_dict(self.state_dict())

@@ -1,4 +1,4 @@
-"""Canonical MoD routing (DESIGN.md section 2), in one place.
+"""Canonical MoD routing (docs/design.md (routing semantics)), in one place.
 
 Every backend (ONNX reference functions, the C++ reference, the CUDA kernels) implements exactly these
 functions. Shapes: B batch, T sequence, D width, k = capacity_k(T, num, den) selected tokens per row.
@@ -6,6 +6,7 @@ functions. Shapes: B batch, T sequence, D width, k = capacity_k(T, num, den) sel
 Padding refinement of step 7 (applied by every backend): a padding token has score -inf, and its gate is
 0 for both gates, so a routed block never updates a padding token (identity * -inf would give NaN).
 """
+
 from __future__ import annotations
 
 import torch
@@ -47,7 +48,7 @@ def gather_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def apply_gate(s_sel: torch.Tensor, gate: int) -> torch.Tensor:
-    """g(s) per DESIGN.md step 7, 0 for padding tokens (s = -inf). s_sel[B,k] f32 -> [B,k] f32."""
+    """g(s) per docs/design.md (routing semantics, step 7), 0 for padding tokens (s = -inf). s_sel[B,k] f32 -> [B,k] f32."""
     if gate == GATE_IDS["sigmoid"]:
         return torch.sigmoid(s_sel)
     if gate == GATE_IDS["identity"]:

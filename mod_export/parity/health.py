@@ -14,6 +14,7 @@ predictor's agreement with top-k, and two alarms:
 
 Shapes: N rows, T positions (rows of one batch share T), k selected per row.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -103,7 +104,9 @@ def layer_health(data: LayerScores) -> dict:
         "selected_fraction": sel_count / max(n_valid, 1),
         "capacity": f"{num}/{den}",
         "score_entropy_normalised": float(np.concatenate(entropies).mean()),
-        "margin_p1": pct(1), "margin_p5": pct(5), "margin_p50": pct(50),
+        "margin_p1": pct(1),
+        "margin_p5": pct(5),
+        "margin_p50": pct(50),
         **{f"rows_margin_below_{t:g}": float((m < t).mean()) for t in MARGIN_THRESHOLDS},
         "selected_minus_skipped_score": (selected / max(n_sel, 1)) - (skipped / max(n_skip, 1)) if n_skip else None,
         "position_overlap": float(np.concatenate(overlaps).mean()),
@@ -113,11 +116,15 @@ def layer_health(data: LayerScores) -> dict:
         entry["predictor_topk_agreement"] = agree / agree_n
     alarms = []
     if entry["position_overlap"] > POSITION_OVERLAP_ALARM:
-        alarms.append(f"positional: {100 * entry['position_overlap']:.0f}% of each row's selection falls on the same "
-                      f"k positions (alarm above {100 * POSITION_OVERLAP_ALARM:.0f}%)")
+        alarms.append(
+            f"positional: {100 * entry['position_overlap']:.0f}% of each row's selection falls on the same "
+            f"k positions (alarm above {100 * POSITION_OVERLAP_ALARM:.0f}%)"
+        )
     if entry["margin_p50"] is not None and entry["margin_p50"] < UNINFORMATIVE_MARGIN:
-        alarms.append(f"uninformative: median boundary margin {entry['margin_p50']:.2g} is below float32 rounding "
-                      f"tolerance {UNINFORMATIVE_MARGIN:g}")
+        alarms.append(
+            f"uninformative: median boundary margin {entry['margin_p50']:.2g} is below float32 rounding "
+            f"tolerance {UNINFORMATIVE_MARGIN:g}"
+        )
     entry["alarms"] = alarms
     return entry
 
@@ -130,15 +137,19 @@ def router_health(layers: list[LayerScores]) -> dict:
 
 
 def format_health(health: dict) -> str:
-    lines = [f"{'routed layer':12} {'selected':>8} {'entropy':>7} {'margin p1/p5/p50':>26} {'<1e-5':>6} {'<1e-3':>6} "
-             f"{'sel-skip':>8} {'pos.overlap':>11} {'predictor':>9}"]
+    lines = [
+        f"{'routed layer':12} {'selected':>8} {'entropy':>7} {'margin p1/p5/p50':>26} {'<1e-5':>6} {'<1e-3':>6} "
+        f"{'sel-skip':>8} {'pos.overlap':>11} {'predictor':>9}"
+    ]
     for layer, e in health["layers"].items():
         pcts = "/".join("-" if e[f"margin_p{q}"] is None else f"{e[f'margin_p{q}']:.1e}" for q in (1, 5, 50))
         gap = "-" if e["selected_minus_skipped_score"] is None else f"{e['selected_minus_skipped_score']:+.2f}"
         pred = f"{100 * e['predictor_topk_agreement']:.1f}%" if "predictor_topk_agreement" in e else "-"
-        lines.append(f"#{layer:11} {100 * e['selected_fraction']:7.1f}% {e['score_entropy_normalised']:7.3f} {pcts:>26} "
-                     f"{100 * e['rows_margin_below_1e-05']:5.1f}% {100 * e['rows_margin_below_0.001']:5.1f}% {gap:>8} "
-                     f"{e['position_overlap']:11.2f} {pred:>9}")
+        lines.append(
+            f"#{layer:11} {100 * e['selected_fraction']:7.1f}% {e['score_entropy_normalised']:7.3f} {pcts:>26} "
+            f"{100 * e['rows_margin_below_1e-05']:5.1f}% {100 * e['rows_margin_below_0.001']:5.1f}% {gap:>8} "
+            f"{e['position_overlap']:11.2f} {pred:>9}"
+        )
     for alarm in health["alarms"]:
         lines.append(f"warning: degenerate router: {alarm}")
     return "\n".join(lines)

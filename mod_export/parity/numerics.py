@@ -1,6 +1,7 @@
 """Numeric errors that treat every non-finite value as a mismatch: NaN or Inf on either side (where the other
 side is not the same infinity) counts as an infinite error, so `error <= atol` can never pass by accident
 (`nan > atol` is False in IEEE arithmetic, which once let a NaN model "pass")."""
+
 from __future__ import annotations
 
 import math

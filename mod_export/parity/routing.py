@@ -17,6 +17,7 @@ router scores are closer than their rounding noise. So a differing selected set 
 Only numpy: every layer (validation, precision reports, benchmarks, tests) uses this one module.
 Shapes: B rows, T positions, k selected tokens per row.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ class LayerRouting:
                 if len(self.error_examples) < 5:
                     self.error_examples.append(f"{where}row {row}: {v.reason}")
 
-    def merge(self, other: "LayerRouting") -> None:
+    def merge(self, other: LayerRouting) -> None:
         self.rows += other.rows
         self.identical += other.identical
         self.flips += other.flips
@@ -81,8 +82,12 @@ class LayerRouting:
 
     def as_dict(self) -> dict:
         return {
-            "rows": self.rows, "identical": self.identical, "near_tie_flips": self.flips, "routing_errors": self.errors,
-            "raw_agreement": self.raw_agreement, "margin_aware_agreement": self.margin_aware_agreement,
+            "rows": self.rows,
+            "identical": self.identical,
+            "near_tie_flips": self.flips,
+            "routing_errors": self.errors,
+            "raw_agreement": self.raw_agreement,
+            "margin_aware_agreement": self.margin_aware_agreement,
             "tolerance": self.tolerance,
             "flip_margin_min": min(self.flip_margins) if self.flip_margins else None,
             "flip_margin_max": max(self.flip_margins) if self.flip_margins else None,
@@ -115,8 +120,9 @@ def row_tolerance(ref_masked: np.ndarray, tolerance: float) -> float:
     return tolerance * scale
 
 
-def classify_row(ref_masked: np.ndarray, cand_idx: np.ndarray, k: int, tolerance: float,
-                 cand_masked: np.ndarray | None = None) -> RowVerdict:
+def classify_row(
+    ref_masked: np.ndarray, cand_idx: np.ndarray, k: int, tolerance: float, cand_masked: np.ndarray | None = None
+) -> RowVerdict:
     """One row. ref_masked[T] f32 (reference scores, -inf at padding), cand_idx[k'] int, k = contract k,
     tolerance: relative (row_tolerance gives the absolute band).
 
@@ -130,8 +136,10 @@ def classify_row(ref_masked: np.ndarray, cand_idx: np.ndarray, k: int, tolerance
     if cand_masked is not None:
         own = contract_topk(cand_masked[None], k)[0]
         if not np.array_equal(own, cand_idx):
-            return RowVerdict(ERROR, reason="selection does not follow the contract on the candidate's own scores "
-                                            "(tie rule, padding mask or k)")
+            return RowVerdict(
+                ERROR,
+                reason="selection does not follow the contract on the candidate's own scores (tie rule, padding mask or k)",
+            )
     ref_idx = contract_topk(ref_masked[None], k)[0]
     if np.array_equal(ref_idx, cand_idx):
         return RowVerdict(IDENTICAL)
@@ -146,12 +154,22 @@ def classify_row(ref_masked: np.ndarray, cand_idx: np.ndarray, k: int, tolerance
     if worst <= band:
         return RowVerdict(FLIP, margin=worst, row_tolerance=band)
     position = int(swapped[np.argmax(margins)])
-    return RowVerdict(ERROR, reason=f"token {position} is {worst:.3g} from the k-th score (row tolerance {band:.3g})",
-                      row_tolerance=band)
+    return RowVerdict(
+        ERROR,
+        reason=f"token {position} is {worst:.3g} from the k-th score (row tolerance {band:.3g})",
+        row_tolerance=band,
+    )
 
 
-def classify_rows(ref_scores: np.ndarray, mask: np.ndarray | None, cand_idx: np.ndarray, num: int, den: int,
-                  tolerance: float, cand_scores: np.ndarray | None = None) -> list[RowVerdict]:
+def classify_rows(
+    ref_scores: np.ndarray,
+    mask: np.ndarray | None,
+    cand_idx: np.ndarray,
+    num: int,
+    den: int,
+    tolerance: float,
+    cand_scores: np.ndarray | None = None,
+) -> list[RowVerdict]:
     """Every row of one routed layer. ref_scores[B,T] raw reference router scores (float32), mask[B,T] (0 = pad)
     or None, cand_idx[B,k'] the candidate's selection, cand_scores[B,T] the candidate's own raw scores or None."""
     ref = masked_scores(ref_scores, mask)
@@ -164,9 +182,15 @@ def classify_rows(ref_scores: np.ndarray, mask: np.ndarray | None, cand_idx: np.
     return [classify_row(ref[b], cand_idx[b], k, tolerance, None if cand is None else cand[b]) for b in range(B)]
 
 
-def compare_layers(ref_scores: list[np.ndarray], mask: np.ndarray | None, cand_idx: list[np.ndarray],
-                   capacities: list[tuple[int, int]], tolerance: float, cand_scores: list[np.ndarray] | None = None,
-                   where: str = "") -> list[LayerRouting]:
+def compare_layers(
+    ref_scores: list[np.ndarray],
+    mask: np.ndarray | None,
+    cand_idx: list[np.ndarray],
+    capacities: list[tuple[int, int]],
+    tolerance: float,
+    cand_scores: list[np.ndarray] | None = None,
+    where: str = "",
+) -> list[LayerRouting]:
     """Per routed layer (in graph order): the LayerRouting of the candidate against the reference."""
     out = []
     for layer, (ref, idx, (num, den)) in enumerate(zip(ref_scores, cand_idx, capacities)):

@@ -1,6 +1,7 @@
 """The contract's selection in numpy: k = ceil(T*num/den) (integers only) and the top-k positions per row,
 ties to the lower position, ascending. The torch reference (mod_export.models.routing) implements the same
 rule; tests check that the two agree exactly."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Held-out evaluation: bits per byte, unigram baseline, causal-predictor accuracy, routing statistics."""
+
 from __future__ import annotations
 
 import math

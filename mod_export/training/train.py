@@ -1,4 +1,5 @@
 """Train the built-in example: a small byte-level MoD language model on standard-library sources."""
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,17 @@ def example_config() -> MoDConfig:
     causal predictor keeps router scores away from the top-k boundary, so float16 inference flips far fewer
     routing decisions (held-out float16 routing agreement 99.2%/98.5% without it, 99.8%/99.5% with it, on
     1000 windows; see benchmarks/RESULTS.md) and held-out bits/byte do not suffer (2.013 vs 2.027)."""
-    return MoDConfig(vocab_size=256, d_model=128, n_heads=4, n_layers=4, d_mlp=512, capacity="1/8", gate="sigmoid",
-                     aux_loss=True, aux_loss_weight=0.01)
+    return MoDConfig(
+        vocab_size=256,
+        d_model=128,
+        n_heads=4,
+        n_layers=4,
+        d_mlp=512,
+        capacity="1/8",
+        gate="sigmoid",
+        aux_loss=True,
+        aux_loss_weight=0.01,
+    )
 
 
 def lr_at(step: int, s: TrainSettings) -> float:
@@ -77,7 +87,8 @@ def train_example(settings: TrainSettings, corpus: Corpus | None = None, show_pr
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=settings.lr, betas=(0.9, 0.95),
+        lr=settings.lr,
+        betas=(0.9, 0.95),
     )
     start = time.time()
     bar = progress(range(settings.steps), desc="training", enabled=show_progress)
@@ -109,7 +120,13 @@ def train_example(settings: TrainSettings, corpus: Corpus | None = None, show_pr
         "train_seconds": train_seconds,
         "final_train_bits_per_byte": float(np.mean(history[-20:]) / math.log(2)),
         "settings": {k: v for k, v in vars(settings).items() if k != "config"},
-        "corpus": {"source": "python stdlib", "train_bytes": int(len(corpus.train)), "held_out_bytes": int(len(corpus.held_out)),
-                   "train_files": corpus.n_train_files, "held_out_files": corpus.n_held_files, "digest": corpus.digest},
+        "corpus": {
+            "source": "python stdlib",
+            "train_bytes": int(len(corpus.train)),
+            "held_out_bytes": int(len(corpus.held_out)),
+            "train_files": corpus.n_train_files,
+            "held_out_files": corpus.n_held_files,
+            "digest": corpus.digest,
+        },
     }
     return model, metrics

@@ -4,26 +4,40 @@
 - fp16 / int8 forms: two-part parity at their precision's tolerances, and held-out quality (bits per byte,
   raw and margin-aware routing agreement) against the float32 reference.
 """
+
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from mod_export.contract import (DEFAULT_EVAL_WINDOWS, DEFAULT_MIN_ROUTING_AGREEMENT, MANIFEST_FILE, PLUGIN_FILE,
-                                 PORTABLE_FILE, PRECISIONS, TOLERANCES, WINDOW_BYTES, Tolerance)
+from mod_export.backends.trt.runner import EngineRunner
+from mod_export.contract import (
+    DEFAULT_EVAL_WINDOWS,
+    DEFAULT_MIN_ROUTING_AGREEMENT,
+    MANIFEST_FILE,
+    PLUGIN_FILE,
+    PORTABLE_FILE,
+    PRECISIONS,
+    TOLERANCES,
+    WINDOW_BYTES,
+    Tolerance,
+)
+from mod_export.data.corpus import fixed_windows, held_out_split, load_stdlib_corpus
 from mod_export.errors import ExportError, IntegrityError
 from mod_export.integrity import read_manifest, verify_files
 from mod_export.parity.health import format_health
-from mod_export.validate.forms import HEALTH_WINDOWS, validate_onnx_forms
+from mod_export.validate.forms import HEALTH_WINDOWS, validate_onnx_forms, validate_runners
 from mod_export.validate.judge import format_table
+from mod_export.validate.quality import format_quality, quality_report
+
+logger = logging.getLogger(__name__)
 
 
 def evaluation_text() -> np.ndarray:
     """The evaluation part of the example corpus' held-out slice (calibration never sees it)."""
-    from mod_export.data.corpus import held_out_split, load_stdlib_corpus
-
     return held_out_split(load_stdlib_corpus().held_out).evaluation
 
 
@@ -36,12 +50,16 @@ def load_directory(directory: Path, verify: bool = True, model_hint: object = "M
     names = (PORTABLE_FILE, PLUGIN_FILE)
     for name in names:
         if not (directory / name).is_file():
-            raise ExportError(f"{directory / name} not found (run `mod-export {model_hint} --target onnx --out {directory}` first)")
+            raise ExportError(
+                f"{directory / name} not found (run `mod-export {model_hint} --target onnx --out {directory}` first)"
+            )
     if verify:
         manifest = verify_files(directory, names)
         if manifest is None:
-            raise IntegrityError(f"{directory} has no {MANIFEST_FILE}, so its files cannot be checked; "
-                                 "pass --skip-integrity to validate them anyway")
+            raise IntegrityError(
+                f"{directory} has no {MANIFEST_FILE}, so its files cannot be checked; "
+                "pass --skip-integrity to validate them anyway"
+            )
     else:
         manifest = read_manifest_quietly(directory)
     precision = (manifest or {}).get("precision") or "fp32"
@@ -63,36 +81,51 @@ def read_manifest_quietly(directory: Path) -> dict | None:
         return None
 
 
-def validate_artifacts(model, forms: dict[str, onnx.ModelProto], precision: str = "fp32",
-                       float_forms: dict[str, onnx.ModelProto] | None = None, atol: float | None = None,
-                       eval_windows: int = DEFAULT_EVAL_WINDOWS,
-                       min_routing_agreement: float = DEFAULT_MIN_ROUTING_AGREEMENT, log=lambda message: None) -> dict:
+def validate_artifacts(
+    model,
+    forms: dict[str, onnx.ModelProto],
+    precision: str = "fp32",
+    float_forms: dict[str, onnx.ModelProto] | None = None,
+    atol: float | None = None,
+    eval_windows: int = DEFAULT_EVAL_WINDOWS,
+    min_routing_agreement: float = DEFAULT_MIN_ROUTING_AGREEMENT,
+) -> dict:
     """forms / float_forms: {"portable": proto, "plugin": proto}. `forms` are at `precision`; `float_forms` (the
     float32 forms of a reduced-precision export, when available) are checked at fp32 first. Returns the parity
     entry of report.json: {"passed", "mismatches", "forms", "router_health", ["reduced_precision", "quality"]}."""
-    from mod_export.data.corpus import fixed_windows
-
     text = evaluation_text()
     health = fixed_windows(text, HEALTH_WINDOWS, WINDOW_BYTES)
     fp32 = forms if precision == "fp32" else float_forms
     report: dict | None = None
     if fp32 is not None:
-        log("validating PyTorch vs ONNX Runtime (CPU) for both float32 forms ...")
-        tolerance = Tolerance(atol if atol is not None else TOLERANCES["fp32"].logits_atol, TOLERANCES["fp32"].score_tolerance)
+        logger.info("validating PyTorch vs ONNX Runtime (CPU) for both float32 forms ...")
+        tolerance = Tolerance(
+            atol if atol is not None else TOLERANCES["fp32"].logits_atol, TOLERANCES["fp32"].score_tolerance
+        )
         report = validate_onnx_forms(model, fp32, fp32["plugin"], text, "fp32", tolerance, health_windows=health)
     if precision == "fp32":
         return report
-    from mod_export.validate.quality import quality_report
-
-    log(f"validating the {precision} forms at their precision ...")
-    reduced = validate_onnx_forms(model, forms, forms["plugin"], text, precision,
-                                  health_windows=health if report is None else None)
-    log(f"checking {precision} against float32 on held-out text ...")
-    quality = quality_report(model, forms, forms["plugin"], fixed_windows(text, eval_windows, WINDOW_BYTES + 1),
-                             precision, min_routing_agreement)
+    logger.info("validating the %s forms at their precision ...", precision)
+    reduced = validate_onnx_forms(
+        model, forms, forms["plugin"], text, precision, health_windows=health if report is None else None
+    )
+    logger.info("checking %s against float32 on held-out text ...", precision)
+    quality = quality_report(
+        model,
+        forms,
+        forms["plugin"],
+        fixed_windows(text, eval_windows, WINDOW_BYTES + 1),
+        precision,
+        min_routing_agreement,
+    )
     if report is None:  # a reduced-precision directory on its own
-        report = {"precision": precision, "forms": {}, "mismatches": [], "passed": True,
-                  "router_health": reduced.pop("router_health", None)}
+        report = {
+            "precision": precision,
+            "forms": {},
+            "mismatches": [],
+            "passed": True,
+            "router_health": reduced.pop("router_health", None),
+        }
     report["reduced_precision"] = reduced
     report["quality"] = quality
     report["mismatches"] = report["mismatches"] + reduced["mismatches"] + quality["mismatches"]
@@ -100,10 +133,20 @@ def validate_artifacts(model, forms: dict[str, onnx.ModelProto], precision: str 
     return report
 
 
+def validate_engine(
+    model, engine: Path, plugin_library: Path | None, forms, precision: str = "fp32", atol: float | None = None
+) -> dict:
+    """A TensorRT engine (built with every routed layer's idx as an output) against PyTorch, at `precision`.
+    Runs only where TensorRT and a GPU are (the engine exists only there)."""
+    tolerance = TOLERANCES[precision]
+    if atol is not None and precision == "fp32":
+        tolerance = Tolerance(atol, tolerance.score_tolerance)
+    runner = EngineRunner(engine, plugin_library, list(forms.idx_outputs), name="tensorrt")
+    return validate_runners(model, [runner], forms.plugin, evaluation_text(), precision, tolerance)
+
+
 def format_validation(report: dict) -> str:
     """Every table of a validation report, in the order it was measured."""
-    from mod_export.validate.quality import format_quality
-
     parts = []
     if report.get("forms"):
         parts.append(format_table(report))

@@ -1,4 +1,5 @@
 """Validation inputs: shapes the exporter never traced (it traces T=48), on held-out text and random tokens."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,9 +37,16 @@ def validation_cases(vocab: int, capacity_den: int, text: np.ndarray, seed: int 
     cases = [
         Case("held-out text B=2 T=256", ids := from_text(2, 256), ones(ids)),
         Case("held-out text B=1 T=1000", ids := from_text(1, 1000), ones(ids)),
-        Case("random tokens B=2 T=97 (k*T not integral)", ids := rng.integers(0, vocab, (2, 97)).astype(np.int64), ones(ids)),
-        Case(f"random tokens B=2 T={short_T} (< capacity den {den})",
-             ids := rng.integers(0, vocab, (2, short_T)).astype(np.int64), ones(ids)),
+        Case(
+            "random tokens B=2 T=97 (k*T not integral)",
+            ids := rng.integers(0, vocab, (2, 97)).astype(np.int64),
+            ones(ids),
+        ),
+        Case(
+            f"random tokens B=2 T={short_T} (< capacity den {den})",
+            ids := rng.integers(0, vocab, (2, short_T)).astype(np.int64),
+            ones(ids),
+        ),
         Case("held-out text B=1 T=1", ids := from_text(1, 1), ones(ids)),
     ]
     padded = from_text(3, 64)

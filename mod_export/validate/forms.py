@@ -1,17 +1,23 @@
 """Validate exported ONNX forms against the PyTorch module they came from (any class whose routed blocks use
 mod-export's ops), with the two-part verdict of mod_export.validate.judge and the router health report."""
+
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import onnx
+import torch
 
+from mod_export.backends.onnxrt.runner import onnxrt_runner, routing_outputs
+from mod_export.backends.torch.runner import TorchRunner
 from mod_export.contract import LOGITS, TOLERANCES, Tolerance
 from mod_export.errors import ModelError
 from mod_export.graph.queries import routing_tensors
+from mod_export.models.capture import RoutingCapture
 from mod_export.parity.health import LayerScores, router_health
 from mod_export.validate.cases import validation_cases
 from mod_export.validate.judge import Candidate, judge
-from mod_export.validate.runners import onnx_runner, reference_runner
 
 HEALTH_WINDOWS = 32  # windows of 256 bytes of held-out text for the router health report
 
@@ -25,10 +31,6 @@ def graph_vocab(proto: onnx.ModelProto) -> int:
 
 def reference_health(model, windows: np.ndarray, capacities: list[tuple[int, int]], batch: int = 16) -> dict:
     """Router health of the reference on windows[N,T] of real text (no padding)."""
-    import torch
-
-    from mod_export.models.capture import RoutingCapture
-
     layers = [LayerScores([], [], cap, []) for cap in capacities]
     for start in range(0, len(windows), batch):
         ids = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch]))
@@ -51,31 +53,49 @@ def reference_health(model, windows: np.ndarray, capacities: list[tuple[int, int
     return router_health(layers)
 
 
-def validate_onnx_forms(model, forms: dict[str, onnx.ModelProto], plugin: onnx.ModelProto, text: np.ndarray,
-                        precision: str = "fp32", tolerance: Tolerance | None = None,
-                        health_windows: np.ndarray | None = None) -> dict:
-    """PyTorch `model` vs ONNX Runtime for every form (name -> proto); `plugin` is the plugin-form graph (where
-    the routing tensors are found). text: held-out evaluation bytes. Returns the report; never raises on a
-    mismatch."""
+def validate_runners(
+    model,
+    runners: list,
+    plugin: onnx.ModelProto,
+    text: np.ndarray,
+    precision: str = "fp32",
+    tolerance: Tolerance | None = None,
+    health_windows: np.ndarray | None = None,
+) -> dict:
+    """PyTorch `model` vs every candidate runner (Polygraphy runners returning logits and idx:l, ideally scores:l);
+    `plugin` is the plugin-form graph (where the routing tensors and the vocabulary are read). text: held-out
+    evaluation bytes. Returns the report; never raises on a mismatch."""
     routing = routing_tensors(plugin)
     capacities = [r.capacity for r in routing]
     den = min((d for _, d in capacities), default=1)
     vocab = graph_vocab(plugin)
     model_vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if model_vocab is not None and model_vocab != vocab:
-        raise ModelError(f"the exported graphs have a vocabulary of {vocab}, the model {model_vocab}: "
-                         "they come from different models")
+        raise ModelError(
+            f"the exported graphs have a vocabulary of {vocab}, the model {model_vocab}: they come from different models"
+        )
     cases = validation_cases(vocab, den, text)
-    reference = reference_runner(model)
-    candidates = [Candidate(name, onnx_runner(proto, routing, name)) for name, proto in forms.items()]
-    with reference:
-        for c in candidates:
-            c.runner.activate()
-        try:
-            report = judge(reference, candidates, cases, capacities, precision, tolerance or TOLERANCES[precision])
-        finally:
-            for c in candidates:
-                c.runner.deactivate()
+    reference = TorchRunner(model)
+    candidates = [Candidate(runner.name, runner) for runner in runners]
+    with contextlib.ExitStack() as active:
+        for runner in [reference, *runners]:
+            active.enter_context(runner)
+        report = judge(reference, candidates, cases, capacities, precision, tolerance or TOLERANCES[precision])
     if health_windows is not None and capacities:
         report["router_health"] = reference_health(model, health_windows, capacities)
     return report
+
+
+def validate_onnx_forms(
+    model,
+    forms: dict[str, onnx.ModelProto],
+    plugin: onnx.ModelProto,
+    text: np.ndarray,
+    precision: str = "fp32",
+    tolerance: Tolerance | None = None,
+    health_windows: np.ndarray | None = None,
+) -> dict:
+    """validate_runners with an ONNX Runtime runner per form (name -> proto)."""
+    routing = routing_tensors(plugin)
+    runners = [onnxrt_runner(proto, name, routing_outputs(routing)) for name, proto in forms.items()]
+    return validate_runners(model, runners, plugin, text, precision, tolerance, health_windows)

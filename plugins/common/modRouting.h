@@ -1,5 +1,5 @@
 /*
- * MoD routing helpers shared by the CUDA kernels and the host tests (DESIGN.md section 2).
+ * MoD routing helpers shared by the CUDA kernels and the host tests (docs/design.md (routing semantics)).
  *
  * Selection works on a 64-bit key per position that is unique within a row:
  *     key = orderedBits(score) << 32 | (0xFFFFFFFF - position)
@@ -125,7 +125,7 @@ MOD_HD bool isSelected(uint64_t key, uint64_t threshold, int32_t shift)
     return (key >> shift) >= (threshold >> shift);
 }
 
-//! g(s) of DESIGN.md step 7; 0 for padding tokens (s = -inf) whatever the gate.
+//! g(s) of docs/design.md (routing semantics, step 7); 0 for padding tokens (s = -inf) whatever the gate.
 MOD_HD float gateValue(float s, Gate gate)
 {
     if (s == -__builtin_huge_valf())

@@ -1,5 +1,5 @@
 /*
- * Host C++ reference of the MoD routing ops (DESIGN.md section 2), written independently of the
+ * Host C++ reference of the MoD routing ops (docs/design.md (routing semantics)), written independently of the
  * radix-select helpers: a stable sort by score, then an ascending sort of the chosen positions.
  * float32 activations; the plugins' fp16/bf16 paths compute in float32 the same way.
  */

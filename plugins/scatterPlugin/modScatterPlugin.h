@@ -1,4 +1,4 @@
-// MoDScatter as an IPluginV3 (TensorRT 10.3 .. 11.x). Contract: DESIGN.md sections 2 and 3, and
+// MoDScatter as an IPluginV3 (TensorRT 10.3 .. 11.x). Contract: docs/design.md (routing semantics, custom ONNX ops), and
 // MoDScatter_PluginConfig.yaml next to this file (attributes, I/O names and types).
 #pragma once
 

@@ -1,4 +1,4 @@
-// MoDTopKGather as an IPluginV3 (TensorRT 10.3 .. 11.x). Contract: DESIGN.md sections 2 and 3, and
+// MoDTopKGather as an IPluginV3 (TensorRT 10.3 .. 11.x). Contract: docs/design.md (routing semantics, custom ONNX ops), and
 // MoDTopKGather_PluginConfig.yaml next to this file (attributes, I/O names and types).
 #pragma once
 

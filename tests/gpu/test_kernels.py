@@ -1,5 +1,5 @@
 """GPU only (marker `gpu`, no TensorRT needed): the CUDA kernels of both plugins, called through their C ABI
-(libmod_export_kernels.so) with PyTorch CUDA tensors, against the PyTorch reference of DESIGN.md section 2.
+(libmod_export_kernels.so) with PyTorch CUDA tensors, against the PyTorch reference of docs/design.md (routing semantics).
 
 Thousands of random cases (ties, all-equal rows, signed zeros, infinities, every padding pattern, odd
 widths, misaligned pointers) plus T from 1 to 65536, k past 3840 and B = 64, for float32, float16 and
@@ -9,6 +9,7 @@ tests/kernel_cases.py, shown to fail on wrong implementations by tests/unit/test
 The library: $MOD_EXPORT_KERNEL_LIBRARY (tests/gpu/run_checks.sh builds it once), else it is built here
 for this GPU's architecture (a minute or two).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,13 @@ def lib(tmp_path_factory):
     path = os.environ.get(KERNEL_LIBRARY_ENV)
     if not path:
         major, minor = torch.cuda.get_device_capability()
-        path = build_plugins(tmp_path_factory.mktemp("kernels"), archs=f"{major}{minor}", run_tests=False,
-                             require_library=False, show_progress=False).kernel_library
+        path = build_plugins(
+            tmp_path_factory.mktemp("kernels"),
+            archs=f"{major}{minor}",
+            run_tests=False,
+            require_library=False,
+            show_progress=False,
+        ).kernel_library
     return KernelLibrary(path)
 
 

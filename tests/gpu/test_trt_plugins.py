@@ -2,6 +2,7 @@
 Runtime. Never executed on the CPU-only development machines; it skips there with one reason (conftest.py).
 The kernels alone, without TensorRT: test_kernels.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,10 @@ def test_plugin_engine_matches_onnxruntime(exported, tmp_path):
     _, out = exported
     library = build_plugins(tmp_path / "plugins", run_tests=False).library
     profile = Profile().add("input_ids", (1, 1), (2, 256), (4, 2048)).add("attention_mask", (1, 1), (2, 256), (4, 2048))
-    engine = EngineFromNetwork(NetworkFromOnnxPath(str(out / "model.plugin.onnx"), plugin_instancenorm=False),
-                               config=CreateConfig(profiles=[profile]))
+    engine = EngineFromNetwork(
+        NetworkFromOnnxPath(str(out / "model.plugin.onnx"), plugin_instancenorm=False),
+        config=CreateConfig(profiles=[profile]),
+    )
     import tensorrt as trt
 
     trt.get_plugin_registry().load_library(str(library))

@@ -2,22 +2,23 @@
 code and the message fragment it must give, one `error:` line and no traceback, and the file system exactly as
 it was (nothing written, nothing deleted, no temporary or lock file left). Rows run in-process through
 `mod_export.cli.main.main` (one import of torch for all of them)."""
+
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
 
 from mod_export.cli.main import main
+from tests.helpers import snapshot
 
 OK_CONFIG_KEYS = ("vocab_size", "d_model", "n_heads", "n_layers", "d_mlp")
 
@@ -32,19 +33,6 @@ class Row:
     setup: Callable[[Path, dict], None] | None = None
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    state = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            state[rel] = "link:" + os.readlink(path)
-        elif path.is_file():
-            state[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-        else:
-            state[rel] = "dir"
-    return state
-
-
 # ---------------------------------------------------------------- builders of bad files
 
 
@@ -57,12 +45,14 @@ def save_payload(ctx, mutate) -> Callable[[Path, dict], None]:
         p = payload(ctx_)
         mutate(p)
         torch.save(p, tmp / "bad.pt")
+
     return setup
 
 
 def config_change(**changes):
     def mutate(p):
         p["config"].update(changes)
+
     return save_payload(None, mutate)
 
 
@@ -70,12 +60,14 @@ def tensor_change(fn):
     def mutate(p):
         name = "blocks.0.attn.qkv.weight"
         p["state_dict"][name] = fn(p["state_dict"][name].clone())
+
     return save_payload(None, mutate)
 
 
 def write_bytes(data: bytes, name: str = "bad.pt"):
     def setup(tmp: Path, ctx: dict) -> None:
         (tmp / name).write_bytes(data)
+
     return setup
 
 
@@ -114,6 +106,7 @@ def our_export_plus(extra: str):
     def setup(tmp: Path, ctx: dict) -> None:
         shutil.copytree(ctx["dir"], tmp / "out")
         (tmp / "out" / extra).write_text("mine\n")
+
     return setup
 
 
@@ -131,6 +124,7 @@ def ckpt_inside_out(tmp: Path, ctx: dict) -> None:
 def existing_file(name: str, text: str = "keep me\n"):
     def setup(tmp: Path, ctx: dict) -> None:
         (tmp / name).write_text(text)
+
     return setup
 
 
@@ -147,6 +141,7 @@ def export_copy(mutate: Callable[[Path], None] | None = None):
         shutil.copytree(ctx["dir"], tmp / "dir")
         if mutate:
             mutate(tmp / "dir")
+
     return setup
 
 
@@ -157,11 +152,13 @@ def tamper(d: Path) -> None:
 
 
 def other_vocab_ckpt(tmp: Path, ctx: dict) -> None:
-    from mod_export.checkpoint import save_checkpoint
+    from mod_export.models.checkpoint import save_checkpoint
     from mod_export.models.config import MoDConfig
     from mod_export.models.model import MoDTransformer
 
-    save_checkpoint(MoDTransformer(MoDConfig(vocab_size=300, d_model=32, n_heads=2, n_layers=2, d_mlp=64)), tmp / "bad.pt")
+    save_checkpoint(
+        MoDTransformer(MoDConfig(vocab_size=300, d_model=32, n_heads=2, n_layers=2, d_mlp=64)), tmp / "bad.pt"
+    )
 
 
 ONNX = ["--target", "onnx", "--out", "{out}"]
@@ -182,14 +179,37 @@ ROWS = [
     Row("checkpoint without config", BAD, 1, "'config'", save_payload(None, lambda p: p.pop("config"))),
     Row("checkpoint without state_dict", BAD, 1, "'state_dict'", save_payload(None, lambda p: p.pop("state_dict"))),
     Row("state_dict not a dict", BAD, 1, "dict of tensors", save_payload(None, lambda p: p.update(state_dict=[1]))),
-    Row("state_dict missing a key", BAD, 1, "missing 1 key", save_payload(None, lambda p: p["state_dict"].pop("lm_head.weight"))),
-    Row("state_dict extra key", BAD, 1, "unexpected", save_payload(None, lambda p: p["state_dict"].update(x=torch.zeros(1)))),
+    Row(
+        "state_dict missing a key",
+        BAD,
+        1,
+        "missing 1 key",
+        save_payload(None, lambda p: p["state_dict"].pop("lm_head.weight")),
+    ),
+    Row(
+        "state_dict extra key",
+        BAD,
+        1,
+        "unexpected",
+        save_payload(None, lambda p: p["state_dict"].update(x=torch.zeros(1))),
+    ),
     Row("state_dict wrong shape", BAD, 1, "shape", tensor_change(lambda t: t[:-1])),
     Row("state_dict integer tensor", BAD, 1, "dtype", tensor_change(lambda t: t.long())),
-    Row("state_dict non-tensor", BAD, 1, "not a tensor",
-        save_payload(None, lambda p: p["state_dict"].update({"lm_head.weight": 3}))),
+    Row(
+        "state_dict non-tensor",
+        BAD,
+        1,
+        "not a tensor",
+        save_payload(None, lambda p: p["state_dict"].update({"lm_head.weight": 3})),
+    ),
     Row("weights with NaN", BAD, 1, "NaN", tensor_change(lambda t: t.index_fill_(0, torch.tensor([0]), float("nan")))),
-    Row("weights with Inf", BAD, 1, "NaN or Inf", tensor_change(lambda t: t.index_fill_(0, torch.tensor([1]), float("inf")))),
+    Row(
+        "weights with Inf",
+        BAD,
+        1,
+        "NaN or Inf",
+        tensor_change(lambda t: t.index_fill_(0, torch.tensor([1]), float("inf"))),
+    ),
     Row("flipped bits in a tensor", BAD, 1, "content hash", flipped_bits),
     # ---- configs inside checkpoints
     Row("config unknown key", BAD, 1, "unknown keys", config_change(colour="blue")),
@@ -219,12 +239,24 @@ ROWS = [
     Row("out is a file", [*GOOD[:-1], "{tmp}/file.txt"], 1, "not a directory", existing_file("file.txt")),
     Row("out holds user files", GOOD, 1, "not empty", user_dir),
     Row("force on user files", [*GOOD, "--force"], 1, "no mod-export manifest.json (first file: thesis.tex)", user_dir),
-    Row("force on an export plus a user file", [*GOOD, "--force"], 1, "notes.txt, which its manifest does not list",
-        our_export_plus("notes.txt")),
+    Row(
+        "force on an export plus a user file",
+        [*GOOD, "--force"],
+        1,
+        "notes.txt, which its manifest does not list",
+        our_export_plus("notes.txt"),
+    ),
     Row("force on an export holding a symlink", [*GOOD, "--force"], 1, "not a plain file", our_export_with_symlink),
-    Row("out contains the checkpoint", ["{tmp}/out/bad.pt", *ONNX, "--force"], 1, "contains the input", ckpt_inside_out),
-    Row("out is the checkpoint", ["{bad}", "--target", "onnx", "--out", "{bad}", "--force"], 1, "contains the input",
-        lambda t, c: shutil.copyfile(c["ckpt"], t / "bad.pt")),
+    Row(
+        "out contains the checkpoint", ["{tmp}/out/bad.pt", *ONNX, "--force"], 1, "contains the input", ckpt_inside_out
+    ),
+    Row(
+        "out is the checkpoint",
+        ["{bad}", "--target", "onnx", "--out", "{bad}", "--force"],
+        1,
+        "contains the input",
+        lambda t, c: shutil.copyfile(c["ckpt"], t / "bad.pt"),
+    ),
     Row("out under /proc", [*GOOD[:-1], "/proc/mod-export-out"], 1, "output directory"),
     Row("out locked by another run", GOOD, 1, "another mod-export run", None),  # lock taken by the test itself
     # ---- option values
@@ -249,43 +281,117 @@ ROWS = [
     Row("no arguments at all", [], 2, ""),
     # ---- calibration data
     Row("calib data missing", [*GOOD, "--precision", "int8", "--calib-data", "{tmp}/none.txt"], 1, "not found"),
-    Row("calib data empty folder", [*GOOD, "--precision", "int8", "--calib-data", "{tmp}/calib"], 1, "no files", empty_folder),
-    Row("calib data empty file", [*GOOD, "--precision", "int8", "--calib-data", "{tmp}/calib.txt"], 1, "empty", calib_file("")),
-    Row("calib data too short", [*GOOD, "--precision", "int8", "--calib-data", "{tmp}/calib.txt"], 1, "too short",
-        calib_file("x = 1\n")),
+    Row(
+        "calib data empty folder",
+        [*GOOD, "--precision", "int8", "--calib-data", "{tmp}/calib"],
+        1,
+        "no files",
+        empty_folder,
+    ),
+    Row(
+        "calib data empty file",
+        [*GOOD, "--precision", "int8", "--calib-data", "{tmp}/calib.txt"],
+        1,
+        "empty",
+        calib_file(""),
+    ),
+    Row(
+        "calib data too short",
+        [*GOOD, "--precision", "int8", "--calib-data", "{tmp}/calib.txt"],
+        1,
+        "too short",
+        calib_file("x = 1\n"),
+    ),
     Row("calib cache is a directory", [*GOOD, "--precision", "int8", "--calib-cache", "{tmp}"], 1, "must be a file"),
-    Row("calib cache in a missing folder", [*GOOD, "--precision", "int8", "--calib-cache", "{tmp}/no/c.json"], 1,
-        "existing directory"),
-    Row("calib cache garbage", [*GOOD, "--precision", "int8", "--calib-cache", "{tmp}/c.json", "--no-validate"], 1,
-        "calibration cache", existing_file("c.json", "{not json")),
-    Row("calib cache of another format", [*GOOD, "--precision", "int8", "--calib-cache", "{tmp}/c.json", "--no-validate"], 1,
-        "not a mod-export calibration cache", existing_file("c.json", json.dumps({"format": "other"}))),
+    Row(
+        "calib cache in a missing folder",
+        [*GOOD, "--precision", "int8", "--calib-cache", "{tmp}/no/c.json"],
+        1,
+        "existing directory",
+    ),
+    Row(
+        "calib cache garbage",
+        [*GOOD, "--precision", "int8", "--calib-cache", "{tmp}/c.json", "--no-validate"],
+        1,
+        "calibration cache",
+        existing_file("c.json", "{not json"),
+    ),
+    Row(
+        "calib cache of another format",
+        [*GOOD, "--precision", "int8", "--calib-cache", "{tmp}/c.json", "--no-validate"],
+        1,
+        "not a mod-export calibration cache",
+        existing_file("c.json", json.dumps({"format": "other"})),
+    ),
     Row("calib method unknown", [*GOOD, "--precision", "int8", "--calib-method", "kl"], 2, "invalid choice"),
     # ---- validate
     Row("validate missing dir", ["validate", "{ckpt}", "{tmp}/nope"], 1, "not a directory"),
-    Row("validate dir without models", ["validate", "{ckpt}", "{tmp}/empty"], 1, "not found",
-        lambda t, c: (t / "empty").mkdir()),
-    Row("validate dir without manifest", ["validate", "{ckpt}", "{tmp}/dir"], 1, "no manifest.json",
-        export_copy(lambda d: (d / "manifest.json").unlink())),
-    Row("validate tampered model", ["validate", "{ckpt}", "{tmp}/dir"], 1, "does not match the sha256", export_copy(tamper)),
-    Row("validate truncated model", ["validate", "{ckpt}", "{tmp}/dir"], 1, "does not match the sha256",
-        export_copy(lambda d: (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes()[:1000]))),
-    Row("validate truncated model, integrity skipped", ["validate", "{ckpt}", "{tmp}/dir", "--skip-integrity"], 1,
-        "not a readable ONNX file", export_copy(lambda d: (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes()[:1000]))),
-    Row("validate garbage manifest", ["validate", "{ckpt}", "{tmp}/dir"], 1, "not readable JSON",
-        export_copy(lambda d: (d / "manifest.json").write_text("{"))),
+    Row(
+        "validate dir without models",
+        ["validate", "{ckpt}", "{tmp}/empty"],
+        1,
+        "not found",
+        lambda t, c: (t / "empty").mkdir(),
+    ),
+    Row(
+        "validate dir without manifest",
+        ["validate", "{ckpt}", "{tmp}/dir"],
+        1,
+        "no manifest.json",
+        export_copy(lambda d: (d / "manifest.json").unlink()),
+    ),
+    Row(
+        "validate tampered model",
+        ["validate", "{ckpt}", "{tmp}/dir"],
+        1,
+        "does not match the sha256",
+        export_copy(tamper),
+    ),
+    Row(
+        "validate truncated model",
+        ["validate", "{ckpt}", "{tmp}/dir"],
+        1,
+        "does not match the sha256",
+        export_copy(lambda d: (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes()[:1000])),
+    ),
+    Row(
+        "validate truncated model, integrity skipped",
+        ["validate", "{ckpt}", "{tmp}/dir", "--skip-integrity"],
+        1,
+        "not a readable ONNX file",
+        export_copy(lambda d: (d / "model.onnx").write_bytes((d / "model.onnx").read_bytes()[:1000])),
+    ),
+    Row(
+        "validate garbage manifest",
+        ["validate", "{ckpt}", "{tmp}/dir"],
+        1,
+        "not readable JSON",
+        export_copy(lambda d: (d / "manifest.json").write_text("{")),
+    ),
     Row("validate model of another vocabulary", ["validate", "{bad}", "{dir}"], 1, "vocabulary", other_vocab_ckpt),
-    Row("validate report in a missing folder", ["validate", "{ckpt}", "{dir}", "--report", "{tmp}/nope/r.json"], 1, "--report"),
+    Row(
+        "validate report in a missing folder",
+        ["validate", "{ckpt}", "{dir}", "--report", "{tmp}/nope/r.json"],
+        1,
+        "--report",
+    ),
     Row("validate atol NaN", ["validate", "{ckpt}", "{dir}", "--atol", "nan"], 2, "finite"),
     Row("validate missing checkpoint", ["validate", "{tmp}/none.pt", "{dir}"], 1, "not found"),
     # ---- example
-    Row("example over an existing file", ["example", "--out", "{tmp}/model.pt"], 1, "already exists",
-        existing_file("model.pt", "hours of training\n")),
+    Row(
+        "example over an existing file",
+        ["example", "--out", "{tmp}/model.pt"],
+        1,
+        "already exists",
+        existing_file("model.pt", "hours of training\n"),
+    ),
     Row("example into a directory", ["example", "--out", "{tmp}"], 1, "is a directory"),
     Row("example under /proc", ["example", "--out", "/proc/mod-export/model.pt"], 1, "cannot write"),
     Row("example zero steps", ["example", "--out", "{tmp}/m.pt", "--steps", "0"], 2, "positive integer"),
     Row("example negative seed", ["example", "--out", "{tmp}/m.pt", "--seed", "-1"], 2, "non-negative"),
-    Row("example float capacity", ["example", "--out", "{tmp}/m.pt", "--capacity", "0.5", "--steps", "1"], 1, "capacity"),
+    Row(
+        "example float capacity", ["example", "--out", "{tmp}/m.pt", "--capacity", "0.5", "--steps", "1"], 1, "capacity"
+    ),
     Row("example unknown gate", ["example", "--out", "{tmp}/m.pt", "--gate", "relu"], 2, "invalid choice"),
     # ---- bench
     Row("bench bad synthetic spec", ["bench", "synthetic:big"], 1, "synthetic:WIDTHxLAYERS"),
@@ -293,13 +399,22 @@ ROWS = [
     Row("bench float capacity", ["bench", "synthetic:64x2", "--capacities", "0.125"], 1, "capacity"),
     Row("bench zero length", ["bench", "synthetic:64x2", "--seq-lens", "0"], 1, "seq-lens"),
     Row("bench unknown backend", ["bench", "synthetic:64x2", "--backends", "tflite"], 1, "unknown backend"),
-    Row("bench out is a file", ["bench", "synthetic:64x2", "--out", "{tmp}/f.txt"], 1, "not a directory",
-        existing_file("f.txt")),
+    Row(
+        "bench out is a file",
+        ["bench", "synthetic:64x2", "--out", "{tmp}/f.txt"],
+        1,
+        "not a directory",
+        existing_file("f.txt"),
+    ),
     Row("bench zero repeats", ["bench", "synthetic:64x2", "--repeats", "0"], 2, "positive integer"),
     Row("bench missing checkpoint", ["bench", "{tmp}/none.pt", "--seq-lens", "16"], 1, "not found"),
     # ---- build-plugins
-    Row("build-plugins headers missing", ["build-plugins", "--tensorrt-include", "{tmp}", "--build-dir", "{tmp}/b"], 4,
-        "NvInferRuntime.h"),
+    Row(
+        "build-plugins headers missing",
+        ["build-plugins", "--tensorrt-include", "{tmp}", "--build-dir", "{tmp}/b"],
+        4,
+        "NvInferRuntime.h",
+    ),
     Row("build-plugins zero jobs", ["build-plugins", "--jobs", "0"], 2, "positive integer"),
 ]
 
@@ -318,8 +433,13 @@ def test_bad_input(row: Row, context, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MOD_EXPORT_PLUGIN_LIBRARY", str(tmp_path / "no-plugin-library.so"))
     if row.setup is not None:
         row.setup(tmp_path, context)
-    values = {"ckpt": context["ckpt"], "dir": context["dir"], "tmp": str(tmp_path), "out": str(tmp_path / "out"),
-              "bad": str(tmp_path / "bad.pt")}
+    values = {
+        "ckpt": context["ckpt"],
+        "dir": context["dir"],
+        "tmp": str(tmp_path),
+        "out": str(tmp_path / "out"),
+        "bad": str(tmp_path / "bad.pt"),
+    }
     argv = [a.format(**values) for a in row.argv]
     before, export_before = snapshot(tmp_path), snapshot(Path(context["dir"]))
     lock = None

@@ -1,23 +1,26 @@
 """`mod-export bench` and the FLOP model: runs end to end on a tiny model; the timing numbers themselves
 are measured by the benchmark (benchmarks/RESULTS.md), never asserted here."""
+
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from mod_export.bench.runner import synthetic_config
+from mod_export.bench.models import synthetic_config
 from mod_export.bench.timing import measure_interleaved
 from mod_export.errors import ModExportError
-from mod_export.flops import block_flops, forward_flops, ideal_speedup
 from mod_export.models.config import MoDConfig
+from mod_export.models.flops import block_flops, forward_flops, ideal_speedup
+from tests.helpers import run_cli
 
 
 def test_flops_count_attention_quadratic_term_and_routing():
     cfg = MoDConfig(d_model=512, n_heads=8, n_layers=8, d_mlp=2048, capacity="1/8")
-    assert block_flops(2048, 512, 2048) - block_flops(1024, 512, 2048) > 2 * (block_flops(1024, 512, 2048) - block_flops(512, 512, 2048)) * 0.99
+    assert (
+        block_flops(2048, 512, 2048) - block_flops(1024, 512, 2048)
+        > 2 * (block_flops(1024, 512, 2048) - block_flops(512, 512, 2048)) * 0.99
+    )
     dense = forward_flops(cfg, 1, 1024, routing_enabled=False)
     mod = forward_flops(cfg, 1, 1024)
     assert dense["routing"] == 0 and mod["routing"] > 0
@@ -45,10 +48,22 @@ def test_synthetic_spec_parsing():
 
 def test_bench_cli_end_to_end_lists_unavailable_backends(tmp_path):
     out = tmp_path / "bench"
-    proc = subprocess.run([sys.executable, "-m", "mod_export.cli.main", "bench", "synthetic:64x2", "--seq-lens", "32,48",
-                           "--capacities", "1/8,1/2", "--repeats", "2", "--warmup", "1",
-                           "--backends", "torch,onnxruntime,onnxruntime-plugin,tensorrt", "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = run_cli(
+        "bench",
+        "synthetic:64x2",
+        "--seq-lens",
+        "32,48",
+        "--capacities",
+        "1/8,1/2",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--backends",
+        "torch,onnxruntime,onnxruntime-plugin,tensorrt",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((out / "results.json").read_text())
     assert len(data["results"]) == 4
@@ -63,7 +78,10 @@ def test_bench_cli_end_to_end_lists_unavailable_backends(tmp_path):
             # paired = median over rounds of that round's dense/MoD ratio; same sample count as the medians
             assert r["paired_over_ideal"] > 0 and r["mod"]["repeats"] == r["dense"]["repeats"] == 2
     assert data["settings"]["spinning"] is False
-    assert data["thread_policy"]["omp_wait_policy"] == "PASSIVE" and not data["thread_policy"]["torch_loaded_before_policy"]
+    assert (
+        data["thread_policy"]["omp_wait_policy"] == "PASSIVE"
+        and not data["thread_policy"]["torch_loaded_before_policy"]
+    )
     assert (out / "speedup_vs_seq.png").stat().st_size > 1000 and (out / "latency_percentiles.png").is_file()
     assert data["device"]["cores"] and data["device"]["versions"]["onnxruntime"]
     assert "router health, capacity 1/8" in proc.stdout and "parity: forced err, flips, errors" in proc.stdout
@@ -71,6 +89,5 @@ def test_bench_cli_end_to_end_lists_unavailable_backends(tmp_path):
 
 def test_bench_rejects_bad_arguments():
     for args in (["--capacities", "0.125"], ["--seq-lens", "0"], ["--backends", "tflite"]):
-        proc = subprocess.run([sys.executable, "-m", "mod_export.cli.main", "bench", "synthetic:64x2", *args],
-                              capture_output=True, text=True)
+        proc = run_cli("bench", "synthetic:64x2", *args)
         assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr

@@ -1,18 +1,18 @@
 """Checkpoints: round trip, and one clear error per kind of bad file, without running pickled code."""
+
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from mod_export.checkpoint import FORMAT_TAG, load_checkpoint, save_checkpoint
 from mod_export.errors import CheckpointError
+from mod_export.models.checkpoint import FORMAT_TAG, load_checkpoint, save_checkpoint
 from mod_export.models.config import MoDConfig
 from mod_export.models.model import MoDTransformer
+from tests.helpers import run_cli
 
 MARKER = Path("/tmp/mod_export_pickle_ran")
 
@@ -74,17 +74,20 @@ def write_bad(tmp_path: Path, kind: str, model) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind,needle", [
-    ("missing", "not found"),
-    ("truncated", "not a PyTorch checkpoint"),
-    ("text", "not a PyTorch checkpoint"),
-    ("wrong_tag", "format tag"),
-    ("missing_key", "missing 1 key"),
-    ("wrong_shape", "has shape"),
-    ("bad_config", "capacity"),
-    ("no_state_dict", "state_dict"),
-    ("pickle_code", "would run pickled code"),
-])
+@pytest.mark.parametrize(
+    "kind,needle",
+    [
+        ("missing", "not found"),
+        ("truncated", "not a PyTorch checkpoint"),
+        ("text", "not a PyTorch checkpoint"),
+        ("wrong_tag", "format tag"),
+        ("missing_key", "missing 1 key"),
+        ("wrong_shape", "has shape"),
+        ("bad_config", "capacity"),
+        ("no_state_dict", "state_dict"),
+        ("pickle_code", "would run pickled code"),
+    ],
+)
 def test_bad_checkpoints_give_one_clear_error(tmp_path, small_model, kind, needle):
     MARKER.unlink(missing_ok=True)
     path = write_bad(tmp_path, kind, small_model)
@@ -99,8 +102,7 @@ def test_cli_reports_bad_checkpoint_in_one_line_without_traceback(tmp_path, smal
     MARKER.unlink(missing_ok=True)
     path = write_bad(tmp_path, "pickle_code", small_model)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "mod_export.cli.main", str(path), "--target", "onnx", "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = run_cli(str(path), "--target", "onnx", "--out", str(out))
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert "Traceback" not in proc.stderr

@@ -1,17 +1,12 @@
 """CLI structure: help, version, the example trainer, not-implemented targets."""
-from __future__ import annotations
 
-import subprocess
-import sys
+from __future__ import annotations
 
 import torch
 
-from mod_export.checkpoint import load_checkpoint, read_checkpoint
 from mod_export.cli.main import main
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mod_export.cli.main", *args], capture_output=True, text=True)
+from mod_export.models.checkpoint import load_checkpoint, read_checkpoint
+from tests.helpers import run_cli
 
 
 def test_help_and_version(capsys):

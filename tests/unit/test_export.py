@@ -1,4 +1,5 @@
 """ONNX export: structure of both forms, parity across a T sweep, the float-capacity trap, bad input."""
+
 from __future__ import annotations
 
 import copy
@@ -6,8 +7,6 @@ import io
 import json
 import math
 import shutil
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -15,20 +14,18 @@ import onnx
 import pytest
 import torch
 
+from mod_export.backends.onnxrt.runner import onnxrt_runner, routing_outputs
 from mod_export.backends.onnxrt.session import create_session
-from mod_export.integrity import sha256_file
+from mod_export.backends.torch.runner import TorchRunner
 from mod_export.export.onnx_export import check_model
 from mod_export.graph.queries import routing_tensors, with_extra_outputs
+from mod_export.integrity import sha256_file
 from mod_export.models import routing
 from mod_export.models.model import RoutingOps
 from mod_export.validate.cases import Case
 from mod_export.validate.judge import Candidate, judge
-from mod_export.validate.runners import onnx_runner, reference_runner
+from tests.helpers import assert_one_line_error, run_cli
 from tests.unit.parity_helpers import assert_forced_parity
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mod_export.cli.main", *args], capture_output=True, text=True)
 
 
 def test_export_writes_every_artifact_with_manifest_hashes(exported):
@@ -101,14 +98,16 @@ def test_both_forms_match_pytorch_across_a_sequence_length_sweep(trained, export
     routing_info = routing_tensors(plugin)
     lengths = list(range(1, 301, 7)) + [509, 1024, 2048]
     cases = [Case(f"T={T}", ids := _text(corpus, 2 if T <= 300 else 1, T, seed=T), np.ones_like(ids)) for T in lengths]
-    reference = reference_runner(model)
-    runners = [Candidate(form, onnx_runner(onnx.load(str(out / f)), routing_info, form))
-               for form, f in (("portable", "model.onnx"), ("plugin", "model.plugin.onnx"))]
+    reference = TorchRunner(model)
+    runners = [
+        Candidate(form, onnxrt_runner(onnx.load(str(out / f)), form, routing_outputs(routing_info)))
+        for form, f in (("portable", "model.onnx"), ("plugin", "model.plugin.onnx"))
+    ]
     with reference, runners[0].runner, runners[1].runner:
         report = judge(reference, runners, cases, [r.capacity for r in routing_info])
     assert report["passed"], report["mismatches"][:5]
     for form in report["forms"].values():
-        for row, T in zip(form["cases"], lengths):
+        for row in form["cases"]:
             assert row["forced_max_abs_err"] <= 1e-4 and row["routing_errors"] == 0
         for layer in form["routing"].values():
             assert layer["rows"] == sum(2 if T <= 300 else 1 for T in lengths) and layer["routing_errors"] == 0
@@ -136,16 +135,23 @@ def test_float_capacity_trap_is_silent_and_our_export_avoids_it(trained, exporte
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(naive, (ids, torch.ones_like(ids)), buf, dynamo=False, opset_version=18,
-                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                          dynamic_axes={"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}})
+        torch.onnx.export(
+            naive,
+            (ids, torch.ones_like(ids)),
+            buf,
+            dynamo=False,
+            opset_version=18,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}},
+        )
     naive_proto = onnx.load_from_string(buf.getvalue())
     topk = next(n for n in naive_proto.graph.node if n.op_type == "TopK")
     naive_sess = create_session(with_extra_outputs(naive_proto, [topk.output[1]]), providers=["CPUExecutionProvider"])
     plugin = onnx.load(str(out / "model.plugin.onnx"))
     routing_info = routing_tensors(plugin)
     naive_errors, naive_k = {}, {}
-    with onnx_runner(onnx.load(str(out / "model.onnx")), routing_info, "portable") as ours:
+    with onnxrt_runner(onnx.load(str(out / "model.onnx")), "portable", routing_outputs(routing_info)) as ours:
         for T in (export_T, 128, 256, 512):
             ids = _text(corpus, 1, T, seed=T)
             feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
@@ -163,7 +169,7 @@ def test_float_capacity_trap_is_silent_and_our_export_avoids_it(trained, exporte
 def test_validate_subcommand_passes_and_detects_a_tampered_file(trained, exported, tmp_path):
     _, _, ckpt = trained
     _, out = exported
-    proc = cli("validate", str(ckpt), str(out))
+    proc = run_cli("validate", str(ckpt), str(out))
     assert proc.returncode == 0, proc.stderr
     assert "parity: passed" in proc.stdout
     tampered = tmp_path / "tampered"
@@ -175,10 +181,10 @@ def test_validate_subcommand_passes_and_detects_a_tampered_file(trained, exporte
     big.CopyFrom(onnx.numpy_helper.from_array(arr, big.name))
     onnx.save(portable, str(tampered / "model.onnx"))
     report = tmp_path / "r.json"
-    proc = cli("validate", str(ckpt), str(tampered), "--report", str(report))
-    one_line_error(proc, 1, "does not match the sha256")  # refused before anything runs
+    proc = run_cli("validate", str(ckpt), str(tampered), "--report", str(report))
+    assert_one_line_error(proc, 1, "does not match the sha256")  # refused before anything runs
     assert not report.exists()
-    proc = cli("validate", str(ckpt), str(tampered), "--report", str(report), "--skip-integrity")
+    proc = run_cli("validate", str(ckpt), str(tampered), "--report", str(report), "--skip-integrity")
     assert proc.returncode == 3  # edited on purpose: judged, and it fails
     data = json.loads(report.read_text())
     assert not data["forms"]["portable"]["passed"] and data["forms"]["plugin"]["passed"]
@@ -194,44 +200,43 @@ def test_other_opsets_export(trained, opset):
     assert any(o.version == opset for o in forms.portable.opset_import if o.domain == "")
     ids = np.arange(37, dtype=np.int64)[None] % 256
     routing_info = routing_tensors(forms.plugin)
-    with onnx_runner(forms.portable, routing_info, "portable") as runner:
+    with onnxrt_runner(forms.portable, "portable", routing_outputs(routing_info)) as runner:
         got = runner.infer({"input_ids": ids, "attention_mask": np.ones_like(ids)})
-    assert_forced_parity(model, ids, np.ones_like(ids), got["logits"], [got[f"idx:{i}"] for i in range(len(routing_info))])
-
-
-def one_line_error(proc: subprocess.CompletedProcess, code: int, needle: str) -> None:
-    assert proc.returncode == code, (proc.returncode, proc.stderr)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and needle in errors[0] and proc.stderr.rstrip().endswith(errors[0]), proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert_forced_parity(
+        model, ids, np.ones_like(ids), got["logits"], [got[f"idx:{i}"] for i in range(len(routing_info))]
+    )
 
 
 def test_bad_inputs_give_one_line_and_leave_nothing(trained, tmp_path):
     _, _, ckpt = trained
     out = tmp_path / "out"
-    one_line_error(cli(str(tmp_path / "missing.pt"), "--target", "onnx", "--out", str(out)), 1, "not found")
+    assert_one_line_error(run_cli(str(tmp_path / "missing.pt"), "--target", "onnx", "--out", str(out)), 1, "not found")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04garbage")
-    one_line_error(cli(str(corrupt), "--target", "onnx", "--out", str(out)), 1, "checkpoint")
-    one_line_error(cli(str(ckpt), "--target", "onnx", "--out", str(out), "--opset", "17"), 1, "opset 17")
-    one_line_error(cli(str(ckpt), "--target", "onnx", "--out", "/proc/mod-export-out"), 1, "output directory")
+    assert_one_line_error(run_cli(str(corrupt), "--target", "onnx", "--out", str(out)), 1, "checkpoint")
+    assert_one_line_error(run_cli(str(ckpt), "--target", "onnx", "--out", str(out), "--opset", "17"), 1, "opset 17")
+    assert_one_line_error(
+        run_cli(str(ckpt), "--target", "onnx", "--out", "/proc/mod-export-out"), 1, "output directory"
+    )
     assert not out.exists()
     out.mkdir()
     (out / "keep.txt").write_text("user data")
-    one_line_error(cli(str(ckpt), "--target", "onnx", "--out", str(out)), 1, "not empty")
+    assert_one_line_error(run_cli(str(ckpt), "--target", "onnx", "--out", str(out)), 1, "not empty")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
 def test_model_without_routed_blocks_needs_allow_dense(tmp_path):
-    from mod_export.checkpoint import save_checkpoint
+    from mod_export.models.checkpoint import save_checkpoint
     from mod_export.models.config import MoDConfig
     from mod_export.models.model import MoDTransformer
 
-    ckpt = save_checkpoint(MoDTransformer(MoDConfig(d_model=32, n_heads=2, n_layers=2, d_mlp=64, routed_layers=())), tmp_path / "d.pt")
+    ckpt = save_checkpoint(
+        MoDTransformer(MoDConfig(d_model=32, n_heads=2, n_layers=2, d_mlp=64, routed_layers=())), tmp_path / "d.pt"
+    )
     out = tmp_path / "out"
-    one_line_error(cli(str(ckpt), "--target", "onnx", "--out", str(out)), 1, "no routed blocks")
+    assert_one_line_error(run_cli(str(ckpt), "--target", "onnx", "--out", str(out)), 1, "no routed blocks")
     assert not out.exists()
-    proc = cli(str(ckpt), "--target", "onnx", "--out", str(out), "--allow-dense")
+    proc = run_cli(str(ckpt), "--target", "onnx", "--out", str(out), "--allow-dense")
     assert proc.returncode == 0, proc.stderr
     assert (out / "model.onnx").exists()

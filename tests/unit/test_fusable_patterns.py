@@ -1,4 +1,5 @@
 """Exported graphs in the forms ONNX Runtime fuses: GELU -> BiasGelu, the router as a GEMM, row scatter."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,10 @@ def _torch_style_gelu(extra_consumer: bool = False) -> onnx.ModelProto:
     """y = x * (0.5 * (1 + erf(x / sqrt 2))) exactly as torch's exporter writes it (after a biased MatMul)."""
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32), "w")
     b = numpy_helper.from_array(np.linspace(-1, 1, 16, dtype=np.float32), "b")
-    consts = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("sqrt2", math.sqrt(2)), ("one", 1.0), ("half", 0.5))]
+    consts = [
+        numpy_helper.from_array(np.array(v, np.float32), n)
+        for n, v in (("sqrt2", math.sqrt(2)), ("one", 1.0), ("half", 0.5))
+    ]
     nodes = [
         helper.make_node("MatMul", ["x", "w"], ["xw"]),
         helper.make_node("Add", ["xw", "b"], ["h"]),
@@ -45,8 +49,9 @@ def _torch_style_gelu(extra_consumer: bool = False) -> onnx.ModelProto:
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 5, 16])]
     if extra_consumer:  # the intermediate (1 + erf) * 0.5 is also a graph output: must not be rewritten
         outputs.append(helper.make_tensor_value_info("m", TensorProto.FLOAT, [3, 5, 16]))
-    graph = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5, 8])], outputs,
-                              [w, b, *consts])
+    graph = helper.make_graph(
+        nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5, 8])], outputs, [w, b, *consts]
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
@@ -61,8 +66,10 @@ def test_reordered_gelu_is_fused_by_onnxruntime_and_keeps_its_values(tmp_path):
     fused = _optimized_op_types(rewritten, tmp_path)
     assert {"Gelu", "BiasGelu"} & set(fused) and "Erf" not in fused
     x = np.random.default_rng(1).standard_normal((3, 5, 8)).astype(np.float32) * 3
-    outs = [ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-            for p in (original, rewritten)]
+    outs = [
+        ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for p in (original, rewritten)
+    ]
     w, b = (torch.from_numpy(numpy_helper.to_array(t).copy()) for t in original.graph.initializer[:2])
     expected = F.gelu(torch.from_numpy(x) @ w + b).numpy()
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-6)
@@ -94,7 +101,7 @@ def test_exported_forms_have_every_gelu_fused_router_as_matrix_and_row_scatter(s
     assert "ScatterND" in {n.op_type for n in portable.graph.node}
     assert "ScatterElements" not in {n.op_type for n in portable.graph.node}
     # the router weight reaches its MatMul as a [D,1] matrix (a 1-D weight takes ORT's slow generic path)
-    from calibration.policy import router_nodes
+    from mod_export.graph.queries import router_nodes
 
     inits = {t.name: t for t in small_forms.plugin.graph.initializer}
     matmuls = [n for n in router_nodes(small_forms.plugin) if n.op_type == "MatMul"]

@@ -2,12 +2,12 @@
 arguments with a status code before any CUDA call, so every check runs without a GPU. Also the issue-12
 path: `build-plugins --kernels-only` without GoogleTest builds the libraries and says in one line why the
 host tests were skipped. The kernels themselves run in tests/gpu/test_kernels.py."""
+
 from __future__ import annotations
 
 import ctypes
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,12 +16,20 @@ import torch
 from mod_export.kernels import STATUS, KernelError, KernelLibrary
 from mod_export.models import routing
 from mod_export.plugins import find_nvcc
+from tests.helpers import run_cli
 
 NO_GTEST = "-DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON"
 SKIP_LINE = "host tests skipped: GoogleTest not found (install libgtest-dev or pass -DGTest_ROOT=...)"
-EXPORTED = {"mod_kernels_abi_version", "mod_kernels_status_string", "mod_kernels_last_cuda_error",
-            "mod_kernels_capacity_k", "mod_kernels_topk_select", "mod_kernels_gather_rows",
-            "mod_kernels_topk_gather", "mod_kernels_scatter"}
+EXPORTED = {
+    "mod_kernels_abi_version",
+    "mod_kernels_status_string",
+    "mod_kernels_last_cuda_error",
+    "mod_kernels_capacity_k",
+    "mod_kernels_topk_select",
+    "mod_kernels_gather_rows",
+    "mod_kernels_topk_gather",
+    "mod_kernels_scatter",
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +40,9 @@ def kernel_build(tmp_path_factory):
     from mod_export.plugins import build_plugins
 
     build = tmp_path_factory.mktemp("kernels-build")
-    return build_plugins(build, archs="80", require_library=False, jobs=2, show_progress=False,
-                         extra_cmake_args=[NO_GTEST])
+    return build_plugins(
+        build, archs="80", require_library=False, jobs=2, show_progress=False, extra_cmake_args=[NO_GTEST]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +67,9 @@ def test_without_googletest_the_libraries_build_and_the_reason_is_returned(kerne
 
 def test_the_cli_says_so_in_one_line(kernel_build):
     # The cached -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON stays in force; the build is up to date (about 1 s).
-    proc = subprocess.run([sys.executable, "-m", "mod_export.cli.main", "build-plugins", "--kernels-only",
-                           "--build-dir", str(kernel_build.build_dir), "--archs", "80", "--jobs", "2"],
-                          capture_output=True, text=True)
+    proc = run_cli(
+        "build-plugins", "--kernels-only", "--build-dir", str(kernel_build.build_dir), "--archs", "80", "--jobs", "2"
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines.count(SKIP_LINE) == 1 and sum("skipped" in line for line in lines) == 1, proc.stdout
@@ -71,8 +80,9 @@ def test_the_cli_says_so_in_one_line(kernel_build):
 def test_the_library_exports_only_the_c_abi(kernel_build):
     if shutil.which("nm") is None:
         pytest.skip("needs nm (binutils)")
-    out = subprocess.run(["nm", "-D", "--defined-only", str(kernel_build.kernel_library)], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", str(kernel_build.kernel_library)], capture_output=True, text=True, check=True
+    ).stdout
     assert {line.split()[-1] for line in out.splitlines() if line.strip()} == EXPORTED
 
 
@@ -97,22 +107,34 @@ def test_null_pointers_are_refused(lib):
 
     def topk(**null):
         args = dict(x=f, scores=f, x_sel=f, idx=i, s_sel=f) | null
-        return lib.raw.mod_kernels_topk_gather(args["x"], 1, args["scores"], None, 2, 8, 4, 1, args["x_sel"],
-                                               args["idx"], args["s_sel"], None)
+        return lib.raw.mod_kernels_topk_gather(
+            args["x"], 1, args["scores"], None, 2, 8, 4, 1, args["x_sel"], args["idx"], args["s_sel"], None
+        )
 
     assert [topk(**{name: None}) for name in ("x", "scores", "x_sel", "idx", "s_sel")] == [NULL] * 5
 
     def scatter(**null):
         args = dict(x=f, idx=i, x_sel=f, y_sel=f, s_sel=f, out=f) | null
-        return lib.raw.mod_kernels_scatter(args["x"], 2, args["idx"], args["x_sel"], args["y_sel"], args["s_sel"],
-                                           2, 8, 4, 1, 1, args["out"], None)
+        return lib.raw.mod_kernels_scatter(
+            args["x"], 2, args["idx"], args["x_sel"], args["y_sel"], args["s_sel"], 2, 8, 4, 1, 1, args["out"], None
+        )
 
     assert [scatter(**{n: None}) for n in ("x", "idx", "x_sel", "y_sel", "s_sel", "out")] == [NULL] * 6
     assert lib.raw.mod_kernels_last_cuda_error() == 0, "no CUDA call was made"
 
 
-@pytest.mark.parametrize("B,T,D,k", [(-1, 8, 4, 1), (2, -1, 4, 1), (2, 8, -4, 1), (2, 8, 4, -1), (2, 8, 4, 9),
-                                     (2, 2**31, 4, 1), (2**40, 2**31 - 1, 2**20, 1)])
+@pytest.mark.parametrize(
+    "B,T,D,k",
+    [
+        (-1, 8, 4, 1),
+        (2, -1, 4, 1),
+        (2, 8, -4, 1),
+        (2, 8, 4, -1),
+        (2, 8, 4, 9),
+        (2, 2**31, 4, 1),
+        (2**40, 2**31 - 1, 2**20, 1),
+    ],
+)
 def test_bad_sizes_are_refused(lib, B, T, D, k):
     _, _, f, i = buffers()
     BAD = STATUS["BAD_SIZE"]
@@ -138,8 +160,9 @@ def test_unknown_dtype_codes_are_refused(lib, dtype):
     assert lib.raw.mod_kernels_gather_rows(f, dtype, i, 2, 8, 4, 1, f, None) == BAD
     assert lib.raw.mod_kernels_topk_gather(f, dtype, f, None, 2, 8, 4, 1, f, i, f, None) == BAD
     assert lib.raw.mod_kernels_scatter(f, dtype, i, f, f, f, 2, 8, 4, 1, 0, f, None) == BAD
-    assert lib.raw.mod_kernels_scatter(None, dtype, None, None, None, None, -1, 8, 4, 1, 0, None, None) == BAD, \
+    assert lib.raw.mod_kernels_scatter(None, dtype, None, None, None, None, -1, 8, 4, 1, 0, None, None) == BAD, (
         "the dtype is checked first"
+    )
 
 
 @pytest.mark.parametrize("gate", [-1, 2, 255])

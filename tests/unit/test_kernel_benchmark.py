@@ -1,5 +1,6 @@
 """benchmarks/kernels.py without a GPU: the bytes accounting against hand-computed values, the dry run, the
 RESULTS.md section writer, and the one-line exit 4 where there is no GPU."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -86,8 +87,16 @@ def test_without_a_gpu_one_line_and_exit_4(bench, capsys, monkeypatch, tmp_path)
 def test_the_results_section_is_replaced_not_duplicated(bench, tmp_path):
     path = tmp_path / "RESULTS.md"
     path.write_text("# Benchmark results\n\nearlier text\n")
-    row = {"op": "gather", "shape": "8x4096x4096", "k": 512, "dtype": "float16", "bytes": 67_125_248,
-           "median_ms": 0.025, "p90_ms": 0.026, "gbps": 67_125_248 / 0.025e-3 / 1e9}
+    row = {
+        "op": "gather",
+        "shape": "8x4096x4096",
+        "k": 512,
+        "dtype": "float16",
+        "bytes": 67_125_248,
+        "median_ms": 0.025,
+        "p90_ms": 0.026,
+        "gbps": 67_125_248 / 0.025e-3 / 1e9,
+    }
     bench.write_section(path, bench.results_section([row], 4000.0, 1 << 30, "python benchmarks/kernels.py", "GPU X"))
     first = path.read_text()
     assert first.startswith("# Benchmark results\n\nearlier text\n\n" + bench.BEGIN)
@@ -142,24 +151,42 @@ def test_the_timing_path_runs_end_to_end_with_fakes(bench, capsys, monkeypatch, 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (1 << 26, 1 << 30))
-    monkeypatch.setattr(torch.cuda, "get_device_properties",
-                        lambda i: type("P", (), {"L2_cache_size": 1 << 20, "major": 9, "minor": 0,
-                                                 "total_memory": 1 << 37})())
+    monkeypatch.setattr(
+        torch.cuda,
+        "get_device_properties",
+        lambda i: type("P", (), {"L2_cache_size": 1 << 20, "major": 9, "minor": 0, "total_memory": 1 << 37})(),
+    )
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU")
     monkeypatch.setattr(torch.cuda, "current_stream", lambda: type("S", (), {"cuda_stream": 0})())
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     fakes = []
     monkeypatch.setattr(mod_export.kernels, "KernelLibrary", lambda path: fakes.append(FakeKernels(path)) or fakes[-1])
     results = tmp_path / "RESULTS.md"
-    argv = ["--library", "fake.so", "--shapes", "2x64x16", "--dtypes", "float16,bfloat16", "--warmup", "1",
-            "--repeats", "3", "--results", str(results)]
+    argv = [
+        "--library",
+        "fake.so",
+        "--shapes",
+        "2x64x16",
+        "--dtypes",
+        "float16,bfloat16",
+        "--warmup",
+        "1",
+        "--repeats",
+        "3",
+        "--results",
+        str(results),
+    ]
     assert bench.main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("device-to-device copy:") and out[-1] == f"updated {results}"
     assert len(out) == 2 + len(bench.OPS) * 2
     calls = set(fakes[0].calls)
-    assert {"mod_kernels_topk_select", "mod_kernels_gather_rows", "mod_kernels_topk_gather",
-            "mod_kernels_scatter"} <= calls
+    assert {
+        "mod_kernels_topk_select",
+        "mod_kernels_gather_rows",
+        "mod_kernels_topk_gather",
+        "mod_kernels_scatter",
+    } <= calls
     text = results.read_text()
     assert "Fake GPU (sm_90" in text and "--shapes 2x64x16" in text
     assert text.count("| 2x64x16 | 8 |") == len(bench.OPS) * 2

@@ -1,6 +1,7 @@
 """The checks of the GPU kernel test (tests/kernel_cases.py), run on the CPU: the PyTorch reference behind
 the kernel interface passes them, and deliberately wrong implementations fail them. So when
 tests/gpu/test_kernels.py passes on a GPU, it is because the kernels agree, not because it cannot fail."""
+
 from __future__ import annotations
 
 import pytest
@@ -82,8 +83,19 @@ def test_the_reference_passes_every_check(cases):
     assert len(cases) > 400 and any(c.x.shape[1] >= 4096 for c in cases)
 
 
-@pytest.mark.parametrize("wrong", [TiesToHigherPosition, KOffByOne, IgnoresPadding, UnsortedIdx, GatherLosesPrecision,
-                                   UngatedScatter, ScatterTouchesNeighbours, InPlaceDiffers])
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        TiesToHigherPosition,
+        KOffByOne,
+        IgnoresPadding,
+        UnsortedIdx,
+        GatherLosesPrecision,
+        UngatedScatter,
+        ScatterTouchesNeighbours,
+        InPlaceDiffers,
+    ],
+)
 def test_a_wrong_implementation_fails(cases, wrong):
     failing, problems = check_all(wrong(), cases, stop_at_first=True)
     assert failing > 0 and problems, wrong.__name__

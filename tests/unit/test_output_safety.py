@@ -1,6 +1,7 @@
 """Output safety: a fault at any write step leaves no temporary file and the previous export intact; two runs on
 one output at once: one wins, the other refuses; `--force` replaces our own export and nothing else; one Session
 serves 8 threads at once; fuzzed configs and option values never give a traceback, exit 70 or a changed file."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,8 @@ from hypothesis import strategies as st
 from mod_export.cli.main import main
 from mod_export.errors import OutputDirError
 from mod_export.export import artifacts
-from mod_export.export.pipeline import OnnxJob, run_onnx_job
-from tests.unit.test_bad_input_matrix import snapshot
+from mod_export.pipeline import OnnxJob, run_onnx_job
+from tests.helpers import snapshot
 
 
 def leftovers(root: Path) -> list[str]:
@@ -35,7 +36,7 @@ class Boom(RuntimeError):
 @pytest.fixture()
 def fast_export(trained, monkeypatch):
     """The pipeline with export_forms answered from one cached export: these tests are about writing files."""
-    from mod_export.export import pipeline
+    from mod_export import pipeline
     from mod_export.export.onnx_export import export_forms
 
     forms = _cached_forms(trained[0], export_forms)
@@ -70,6 +71,7 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
             if calls["n"] == int(nth or 1):
                 raise OSError(5, f"injected fault at {step}") if kind == "replace" else Boom(step)
             return original(*args, **kwargs)
+
         return wrapper
 
     if kind in ("save_onnx", "write_json"):
@@ -157,8 +159,10 @@ def test_one_session_from_eight_threads_equals_serial_calls(exported, corpus):
 
     session = Session(exported[1])
     rng = np.random.default_rng(0)
-    inputs = [np.stack([corpus.held_out[s : s + T] for s in rng.integers(0, 5000, 2)]).astype(np.int64)
-              for T in rng.integers(1, 200, 32)]
+    inputs = [
+        np.stack([corpus.held_out[s : s + T] for s in rng.integers(0, 5000, 2)]).astype(np.int64)
+        for T in rng.integers(1, 200, 32)
+    ]
     serial = [session.run(ids) for ids in inputs]
     results: dict[int, np.ndarray] = {}
     errors: list[BaseException] = []
@@ -182,12 +186,34 @@ def test_one_session_from_eight_threads_equals_serial_calls(exported, corpus):
 
 # ---------------------------------------------------------------- fuzzing
 
-CONFIG_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([2**31, 2**40, 130, 128, 4]),
-                          st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
-                          st.lists(st.integers(-2, 9), max_size=3), st.sampled_from(["1/8", "0/1", "9/8", "a/b"]))
-CONFIG_KEYS = ["vocab_size", "d_model", "n_heads", "n_layers", "d_mlp", "rope_base", "capacity", "routed_layers",
-               "gate", "causal_predictor", "aux_loss", "aux_loss_weight", "predictor_hidden", "layer_norm_eps", "extra",
-               "unknown_key"]
+CONFIG_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from([2**31, 2**40, 130, 128, 4]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.integers(-2, 9), max_size=3),
+    st.sampled_from(["1/8", "0/1", "9/8", "a/b"]),
+)
+CONFIG_KEYS = [
+    "vocab_size",
+    "d_model",
+    "n_heads",
+    "n_layers",
+    "d_mlp",
+    "rope_base",
+    "capacity",
+    "routed_layers",
+    "gate",
+    "causal_predictor",
+    "aux_loss",
+    "aux_loss_weight",
+    "predictor_hidden",
+    "layer_norm_eps",
+    "extra",
+    "unknown_key",
+]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -205,11 +231,25 @@ def test_fuzzed_checkpoint_configs_never_crash(tmp_path, capsys, changes):
     assert snapshot(work) == before
 
 
-OPTION_VALUES = st.one_of(st.text(max_size=6), st.integers(-10**6, 10**6).map(str),
-                          st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                          st.sampled_from(["0", "-1", "nan", "inf", "1:2", "1:2:3", "0:1:8", "4:2:1", "", "1e309"]))
-OPTIONS = ["--opset", "--atol", "--calib-windows", "--routing-guard", "--min-routing-agreement", "--batch", "--seq-len",
-           "--workspace-mb", "--precision", "--calib-method", "--target"]
+OPTION_VALUES = st.one_of(
+    st.text(max_size=6),
+    st.integers(-(10**6), 10**6).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["0", "-1", "nan", "inf", "1:2", "1:2:3", "0:1:8", "4:2:1", "", "1e309"]),
+)
+OPTIONS = [
+    "--opset",
+    "--atol",
+    "--calib-windows",
+    "--routing-guard",
+    "--min-routing-agreement",
+    "--batch",
+    "--seq-len",
+    "--workspace-mb",
+    "--precision",
+    "--calib-method",
+    "--target",
+]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,6 +1,7 @@
 """Whole-graph parity verdicts on real ONNX Runtime sessions: deliberately wrong candidates must fail (ties to the
 higher position, k off by one, a graph that ignores the padding mask), and a constructed near-tie (two router
 scores 1e-7 apart across the k-th boundary) must be classified as a flip and pass."""
+
 from __future__ import annotations
 
 import copy
@@ -12,6 +13,8 @@ import pytest
 import torch
 from onnx import helper
 
+from mod_export.backends.onnxrt.runner import onnxrt_runner, routing_outputs
+from mod_export.backends.torch.runner import TorchRunner
 from mod_export.contract import DOMAIN, OPSET_VERSION, TOLERANCES
 from mod_export.data.corpus import held_out_split
 from mod_export.export.onnx_export import export_forms
@@ -22,7 +25,6 @@ from mod_export.models.model import RoutedBlock
 from mod_export.validate.cases import Case
 from mod_export.validate.forms import validate_onnx_forms
 from mod_export.validate.judge import Candidate, judge
-from mod_export.validate.runners import onnx_runner, reference_runner
 
 
 def _replace_node(fn: onnx.FunctionProto, output: str, *new: onnx.NodeProto) -> None:
@@ -39,19 +41,27 @@ def wrong_topk(kind: str, opset: int) -> onnx.FunctionProto:
     if kind == "ignores_mask":
         _replace_node(fn, "masked", helper.make_node("Identity", ["scores"], ["masked"]))
     elif kind == "k_plus_one":
-        _replace_node(fn, "k", helper.make_node("Div", ["T_num_ceil", "den"], ["k_right"]),
-                      helper.make_node("Add", ["k_right", "one"], ["k_more"]),
-                      helper.make_node("Min", ["k_more", "T"], ["k"]))
+        _replace_node(
+            fn,
+            "k",
+            helper.make_node("Div", ["T_num_ceil", "den"], ["k_right"]),
+            helper.make_node("Add", ["k_right", "one"], ["k_more"]),
+            helper.make_node("Min", ["k_more", "T"], ["k"]),
+        )
     elif kind == "ties_to_higher":  # top-k of the reversed row, positions mapped back: equal scores -> higher first
-        _replace_node(fn, "top_values", *[
-            helper.make_node("Constant", [], ["rev_start"], value_ints=[-1]),
-            helper.make_node("Constant", [], ["rev_end"], value_ints=[-(2**62)]),
-            helper.make_node("Constant", [], ["rev_step"], value_ints=[-1]),
-            helper.make_node("Slice", ["masked", "rev_start", "rev_end", "axis_last", "rev_step"], ["reversed"]),
-            helper.make_node("TopK", ["reversed", "k"], ["top_values", "rev_idx"], axis=-1, largest=1, sorted=1),
-            helper.make_node("Sub", ["T", "one"], ["T_m1"]),
-            helper.make_node("Sub", ["T_m1", "rev_idx"], ["top_idx"]),
-        ])
+        _replace_node(
+            fn,
+            "top_values",
+            *[
+                helper.make_node("Constant", [], ["rev_start"], value_ints=[-1]),
+                helper.make_node("Constant", [], ["rev_end"], value_ints=[-(2**62)]),
+                helper.make_node("Constant", [], ["rev_step"], value_ints=[-1]),
+                helper.make_node("Slice", ["masked", "rev_start", "rev_end", "axis_last", "rev_step"], ["reversed"]),
+                helper.make_node("TopK", ["reversed", "k"], ["top_values", "rev_idx"], axis=-1, largest=1, sorted=1),
+                helper.make_node("Sub", ["T", "one"], ["T_m1"]),
+                helper.make_node("Sub", ["T_m1", "rev_idx"], ["top_idx"]),
+            ],
+        )
     else:
         raise ValueError(kind)
     return fn
@@ -159,8 +169,8 @@ def test_constructed_near_tie_is_a_flip_and_passes(trained, evaluation):
     candidate = nudged(export_forms(model).plugin, 0, c, ids.shape[1], 5e-6)
     routing = routing_tensors(candidate)
     case = Case("constructed near-tie B=1 T=128", ids.numpy(), np.ones_like(ids.numpy()))
-    reference = reference_runner(model)
-    runner = onnx_runner(candidate, routing, "nudged")
+    reference = TorchRunner(model)
+    runner = onnxrt_runner(candidate, "nudged", routing_outputs(routing))
     with reference, runner:
         report = judge(reference, [Candidate("nudged", runner)], [case], [r.capacity for r in routing])
     row = report["forms"]["nudged"]["cases"][0]

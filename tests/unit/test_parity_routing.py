@@ -1,5 +1,6 @@
 """The margin-aware routing comparison and the non-finite-aware numeric error (mod_export.parity), on inputs
 built with known margins: ties, near-ties, padding, wrong k, wrong tie rule, an ignored mask."""
+
 from __future__ import annotations
 
 import math
@@ -19,9 +20,18 @@ TOL = 1e-5
 
 
 def verdicts(ref, cand_idx, mask=None, num=1, den=4, cand_scores=None, tol=TOL):
-    return [v.kind for v in classify_rows(np.asarray(ref, np.float32)[None] if np.ndim(ref) == 1 else ref, mask,
-                                          np.asarray(cand_idx)[None] if np.ndim(cand_idx) == 1 else cand_idx,
-                                          num, den, tol, cand_scores)]
+    return [
+        v.kind
+        for v in classify_rows(
+            np.asarray(ref, np.float32)[None] if np.ndim(ref) == 1 else ref,
+            mask,
+            np.asarray(cand_idx)[None] if np.ndim(cand_idx) == 1 else cand_idx,
+            num,
+            den,
+            tol,
+            cand_scores,
+        )
+    ]
 
 
 @settings(max_examples=200, deadline=None)

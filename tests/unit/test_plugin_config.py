@@ -1,7 +1,8 @@
-"""The plugins' *_PluginConfig.yaml files against the ONNX schemas of the ops (DESIGN.md section 3) and the
+"""The plugins' *_PluginConfig.yaml files against the ONNX schemas of the ops (docs/design.md (custom ONNX ops)) and the
 creators' field lists in the C++ sources. Together with plugins/tests/test_plugin_config.cpp (YAML against
 the compiled creators and their declared formats, where TensorRT headers exist) this keeps the three
 descriptions of each op (schema, plugin, YAML) in agreement; the mask type is int32 in all three."""
+
 from __future__ import annotations
 
 import re
@@ -9,17 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from mod_export.export import custom_ops
+from mod_export import contract
+from mod_export.graph import schemas as custom_ops  # the ONNX schemas of the custom ops
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the dev extra: pip install -e '.[dev]'")
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 CONFIGS = {
-    custom_ops.TOPK_GATHER: ("topkGatherPlugin", "modTopKGatherPlugin.cpp", "MoDTopKGatherCreator"),
-    custom_ops.SCATTER: ("scatterPlugin", "modScatterPlugin.cpp", "MoDScatterCreator"),
+    contract.TOPK_GATHER: ("topkGatherPlugin", "modTopKGatherPlugin.cpp", "MoDTopKGatherCreator"),
+    contract.SCATTER: ("scatterPlugin", "modScatterPlugin.cpp", "MoDScatterCreator"),
 }
-ONNX_TO_YAML = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bfloat16)": "bfloat16",
-                "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(bool)": "bool"}
+ONNX_TO_YAML = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(bfloat16)": "bfloat16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
 PLUGIN_ATTRIBUTES = {"plugin_version", "plugin_namespace"}  # for the parser's creator lookup, not fields
 
 
@@ -32,7 +40,7 @@ def schema(op: str):
     from onnx import defs
 
     custom_ops.register_onnx_schemas()
-    return defs.get_schema(op, custom_ops.OPSET_VERSION, custom_ops.DOMAIN)
+    return defs.get_schema(op, contract.OPSET_VERSION, contract.DOMAIN)
 
 
 def allowed_types(op_schema, param) -> set[str]:
@@ -49,12 +57,12 @@ def test_yaml_names_the_op_as_the_onnx_schema_and_the_parser_lookup_do(op):
     assert config["name"] == op
     assert config["namespace"] == custom_ops.PLUGIN_NAMESPACE
     assert config["interface"] == "IPluginV3"
-    assert list(config["versions"]) == [custom_ops.PLUGIN_VERSION]
+    assert list(config["versions"]) == [contract.PLUGIN_VERSION]
 
 
 @pytest.mark.parametrize("op", sorted(CONFIGS))
 def test_yaml_io_and_types_match_the_onnx_schema(op):
-    version = load(op)["versions"][custom_ops.PLUGIN_VERSION]
+    version = load(op)["versions"][contract.PLUGIN_VERSION]
     op_schema = schema(op)
     from onnx.defs import OpSchema
 
@@ -82,13 +90,13 @@ def test_yaml_io_and_types_match_the_onnx_schema(op):
 
 def test_the_mask_is_int32_in_the_schema_and_the_yaml():
     assert custom_ops.MASK_TYPES == ["tensor(int32)"]
-    version = load(custom_ops.TOPK_GATHER)["versions"][custom_ops.PLUGIN_VERSION]
+    version = load(contract.TOPK_GATHER)["versions"][contract.PLUGIN_VERSION]
     assert {next(iter(item.values()))["mask"] for item in version["supported_input_types"]} == {"int32"}
 
 
 @pytest.mark.parametrize("op", sorted(CONFIGS))
 def test_yaml_attributes_match_the_schema_and_the_creators_field_list(op):
-    version = load(op)["versions"][custom_ops.PLUGIN_VERSION]
+    version = load(op)["versions"][contract.PLUGIN_VERSION]
     op_schema = schema(op)
     from onnx.defs import OpSchema
 
@@ -110,12 +118,14 @@ def test_yaml_attributes_match_the_schema_and_the_creators_field_list(op):
 
 
 def test_yaml_attribute_ranges_match_the_python_contract():
-    topk = load(custom_ops.TOPK_GATHER)["versions"][custom_ops.PLUGIN_VERSION]["attribute_options"]
+    topk = load(contract.TOPK_GATHER)["versions"][contract.PLUGIN_VERSION]["attribute_options"]
     assert {k: (int(v["min"]), int(v["max"])) for k, v in topk.items()} == {
-        "capacity_num": (1, 65536), "capacity_den": (1, 65536)}
+        "capacity_num": (1, 65536),
+        "capacity_den": (1, 65536),
+    }
     from mod_export.models.routing import GATE_IDS
 
-    scatter = load(custom_ops.SCATTER)["versions"][custom_ops.PLUGIN_VERSION]["attribute_options"]
+    scatter = load(contract.SCATTER)["versions"][contract.PLUGIN_VERSION]["attribute_options"]
     assert sorted(int(g) for g in scatter["gate"]) == sorted(GATE_IDS.values())
 
 
@@ -125,7 +135,7 @@ def test_the_exporter_feeds_the_plugins_an_int32_mask():
     import onnx
     import torch
 
-    from mod_export.bench.runner import synthetic_config
+    from mod_export.bench.models import synthetic_config
     from mod_export.export.onnx_export import check_model, export_forms
     from mod_export.models.model import MoDTransformer
 
@@ -133,5 +143,5 @@ def test_the_exporter_feeds_the_plugins_an_int32_mask():
     forms = export_forms(MoDTransformer(synthetic_config("synthetic:64x2")).eval())
     inferred = check_model(forms.plugin, "plugin")
     types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.input]}
-    gathers = [n for n in inferred.graph.node if n.op_type == custom_ops.TOPK_GATHER]
+    gathers = [n for n in inferred.graph.node if n.op_type == contract.TOPK_GATHER]
     assert gathers and all(types[n.input[2]] == onnx.TensorProto.INT32 for n in gathers)

@@ -1,5 +1,6 @@
-"""Three implementations agree: PyTorch routing (DESIGN.md section 2), the C++ host reference, and the
+"""Three implementations agree: PyTorch routing (docs/design.md (routing semantics)), the C++ host reference, and the
 kernels' selection algorithm (the shared __host__ __device__ helpers run on the host), through ctypes."""
+
 from __future__ import annotations
 
 import ctypes
@@ -63,8 +64,19 @@ def test_pytorch_cpp_reference_and_kernel_selection_agree(reference_lib, case):
     x_sel = np.zeros((B, k, D), np.float32)
     idx = np.zeros((B, k), np.int32)
     s_sel = np.zeros((B, k), np.float32)
-    reference_lib.mod_reference_topk_gather(ptr(x, F32), ptr(scores, F32), ptr(mask, I32), B, T, D, num, den,
-                                            ptr(x_sel, F32), ptr(idx, I32), ptr(s_sel, F32))
+    reference_lib.mod_reference_topk_gather(
+        ptr(x, F32),
+        ptr(scores, F32),
+        ptr(mask, I32),
+        B,
+        T,
+        D,
+        num,
+        den,
+        ptr(x_sel, F32),
+        ptr(idx, I32),
+        ptr(s_sel, F32),
+    )
     np.testing.assert_array_equal(idx, tidx.numpy())
     np.testing.assert_array_equal(s_sel, ts.numpy())
     np.testing.assert_array_equal(x_sel, tx.numpy())
@@ -77,8 +89,9 @@ def test_pytorch_cpp_reference_and_kernel_selection_agree(reference_lib, case):
 
     y_sel = (x_sel * 1.5 - 0.25).astype(np.float32)
     out = np.zeros_like(x)
-    reference_lib.mod_reference_scatter(ptr(x, F32), ptr(idx, I32), ptr(x_sel, F32), ptr(y_sel, F32), ptr(s_sel, F32),
-                                        B, T, D, k, gate, ptr(out, F32))
+    reference_lib.mod_reference_scatter(
+        ptr(x, F32), ptr(idx, I32), ptr(x_sel, F32), ptr(y_sel, F32), ptr(s_sel, F32), B, T, D, k, gate, ptr(out, F32)
+    )
     expected = routing.scatter_update(torch.from_numpy(x), tidx, tx, torch.from_numpy(y_sel), ts, gate).numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
 

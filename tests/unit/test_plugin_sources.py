@@ -3,21 +3,47 @@ entry point TensorRT calls catches everything (TensorRT OSS style: try + caughtE
 whole body returns a constant; the glue includes only NvInferRuntime.h; no plugin source is over 800 lines.
 The behaviour behind it (errors reported, failure values returned) is tested by plugins/tests/ where the
 headers exist."""
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
-GLUE = [PLUGINS / "common" / "modPluginBase.h", PLUGINS / "common" / "modPluginUtils.h",
-        PLUGINS / "topkGatherPlugin" / "modTopKGatherPlugin.cpp", PLUGINS / "scatterPlugin" / "modScatterPlugin.cpp",
-        PLUGINS / "entry" / "modPluginEntry.cpp"]
+GLUE = [
+    PLUGINS / "common" / "modPluginBase.h",
+    PLUGINS / "common" / "modPluginUtils.h",
+    PLUGINS / "topkGatherPlugin" / "modTopKGatherPlugin.cpp",
+    PLUGINS / "scatterPlugin" / "modScatterPlugin.cpp",
+    PLUGINS / "entry" / "modPluginEntry.cpp",
+]
 # IPluginV3 / IPluginV3OneCore / OneBuild / OneRuntime / IPluginCreatorV3One methods, and the library entry points.
-ENTRY_POINTS = {"getCapabilityInterface", "clone", "getPluginName", "getPluginVersion", "getPluginNamespace",
-                "configurePlugin", "getNbOutputs", "getOutputDataTypes", "getOutputShapes", "supportsFormatCombination",
-                "getWorkspaceSize", "getValidTactics", "getNbTactics", "getTimingCacheID", "getFormatCombinationLimit",
-                "getMetadataString", "setTactic", "onShapeChange", "enqueue", "attachToContext", "getFieldsToSerialize",
-                "getFieldNames", "createPlugin", "getCreators"}
+ENTRY_POINTS = {
+    "getCapabilityInterface",
+    "clone",
+    "getPluginName",
+    "getPluginVersion",
+    "getPluginNamespace",
+    "configurePlugin",
+    "getNbOutputs",
+    "getOutputDataTypes",
+    "getOutputShapes",
+    "supportsFormatCombination",
+    "getWorkspaceSize",
+    "getValidTactics",
+    "getNbTactics",
+    "getTimingCacheID",
+    "getFormatCombinationLimit",
+    "getMetadataString",
+    "setTactic",
+    "onShapeChange",
+    "enqueue",
+    "attachToContext",
+    "getFieldsToSerialize",
+    "getFieldNames",
+    "createPlugin",
+    "getCreators",
+}
 CONSTANT_BODY = re.compile(r"^\s*return\s+&?[\w:]+\s*;\s*$")
 
 
@@ -46,7 +72,7 @@ def definitions(text: str):
             i += 1
             if depth == 0:
                 break
-        yield name, text[start + 1:i - 1]
+        yield name, text[start + 1 : i - 1]
 
 
 def test_every_entry_point_catches_everything():
@@ -59,9 +85,20 @@ def test_every_entry_point_catches_everything():
             if not re.search(r"\btry\b", body) or "MOD_CATCH_AND_REPORT" not in body:
                 unguarded.append(f"{path.name}: {name}")
     assert not unguarded, unguarded
-    assert {"createPlugin", "enqueue", "getOutputShapes", "supportsFormatCombination", "getOutputDataTypes",
-            "configurePlugin", "onShapeChange", "clone", "attachToContext", "getFieldsToSerialize",
-            "getCapabilityInterface", "getCreators"} <= found, found
+    assert {
+        "createPlugin",
+        "enqueue",
+        "getOutputShapes",
+        "supportsFormatCombination",
+        "getOutputDataTypes",
+        "configurePlugin",
+        "onShapeChange",
+        "clone",
+        "attachToContext",
+        "getFieldsToSerialize",
+        "getCapabilityInterface",
+        "getCreators",
+    } <= found, found
 
 
 def test_the_checker_sees_an_unguarded_entry_point():
@@ -81,5 +118,7 @@ def test_glue_includes_only_nvinferruntime_and_files_stay_small():
         for header in re.findall(r"#include\s*<(NvInfer\w*\.h)>", text):
             assert header in {"NvInferRuntime.h", "NvInferImpl.h"}, (path, header)
             assert header == "NvInferRuntime.h" or path.parent.name == "tests", (path, header)
-    api = (PLUGINS / "kernelApi" / "modKernelApi.h").read_text() + (PLUGINS / "kernelApi" / "modKernelApi.cpp").read_text()
+    api = (PLUGINS / "kernelApi" / "modKernelApi.h").read_text() + (
+        PLUGINS / "kernelApi" / "modKernelApi.cpp"
+    ).read_text()
     assert "NvInfer" not in api, "the kernels' C ABI needs no TensorRT"

@@ -1,22 +1,23 @@
 """FP16 and INT8: structure of the graphs (what is quantised, what stays float32), accuracy on the trained
 example model, the calibration cache, and bad input."""
+
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from onnx import TensorProto, numpy_helper
 
 from calibration.data import load_calibration_data
-from calibration.fp16 import convert_forms_fp16
+from calibration.fp16 import fp16_stage
 from calibration.int8 import CACHE_FORMAT, CalibrationError, quantize_forms, weight_matmuls
-from calibration.policy import PrecisionPolicy, apply_policy, policy_violations, router_nodes
+from calibration.policy import PrecisionPolicy, apply_policy, policy_violations
 from mod_export.data.corpus import fixed_windows, held_out_split
 from mod_export.errors import CorpusError
 from mod_export.export.onnx_export import export_forms
+from mod_export.graph.queries import router_nodes
 from mod_export.validate.quality import quality_report
+from tests.helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,14 @@ def eval_windows(corpus):
 @pytest.fixture(scope="module")
 def int8_forms(float_forms, calib, tmp_path_factory):
     cache = tmp_path_factory.mktemp("calib") / "cache.json"
-    return quantize_forms(float_forms.plugin, float_forms.portable, calib, "percentile", cache, show_progress=False), cache
+    return quantize_forms(
+        float_forms.plugin, float_forms.portable, calib, "percentile", cache, show_progress=False
+    ), cache
+
+
+def fp16_forms(model):
+    """The fp16 stage, as the pipeline runs it: an explicit half-precision export, then the policy pass."""
+    return fp16_stage(export_forms(model, half=True)).forms
 
 
 def producers(model):
@@ -45,11 +53,14 @@ def producers(model):
 
 
 def test_fp16_keeps_routers_softmax_norm_stats_and_scores_float32(trained):
-    forms = convert_forms_fp16(trained[0], 18, False)
+    forms = fp16_forms(trained[0])
     for proto in (forms.plugin, forms.portable):
         assert policy_violations(proto, PrecisionPolicy()) == []
-        assert all(next((a.i for a in n.attribute if a.name == "stash_type"), 1) == 1
-                   for n in proto.graph.node if n.op_type == "LayerNormalization")
+        assert all(
+            next((a.i for a in n.attribute if a.name == "stash_type"), 1) == 1
+            for n in proto.graph.node
+            if n.op_type == "LayerNormalization"
+        )
         router_weights = {i for n in router_nodes(proto) for i in n.input}
         inits = {t.name: t.data_type for t in proto.graph.initializer}
         matmul_weights = [n.input[1] for n in proto.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
@@ -59,7 +70,7 @@ def test_fp16_keeps_routers_softmax_norm_stats_and_scores_float32(trained):
 
 
 def test_policy_is_extensible(float_forms, trained):
-    forms = convert_forms_fp16(trained[0], 18, False)
+    forms = fp16_forms(trained[0])
     policy = PrecisionPolicy().extended("Erf")  # GELU's Erf in float32 too
     assert policy_violations(forms.portable, policy)  # not yet
     fixed = apply_policy(forms.portable, policy)
@@ -67,7 +78,7 @@ def test_policy_is_extensible(float_forms, trained):
 
 
 def test_fp16_quality_on_held_out_text(trained, eval_windows):
-    forms = convert_forms_fp16(trained[0], 18, False)
+    forms = fp16_forms(trained[0])
     quality = quality_report(trained[0], {"portable": forms.portable}, forms.plugin, eval_windows, "fp16")
     assert quality["passed"], quality["mismatches"]
     result = quality["forms"]["portable"]
@@ -84,7 +95,9 @@ def test_int8_graph_structure(int8_forms, float_forms):
         for node in proto.graph.node:
             if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
                 zp = inits.get(node.input[2]) if len(node.input) > 2 else None
-                assert zp is not None and zp.data_type == TensorProto.INT8 and not numpy_helper.to_array(zp).any(), "symmetric int8"
+                assert zp is not None and zp.data_type == TensorProto.INT8 and not numpy_helper.to_array(zp).any(), (
+                    "symmetric int8"
+                )
         quantized = set(q.quantized_nodes)
         for node in proto.graph.node:
             if node.name in quantized:
@@ -96,7 +109,9 @@ def test_int8_graph_structure(int8_forms, float_forms):
                 assert axis == 1 and len(scale.dims) == 1 and scale.dims[0] > 1, "per-channel weights on axis 1"
                 assert len(inits[act.input[1]].dims) == 0, "per-tensor activations"
         for node in router_nodes(proto):
-            assert all(prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in node.input), "router quantised"
+            assert all(prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in node.input), (
+                "router quantised"
+            )
         for node in proto.graph.node:
             if node.domain == "mod_export":
                 assert all(prod.get(i) is None or prod[i].op_type != "DequantizeLinear" for i in node.input)
@@ -167,8 +182,7 @@ def test_cli_int8_bad_inputs_leave_nothing(trained, tmp_path):
     out = tmp_path / "o"
 
     def run(*extra):
-        return subprocess.run([sys.executable, "-m", "mod_export.cli.main", str(ckpt), "--target", "onnx", "--out", str(out),
-                               "--precision", "int8", *extra], capture_output=True, text=True)
+        return run_cli(str(ckpt), "--target", "onnx", "--out", str(out), "--precision", "int8", *extra)
 
     proc = run("--calib-method", "kl")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
@@ -196,9 +210,14 @@ def _largest_range(cache: dict) -> dict[str, float]:
 def test_each_calibration_method_computes_its_own_ranges(float_forms, calib):
     """Entropy and percentile must not silently fall back to min-max (quantize_static drops bin-count
     options; we build the calibrator ourselves): both clip some activation below its observed max."""
-    ranges = {m: _largest_range(quantize_forms(float_forms.plugin, float_forms.portable, calib, m, None,
-                                               show_progress=False, routing_guard=None).cache)
-              for m in ("minmax", "percentile", "entropy")}
+    ranges = {
+        m: _largest_range(
+            quantize_forms(
+                float_forms.plugin, float_forms.portable, calib, m, None, show_progress=False, routing_guard=None
+            ).cache
+        )
+        for m in ("minmax", "percentile", "entropy")
+    }
     assert set(ranges["minmax"]) == set(ranges["entropy"]) == set(ranges["percentile"])
     for method in ("percentile", "entropy"):
         assert all(ranges[method][t] <= ranges["minmax"][t] * (1 + 1e-6) for t in ranges["minmax"]), method

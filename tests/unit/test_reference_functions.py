@@ -1,47 +1,70 @@
 """The ONNX reference bodies of MoDTopKGather / MoDScatter, run in ONNX Runtime, against the PyTorch routing
 on random cases with deliberate ties and padding (ONNX TopK's tie rule must be ours)."""
+
 from __future__ import annotations
 
 import functools
 
 import numpy as np
 import onnx
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from mod_export.backends.onnxrt.session import create_session
-from mod_export.export.custom_ops import plugin_attributes, register_onnx_schemas
 from mod_export.graph.reference_functions import inline_to_portable
+from mod_export.graph.schemas import plugin_attributes, register_onnx_schemas
 from mod_export.models import routing
-
-import torch
 
 
 def routing_graph(num: int, den: int, gate: int) -> onnx.ModelProto:
     register_onnx_schemas()
     nodes = [
-        helper.make_node("MoDTopKGather", ["x", "scores", "mask"], ["x_sel", "idx", "s_sel"], domain="mod_export",
-                         capacity_num=num, capacity_den=den, **plugin_attributes()),
+        helper.make_node(
+            "MoDTopKGather",
+            ["x", "scores", "mask"],
+            ["x_sel", "idx", "s_sel"],
+            domain="mod_export",
+            capacity_num=num,
+            capacity_den=den,
+            **plugin_attributes(),
+        ),
         helper.make_node("Constant", [], ["two"], value_float=2.0),
         helper.make_node("Constant", [], ["one"], value_float=1.0),
         helper.make_node("Mul", ["x_sel", "two"], ["x2"]),
         helper.make_node("Add", ["x2", "one"], ["y_sel"]),
-        helper.make_node("MoDScatter", ["x", "idx", "x_sel", "y_sel", "s_sel"], ["out"], domain="mod_export",
-                         gate=gate, **plugin_attributes()),
+        helper.make_node(
+            "MoDScatter",
+            ["x", "idx", "x_sel", "y_sel", "s_sel"],
+            ["out"],
+            domain="mod_export",
+            gate=gate,
+            **plugin_attributes(),
+        ),
     ]
     graph = helper.make_graph(
-        nodes, "routing",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", "D"]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["B", "T"]),
-         helper.make_tensor_value_info("mask", TensorProto.INT32, ["B", "T"])],
-        [helper.make_tensor_value_info(n, t, None) for n, t in
-         (("x_sel", TensorProto.FLOAT), ("idx", TensorProto.INT32), ("s_sel", TensorProto.FLOAT), ("out", TensorProto.FLOAT))],
+        nodes,
+        "routing",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", "D"]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["B", "T"]),
+            helper.make_tensor_value_info("mask", TensorProto.INT32, ["B", "T"]),
+        ],
+        [
+            helper.make_tensor_value_info(n, t, None)
+            for n, t in (
+                ("x_sel", TensorProto.FLOAT),
+                ("idx", TensorProto.INT32),
+                ("s_sel", TensorProto.FLOAT),
+                ("out", TensorProto.FLOAT),
+            )
+        ],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("mod_export", 1)])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def session(num: int, den: int, gate: int, portable: bool):
     model = routing_graph(num, den, gate)
     if portable:

@@ -1,11 +1,10 @@
 """Router health and the degenerate-router alarm: a content router on text passes, deliberately broken routers
 (ranking by position, zero or vanishing weights) raise the alarm, in the library and in an export's report."""
+
 from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from mod_export.data.corpus import fixed_windows, held_out_split
 from mod_export.models.model import RoutedBlock
 from mod_export.parity.health import POSITION_OVERLAP_ALARM, LayerScores, boundary_margins, layer_health
 from mod_export.validate.forms import reference_health
+from tests.helpers import run_cli
 
 
 def test_boundary_margins_are_the_gap_at_k():
@@ -80,16 +80,17 @@ def test_trained_router_is_healthy_and_broken_routers_alarm(trained, windows):
     zero = reference_health(_broken(model, "zero"), windows, capacities)
     assert zero["degenerate"] and all(len(e["alarms"]) == 2 for e in zero["layers"].values())
     tiny = reference_health(_broken(model, "vanishing"), windows, capacities)
-    assert tiny["degenerate"] and all(any(a.startswith("uninformative") for a in e["alarms"]) for e in tiny["layers"].values())
+    assert tiny["degenerate"] and all(
+        any(a.startswith("uninformative") for a in e["alarms"]) for e in tiny["layers"].values()
+    )
 
 
 def test_export_reports_a_degenerate_router_in_one_line_and_in_report_json(trained, tmp_path):
-    from mod_export.checkpoint import save_checkpoint
+    from mod_export.models.checkpoint import save_checkpoint
 
     path = save_checkpoint(_broken(trained[0], "zero"), tmp_path / "zero.pt")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "mod_export.cli.main", str(path), "--target", "onnx", "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = run_cli(str(path), "--target", "onnx", "--out", str(out))
     assert proc.returncode == 0, proc.stderr  # a degenerate router is a warning, not a parity failure
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: degenerate router")]
     assert len(warnings) == 4, proc.stderr  # 2 routed layers x (positional, uninformative), one line each

@@ -1,4 +1,5 @@
-"""The routing contract (DESIGN.md section 2) against naive per-row Python loops."""
+"""The routing contract (docs/design.md (routing semantics)) against naive per-row Python loops."""
+
 from __future__ import annotations
 
 import math
@@ -67,7 +68,9 @@ def routing_case(draw):
 @given(routing_case())
 def test_topk_gather_matches_naive_loop_with_ties_and_padding(case):
     x, scores, mask, num, den = case
-    x_sel, idx, s_sel = routing.topk_gather(torch.from_numpy(x), torch.from_numpy(scores), torch.from_numpy(mask), num, den)
+    x_sel, idx, s_sel = routing.topk_gather(
+        torch.from_numpy(x), torch.from_numpy(scores), torch.from_numpy(mask), num, den
+    )
     ex, eidx, es = naive_topk_gather(x, scores, mask, num, den)
     assert idx.dtype == torch.int32
     np.testing.assert_array_equal(idx.numpy(), eidx)
@@ -80,7 +83,9 @@ def test_topk_gather_matches_naive_loop_with_ties_and_padding(case):
 @given(routing_case(), st.sampled_from([0, 1]))
 def test_scatter_matches_naive_loop(case, gate):
     x, scores, mask, num, den = case
-    x_sel, idx, s_sel = routing.topk_gather(torch.from_numpy(x), torch.from_numpy(scores), torch.from_numpy(mask), num, den)
+    x_sel, idx, s_sel = routing.topk_gather(
+        torch.from_numpy(x), torch.from_numpy(scores), torch.from_numpy(mask), num, den
+    )
     y_sel = x_sel * 2 + 1
     out = routing.scatter_update(torch.from_numpy(x), idx, x_sel, y_sel, s_sel, gate)
     expected = naive_scatter(x, idx.numpy(), x_sel.numpy(), y_sel.numpy(), s_sel.numpy(), gate)
@@ -150,7 +155,11 @@ def test_routing_off_equals_a_plain_transformer():
     cfg = MoDConfig(d_model=32, n_heads=2, n_layers=4, d_mlp=64)
     mod = MoDTransformer(cfg)
     plain = MoDTransformer(cfg.replace(routed_layers=()))  # no routed blocks at all
-    state = {k.replace(".block.", "."): v for k, v in mod.state_dict().items() if ".router." not in k and ".predictor." not in k}
+    state = {
+        k.replace(".block.", "."): v
+        for k, v in mod.state_dict().items()
+        if ".router." not in k and ".predictor." not in k
+    }
     plain.load_state_dict(state)
     ids = torch.randint(0, 256, (2, 33))
     mask = torch.ones_like(ids)

@@ -1,26 +1,28 @@
 """One trained model proves little: the export, validation and precision path must hold for models trained with
 other seeds too (shorter training than the example's, same architecture and losses). Nothing here may depend on
 which seed is which."""
+
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from calibration.apply import PrecisionOptions
-from mod_export.checkpoint import save_checkpoint
-from mod_export.export.pipeline import OnnxJob, run_onnx_job
+from mod_export.models.checkpoint import save_checkpoint
+from mod_export.pipeline import OnnxJob, run_onnx_job
 from mod_export.training.train import TrainSettings, example_config, train_example
+from tests.helpers import run_cli
 
 SEEDS = (1, 2, 3)  # the session fixture `trained` is seed 0
 
 
 @pytest.fixture(scope="module", params=SEEDS, ids=lambda s: f"seed{s}")
 def seeded_checkpoint(request, corpus, tmp_path_factory) -> Path:
-    settings = TrainSettings(steps=100, batch=8, seq_len=128, seed=request.param, config=example_config(), eval_windows=8)
+    settings = TrainSettings(
+        steps=100, batch=8, seq_len=128, seed=request.param, config=example_config(), eval_windows=8
+    )
     model, metrics = train_example(settings, corpus=corpus, show_progress=False)
     return save_checkpoint(model, tmp_path_factory.mktemp(f"seed{request.param}") / "model.pt", metrics)
 
@@ -41,8 +43,7 @@ def test_fp16_export_validates_and_validate_judges_it_at_its_precision(seeded_ch
     assert quality["passed"] and set(quality["forms"]) == {"portable", "plugin"}
     for form in quality["forms"].values():
         assert form["relative_bpb_change"] < 0.005 and all(r["routing_errors"] == 0 for r in form["routing"].values())
-    proc = subprocess.run([sys.executable, "-m", "mod_export.cli.main", "validate", str(seeded_checkpoint), str(out),
-                           "--report", str(tmp_path / "r.json")], capture_output=True, text=True)
+    proc = run_cli("validate", str(seeded_checkpoint), str(out), "--report", str(tmp_path / "r.json"))
     assert proc.returncode == 0, proc.stderr
     assert "parity: passed (fp16)" in proc.stdout
     judged = json.loads((tmp_path / "r.json").read_text())

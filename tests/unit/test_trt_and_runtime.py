@@ -1,11 +1,11 @@
 """TensorRT target, runtime Session and Triton repository, as far as a CPU-only machine allows.
 
 Tests whose name says mock_tensorrt use tests/unit/fakes/mock_tensorrt.py instead of the TensorRT runtime."""
+
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -17,11 +17,8 @@ from mod_export.backends.trt import builder as trt_builder
 from mod_export.backends.trt.builder import EngineBuildError, EngineSettings, ShapeRange
 from mod_export.errors import MissingDependencyError, ModExportError
 from mod_export.runtime import Session
+from tests.helpers import run_cli
 from tests.unit.parity_helpers import assert_forced_parity
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "mod_export.cli.main", *args], capture_output=True, text=True)
 
 
 @pytest.fixture()
@@ -80,8 +77,7 @@ def test_target_trt_without_tensorrt_writes_onnx_then_exits_4(trained, tmp_path)
     blocker.mkdir()
     (blocker / "tensorrt.py").write_text("raise ImportError('TensorRT hidden by the test')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "mod_export.cli.main", str(ckpt), "--target", "trt", "--out", str(out),
-                           "--no-validate"], capture_output=True, text=True, env=env)
+    proc = run_cli(str(ckpt), "--target", "trt", "--out", str(out), "--no-validate", env=env)
     assert proc.returncode == 4, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "TensorRT" in errors[0] and "Traceback" not in proc.stderr
@@ -93,7 +89,7 @@ def test_target_trt_without_tensorrt_writes_onnx_then_exits_4(trained, tmp_path)
 @pytest.mark.parametrize("bad", ["1:2", "0:1:8", "4:2:8", "a:b:c"])
 def test_shape_ranges_are_checked_before_any_work(trained, tmp_path, bad):
     _, _, ckpt = trained
-    proc = cli(str(ckpt), "--target", "trt", "--out", str(tmp_path / "o"), "--seq-len", bad)
+    proc = run_cli(str(ckpt), "--target", "trt", "--out", str(tmp_path / "o"), "--seq-len", bad)
     assert proc.returncode == 1 and "MIN:OPT:MAX" in proc.stderr
     assert not (tmp_path / "o").exists()
 
@@ -101,8 +97,12 @@ def test_shape_ranges_are_checked_before_any_work(trained, tmp_path, bad):
 def test_network_flags_by_name_for_10_3_and_11():
     import types
 
-    v103 = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1))
-    v11 = types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=0, PREFER_JIT_PYTHON_PLUGINS=1))
+    v103 = types.SimpleNamespace(
+        NetworkDefinitionCreationFlag=types.SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=1)
+    )
+    v11 = types.SimpleNamespace(
+        NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=0, PREFER_JIT_PYTHON_PLUGINS=1)
+    )
     assert trt_builder.network_flags(v103) == 1 << 1
     assert trt_builder.network_flags(v11) == 1 << 0
     assert trt_builder.network_flags(types.SimpleNamespace(NetworkDefinitionCreationFlag=types.SimpleNamespace())) == 0
@@ -113,13 +113,20 @@ def test_engine_build_with_mock_tensorrt_runtime(mock_tensorrt, exported, tmp_pa
     library = tmp_path / "libmod_export_plugins.so"
     library.write_bytes(b"\x7fELF mock")
     cache = tmp_path / "timing.cache"
-    settings = EngineSettings(batch=ShapeRange(1, 2, 8), seq=ShapeRange(1, 128, 2048), timing_cache=cache,
-                              plugin_library=library, show_progress=True)
+    settings = EngineSettings(
+        batch=ShapeRange(1, 2, 8),
+        seq=ShapeRange(1, 128, 2048),
+        timing_cache=cache,
+        plugin_library=library,
+        show_progress=True,
+    )
     engine = tmp_path / "model.engine"
     info = trt_builder.build_engine(out / "model.plugin.onnx", engine, settings)
     payload = json.loads(engine.read_bytes())
     assert payload["flags"] == 1 << 1  # strongly typed on 10.3
-    assert payload["profiles"] == [{"input_ids": [[1, 1], [2, 128], [8, 2048]], "attention_mask": [[1, 1], [2, 128], [8, 2048]]}]
+    assert payload["profiles"] == [
+        {"input_ids": [[1, 1], [2, 128], [8, 2048]], "attention_mask": [[1, 1], [2, 128], [8, 2048]]}
+    ]
     assert payload["plugins"] == [str(library)] and mock_tensorrt.REGISTRY.libraries == [str(library)]
     assert not info["timing_cache_reused"] and cache.read_bytes() == b"mock-timing-cache+1"
     info = trt_builder.build_engine(out / "model.plugin.onnx", engine, settings)
@@ -135,25 +142,40 @@ def test_parser_errors_name_every_node_with_mock_tensorrt_runtime(mock_tensorrt,
     assert message.count(" MoDTopKGather: ") == 2 and message.count(" MoDScatter: ") == 2  # operator per node
     assert message.count("node ") >= 4  # each error names its node index
     assert not (tmp_path / "e").exists()
-    trt_builder.build_engine(out / "model.onnx", tmp_path / "e", EngineSettings(show_progress=False))  # portable form parses
+    trt_builder.build_engine(
+        out / "model.onnx", tmp_path / "e", EngineSettings(show_progress=False)
+    )  # portable form parses
 
 
 def test_target_trt_and_triton_with_mock_tensorrt_runtime(mock_tensorrt, monkeypatch, trained, tmp_path):
-    from mod_export.export.pipeline import OnnxJob, run_onnx_job
+    from mod_export.pipeline import OnnxJob, run_onnx_job
 
     _, _, ckpt = trained
     library = tmp_path / "libmod_export_plugins.so"
     library.write_bytes(b"\x7fELF mock")
     monkeypatch.setattr("mod_export.backends.trt.availability.cuda_device_count", lambda: 1)
     out = tmp_path / "trt"
-    report = run_onnx_job(OnnxJob(ckpt, out, validate=False, target="trt", plugin_library=library,
-                                  engine=EngineSettings(show_progress=False)))
-    assert report["engine"]["built"] and (out / "model.engine").is_file() and (out / "libmod_export_plugins.so").is_file()
+    report = run_onnx_job(
+        OnnxJob(
+            ckpt, out, validate=False, target="trt", plugin_library=library, engine=EngineSettings(show_progress=False)
+        )
+    )
+    assert (
+        report["engine"]["built"] and (out / "model.engine").is_file() and (out / "libmod_export_plugins.so").is_file()
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert {"model.engine", "libmod_export_plugins.so"} <= set(manifest["files"])
     tri = tmp_path / "tri"
-    run_onnx_job(OnnxJob(ckpt, tri, validate=False, target="triton", plugin_library=library,
-                         engine=EngineSettings(batch=ShapeRange(1, 4, 16), show_progress=False)))
+    run_onnx_job(
+        OnnxJob(
+            ckpt,
+            tri,
+            validate=False,
+            target="triton",
+            plugin_library=library,
+            engine=EngineSettings(batch=ShapeRange(1, 4, 16), show_progress=False),
+        )
+    )
     repo = tri / "model_repository"
     assert (repo / "mod_export_trt" / "1" / "model.plan").is_file()
     assert (repo / "mod_export_trt" / "libmod_export_plugins.so").is_file()
@@ -186,7 +208,7 @@ def check_triton_config(path, onnx_path, max_batch, platform=None, backend=None)
 def test_triton_repository_validates_against_tritons_schema(trained, tmp_path):
     _, _, ckpt = trained
     out = tmp_path / "tri"
-    proc = cli(str(ckpt), "--target", "triton", "--out", str(out), "--no-validate", "--batch", "1:2:16")
+    proc = run_cli(str(ckpt), "--target", "triton", "--out", str(out), "--no-validate", "--batch", "1:2:16")
     assert proc.returncode == 0, proc.stderr
     repo = out / "model_repository"
     assert sorted(p.name for p in repo.iterdir()) == ["mod_export_onnx"]  # no engine without TensorRT

@@ -1,12 +1,14 @@
 """ONNX Runtime sessions for both ONNX forms; the plugin form gets the reference function bodies attached."""
+
 from __future__ import annotations
 
 import os
 
 import onnx
 import onnx.inliner
+import onnxruntime as ort
 
-from mod_export.export.custom_ops import DOMAIN
+from mod_export.contract import DOMAIN
 from mod_export.graph.reference_functions import attach_reference_functions
 
 
@@ -21,23 +23,24 @@ def load_onnx(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
 
 
 def available_providers(prefer_gpu: bool = True) -> list[str]:
-    import onnxruntime as ort
-
     have = ort.get_available_providers()
     order = ["CUDAExecutionProvider", "CPUExecutionProvider"] if prefer_gpu else ["CPUExecutionProvider"]
     return [p for p in order if p in have] or ["CPUExecutionProvider"]
 
 
-def create_session(source: str | os.PathLike | onnx.ModelProto, providers: list[str] | None = None,
-                   threads: int | None = None, profile_prefix: str | None = None, stop_spinning_after_run: bool = False):
+def create_session(
+    source: str | os.PathLike | onnx.ModelProto,
+    providers: list[str] | None = None,
+    threads: int | None = None,
+    profile_prefix: str | None = None,
+    stop_spinning_after_run: bool = False,
+):
     """An InferenceSession for either form. Custom MoD ops run through their attached reference bodies.
 
     stop_spinning_after_run=True: intra-op threads still spin between the ops of a run, but stop the
     moment Run() returns (`session.force_spinning_stop`). Set it when several sessions (or PyTorch) take
     turns on the same cores: otherwise one session's idle spinning slows the next one down (a 512x512x2048
     MatMul took 15-16 ms instead of 8 alternating between two sessions on 2 cores)."""
-    import onnxruntime as ort
-
     model = load_onnx(source)
     if has_custom_ops(model):
         # Attach the reference bodies and inline them here, so ONNX Runtime optimises exactly the graph it

@@ -1,5 +1,6 @@
 """Is TensorRT usable here? Lazy import of the bindings and a driver-level GPU check, each failing with
 one clear MissingDependencyError (exit code 4) instead of a traceback."""
+
 from __future__ import annotations
 
 import ctypes
@@ -34,7 +35,9 @@ def cuda_device_count() -> int:
 
 def require_gpu() -> None:
     if cuda_device_count() == 0:
-        raise MissingDependencyError("no NVIDIA GPU found (the CUDA driver reports no device); TensorRT engines need one")
+        raise MissingDependencyError(
+            "no NVIDIA GPU found (the CUDA driver reports no device); TensorRT engines need one"
+        )
 
 
 def tensorrt_version() -> str | None:

@@ -3,6 +3,7 @@
 Precision comes from the ONNX file (strongly typed networks; TensorRT 11 has no FP16/INT8 builder flags).
 Flags are set by name and guarded with hasattr, since 11.0 renumbered the enums.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,10 +11,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.contract import DEFAULT_BATCH_RANGE, DEFAULT_SEQ_RANGE, DEFAULT_WORKSPACE_MB, INPUT_NAMES
 from mod_export.errors import ModExportError
-
 
 
 class EngineBuildError(ModExportError):
@@ -27,7 +29,7 @@ class ShapeRange:
     max: int
 
     @classmethod
-    def parse(cls, text: str, what: str) -> "ShapeRange":
+    def parse(cls, text: str, what: str) -> ShapeRange:
         parts = text.split(":")
         try:
             values = [int(p) for p in parts]
@@ -46,6 +48,7 @@ class EngineSettings:
     timing_cache: Path | None = None
     plugin_library: Path | None = None
     show_progress: bool = True
+    extra_outputs: tuple[str, ...] = ()  # tensors to mark as engine outputs too (each routed layer's idx)
 
 
 def network_flags(trt) -> int:
@@ -72,7 +75,6 @@ def make_progress_monitor(trt):
     """An IProgressMonitor that prints builder phases with tqdm bars (None where the API lacks it)."""
     if not hasattr(trt, "IProgressMonitor"):
         return None
-    from tqdm import tqdm
 
     class TqdmProgressMonitor(trt.IProgressMonitor):
         def __init__(self):
@@ -80,8 +82,12 @@ def make_progress_monitor(trt):
             self._bars: dict[str, tqdm] = {}
 
         def phase_start(self, phase_name, parent_phase, num_steps):
-            depth = 0 if parent_phase is None else 1 + (self._bars[parent_phase].pos if parent_phase in self._bars else 0)
-            self._bars[phase_name] = tqdm(total=num_steps, desc=phase_name, position=depth, leave=depth == 0, file=sys.stderr)
+            depth = (
+                0 if parent_phase is None else 1 + (self._bars[parent_phase].pos if parent_phase in self._bars else 0)
+            )
+            self._bars[phase_name] = tqdm(
+                total=num_steps, desc=phase_name, position=depth, leave=depth == 0, file=sys.stderr
+            )
 
         def step_complete(self, phase_name, step):
             if phase_name in self._bars:
@@ -102,6 +108,22 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def mark_extra_outputs(network, names: tuple[str, ...]) -> None:
+    """Mark the named intermediate tensors as network outputs (validation reads the engine's routing from them)."""
+    wanted, found = set(names), {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            tensor = layer.get_output(j)
+            if tensor.name in wanted:
+                found[tensor.name] = tensor
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise EngineBuildError(f"the parsed network has no tensor {missing[0]!r} to mark as an output")
+    for name in names:
+        network.mark_output(found[name])
+
+
 def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings) -> dict:
     """Parse, configure one optimisation profile, build, write engine (and timing cache) atomically."""
     trt = import_tensorrt()
@@ -116,7 +138,10 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings) -
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [format_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise EngineBuildError(f"the ONNX parser rejected {onnx_path.name} ({len(errors)} error(s)): " + " | ".join(errors))
+        raise EngineBuildError(
+            f"the ONNX parser rejected {onnx_path.name} ({len(errors)} error(s)): " + " | ".join(errors)
+        )
+    mark_extra_outputs(network, tuple(settings.extra_outputs))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
     profile = builder.create_optimization_profile()
@@ -124,7 +149,9 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings) -
     for name in INPUT_NAMES:
         profile.set_shape(name, (b.min, s.min), (b.opt, s.opt), (b.max, s.max))
     config.add_optimization_profile(profile)
-    cache_bytes = settings.timing_cache.read_bytes() if settings.timing_cache and settings.timing_cache.is_file() else b""
+    cache_bytes = (
+        settings.timing_cache.read_bytes() if settings.timing_cache and settings.timing_cache.is_file() else b""
+    )
     cache = config.create_timing_cache(cache_bytes)
     config.set_timing_cache(cache, ignore_mismatch=False)
     if settings.plugin_library is not None and hasattr(config, "plugins_to_serialize"):
@@ -145,4 +172,5 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings) -
         "timing_cache": str(settings.timing_cache) if settings.timing_cache else None,
         "timing_cache_reused": bool(cache_bytes),
         "plugins_serialized": settings.plugin_library is not None and hasattr(config, "plugins_to_serialize"),
+        "extra_outputs": list(settings.extra_outputs),
     }

@@ -2,10 +2,10 @@
 names and flag values. TensorRT cannot run on these CPU-only machines; this lets the builder code run up
 to the point where a GPU is needed. Its ONNX "parser" mimics the fallback plugin importer: a node whose
 op_type is not a standard ONNX op needs a creator from a loaded plugin library."""
+
 from __future__ import annotations
 
 import json
-import types
 
 import onnx
 
@@ -79,10 +79,15 @@ class OnnxParser:
             if node.domain in ("", "ai.onnx"):
                 continue
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            key = (node.op_type, attrs.get("plugin_version", b"1").decode(), attrs.get("plugin_namespace", b"").decode())
+            key = (
+                node.op_type,
+                attrs.get("plugin_version", b"1").decode(),
+                attrs.get("plugin_namespace", b"").decode(),
+            )
             if not (plugins_loaded and key in PLUGIN_CREATORS):
                 self.errors.append(_ParserError(i, node))
         self.network.inputs = [i.name for i in model.graph.input]
+        self.network.layers = [_Layer(list(node.output)) for node in model.graph.node]
         return not self.errors
 
     @property
@@ -91,6 +96,38 @@ class OnnxParser:
 
     def get_error(self, i):
         return self.errors[i]
+
+
+class _Tensor:
+    def __init__(self, name):
+        self.name = name
+
+
+class _Layer:
+    def __init__(self, outputs):
+        self._outputs = [_Tensor(o) for o in outputs]
+
+    @property
+    def num_outputs(self):
+        return len(self._outputs)
+
+    def get_output(self, j):
+        return self._outputs[j]
+
+
+class _Network:
+    def __init__(self):
+        self.inputs, self.layers, self.marked = [], [], []
+
+    @property
+    def num_layers(self):
+        return len(self.layers)
+
+    def get_layer(self, i):
+        return self.layers[i]
+
+    def mark_output(self, tensor):
+        self.marked.append(tensor.name)
 
 
 class _Profile:
@@ -144,7 +181,7 @@ class Builder:
 
     def create_network(self, flags=0):
         self.network_flags = flags
-        return types.SimpleNamespace(inputs=[])
+        return _Network()
 
     def create_builder_config(self):
         return _Config()
@@ -159,6 +196,11 @@ class Builder:
             monitor.step_complete("Building engine", 1)
             monitor.step_complete("Building engine", 2)
             monitor.phase_finish("Building engine")
-        payload = {"inputs": network.inputs, "profiles": [p.shapes for p in config.profiles],
-                   "plugins": list(config.plugins_to_serialize), "flags": self.network_flags}
+        payload = {
+            "inputs": network.inputs,
+            "profiles": [p.shapes for p in config.profiles],
+            "plugins": list(config.plugins_to_serialize),
+            "flags": self.network_flags,
+            "marked": network.marked,
+        }
         return json.dumps(payload).encode()

@@ -1,8 +1,9 @@
-"""Safe checkpoints (DESIGN.md section 5): {"format": "mod_export/1", "config", "state_dict", "metrics"}.
+"""Safe checkpoints (docs/design.md (artifacts)): {"format": "mod_export/1", "config", "state_dict", "metrics"}.
 
 Loading never executes pickled code: torch.load(weights_only=True) unless the caller passes unsafe=True.
 Every problem is reported as one CheckpointError with a one-line message.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +18,7 @@ import torch
 
 from mod_export.contract import CHECKPOINT_FORMAT
 from mod_export.errors import CheckpointError, ConfigError
+from mod_export.integrity import can_write_in, nearest_existing
 from mod_export.models.config import MoDConfig
 from mod_export.models.model import MoDTransformer
 
@@ -41,10 +43,8 @@ def check_destination(path: str | os.PathLike, force: bool) -> Path:
         raise CheckpointError(f"--out {path} is a directory; give a file name such as model.pt")
     if path.exists() and not force:
         raise CheckpointError(f"{path} already exists (pass --force to replace it)")
-    probe = path.absolute().parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    probe = nearest_existing(path.absolute().parent)
+    if not probe.is_dir() or not can_write_in(probe):
         raise CheckpointError(f"cannot write checkpoint {path}: no write permission on {probe}")
     return path
 
@@ -83,7 +83,9 @@ def read_checkpoint(path: str | os.PathLike, unsafe: bool = False) -> dict[str, 
     if not path.is_file():
         raise CheckpointError(f"checkpoint is not a file: {path}")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not a torch.save zip archive; truncated or another file type)")
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (not a torch.save zip archive; truncated or another file type)"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=not unsafe)
     except pickle.UnpicklingError as exc:
@@ -93,9 +95,13 @@ def read_checkpoint(path: str | os.PathLike, unsafe: bool = False) -> dict[str, 
             "pass --unsafe-load only if you trust this file"
         ) from None
     except Exception as exc:  # torch raises many types for corrupt archives
-        raise CheckpointError(f"{path} could not be read as a checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+        raise CheckpointError(
+            f"{path} could not be read as a checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
+        ) from None
     if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: expected a dict with 'format', 'config', 'state_dict', got {type(payload).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a dict with 'format', 'config', 'state_dict', got {type(payload).__name__}"
+        )
     tag = payload.get("format")
     if tag != FORMAT_TAG:
         raise CheckpointError(f"{path}: format tag is {tag!r}, expected {FORMAT_TAG!r}")
@@ -121,22 +127,30 @@ def model_from_payload(payload: dict[str, Any], source: str = "checkpoint") -> M
     if missing:
         raise CheckpointError(f"{source}: state_dict is missing {len(missing)} key(s): {', '.join(missing[:5])}")
     if unexpected:
-        raise CheckpointError(f"{source}: state_dict has {len(unexpected)} unexpected key(s): {', '.join(unexpected[:5])}")
+        raise CheckpointError(
+            f"{source}: state_dict has {len(unexpected)} unexpected key(s): {', '.join(unexpected[:5])}"
+        )
     for name, ref in expected.items():
         value = given[name]
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{source}: state_dict[{name!r}] is {type(value).__name__}, not a tensor")
         if tuple(value.shape) != tuple(ref.shape):
-            raise CheckpointError(f"{source}: state_dict[{name!r}] has shape {tuple(value.shape)}, config implies {tuple(ref.shape)}")
+            raise CheckpointError(
+                f"{source}: state_dict[{name!r}] has shape {tuple(value.shape)}, config implies {tuple(ref.shape)}"
+            )
         if not value.is_floating_point():
             raise CheckpointError(f"{source}: state_dict[{name!r}] has dtype {value.dtype}, expected a floating type")
         if not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
-            raise CheckpointError(f"{source}: state_dict[{name!r}] has {bad} NaN or Inf value(s): the weights are broken")
+            raise CheckpointError(
+                f"{source}: state_dict[{name!r}] has {bad} NaN or Inf value(s): the weights are broken"
+            )
     recorded = payload.get("content_sha256")
     if recorded is not None and recorded != tensors_sha256(given):
-        raise CheckpointError(f"{source}: tensor contents do not match the checkpoint's content hash (the file was "
-                              "damaged or edited after it was written)")
+        raise CheckpointError(
+            f"{source}: tensor contents do not match the checkpoint's content hash (the file was "
+            "damaged or edited after it was written)"
+        )
     model.load_state_dict({k: v.float() for k, v in given.items()})
     return model.eval()
 

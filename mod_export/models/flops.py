@@ -1,7 +1,8 @@
 """Analytic FLOPs per forward (multiply-add = 2 FLOPs), counting attention's quadratic term.
 
-The ideal MoD speedup over its dense twin is flops(dense) / flops(mod) (DESIGN.md section 8).
+The ideal MoD speedup over its dense twin is flops(dense) / flops(mod) (docs/design.md (measuring performance)).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,9 @@ def forward_flops(cfg: MoDConfig, batch: int, seq_len: int, routing_enabled: boo
         if layer in routed:
             blocks += block_flops(k, cfg.d_model, cfg.d_mlp)
             # router dot product, top-k compare work (~T log2 T), gather/scatter and gated update (~4 k D)
-            routing_ops += 2 * seq_len * cfg.d_model + int(seq_len * max(1.0, math.log2(max(seq_len, 2)))) + 4 * k * cfg.d_model
+            routing_ops += (
+                2 * seq_len * cfg.d_model + int(seq_len * max(1.0, math.log2(max(seq_len, 2)))) + 4 * k * cfg.d_model
+            )
         else:
             blocks += block_flops(seq_len, cfg.d_model, cfg.d_mlp)
     head = 2 * seq_len * cfg.d_model * cfg.vocab_size

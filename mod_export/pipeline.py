@@ -1,0 +1,208 @@
+"""The export job for every target, as stages: load -> export both ONNX forms -> precision stage -> checks ->
+validation -> (trt) engine build and its validation -> (triton) model repository -> report and manifest, all
+written into DIR atomically under a lock. The CLI is a thin layer over run_onnx_job."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calibration.apply import PrecisionOptions, int8_stage, load_calibration
+from calibration.fp16 import fp16_stage
+from mod_export.backends.trt.availability import import_tensorrt, require_gpu
+from mod_export.backends.trt.builder import EngineSettings, build_engine
+from mod_export.contract import (
+    DEFAULT_ATOL,
+    DEFAULT_OPSET,
+    DOMAIN,
+    ENGINE_FILE,
+    MANIFEST_FILE,
+    PLUGIN_FILE,
+    PORTABLE_FILE,
+    REPORT_FILE,
+    SCATTER,
+    TOPK_GATHER,
+)
+from mod_export.errors import MissingDependencyError, ParityError
+from mod_export.export.artifacts import ArtifactDir, OutputLock, check_output_dir
+from mod_export.export.manifest import build_manifest
+from mod_export.export.onnx_export import ExportedForms, check_model, check_opset, export_forms
+from mod_export.export.triton import write_repository
+from mod_export.models.checkpoint import load_checkpoint
+from mod_export.models.flops import forward_flops, ideal_speedup
+from mod_export.plugins import LIBRARY_NAME, library_path
+from mod_export.validate.artifacts import validate_artifacts, validate_engine
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class OnnxJob:
+    model_path: Path
+    out_dir: Path
+    force: bool = False
+    opset: int = DEFAULT_OPSET
+    allow_dense: bool = False
+    unsafe_load: bool = False
+    validate: bool = True
+    atol: float = DEFAULT_ATOL
+    target: str = "onnx"  # onnx | trt | triton
+    use_plugins: bool = True  # trt: build from model.plugin.onnx (else the portable form)
+    plugin_library: Path | None = None
+    engine: EngineSettings | None = None
+    precision: PrecisionOptions = field(default_factory=PrecisionOptions)
+
+
+def _pair(forms: ExportedForms) -> dict:
+    return {"portable": forms.portable, "plugin": forms.plugin}
+
+
+def _build_engine_into(art: ArtifactDir, job: OnnxJob, forms: ExportedForms) -> dict:
+    """model.engine (+ the plugin library beside it), every routed layer's idx marked as an engine output too.
+    Raises MissingDependencyError without TensorRT or a GPU."""
+    import_tensorrt()
+    require_gpu()
+    settings = job.engine or EngineSettings()
+    settings.extra_outputs = tuple(forms.idx_outputs)
+    if job.use_plugins:
+        library = job.plugin_library or library_path()
+        shutil.copyfile(library, art.path(library.name))
+        settings.plugin_library = Path(library)
+    source = art.path(PLUGIN_FILE if job.use_plugins else PORTABLE_FILE)
+    logger.info("building TensorRT engine from %s ...", source.name)
+    info = build_engine(source, art.path(ENGINE_FILE), settings)
+    return {"built": True, "from": source.name, **info}
+
+
+def run_onnx_job(job: OnnxJob) -> dict:
+    """Returns the report. Raises ParityError (after writing everything; `.report` holds it) when validation
+    fails, and MissingDependencyError for --target trt without TensorRT or a GPU (after writing the ONNX
+    artifacts). One run at a time per output directory; nothing half-written survives a failure."""
+    check_opset(job.opset)  # cheap checks first, before any slow work
+    check_output_dir(job.out_dir, job.force, [job.model_path])
+    with OutputLock(job.out_dir):
+        return _run_locked(job)
+
+
+def _precision_stage(job: OnnxJob, model, float_forms: ExportedForms, calibration) -> tuple[ExportedForms, dict | None]:
+    precision = job.precision.precision
+    if precision == "fp16":
+        logger.info("exporting in float16 and applying the precision policy ...")
+        stage = fp16_stage(export_forms(model, job.opset, job.allow_dense, half=True))
+    elif precision == "int8":
+        logger.info("calibrating and quantising to int8 ...")
+        stage = int8_stage(float_forms, calibration, job.precision)
+    else:
+        return float_forms, None
+    return stage.forms, stage.details
+
+
+def _run_locked(job: OnnxJob) -> dict:
+    precision = job.precision
+    calibration = load_calibration(precision)
+    model = load_checkpoint(job.model_path, unsafe=job.unsafe_load)
+    logger.info("exporting %s (opset %d) ...", job.model_path, job.opset)
+    float_forms = export_forms(model, job.opset, job.allow_dense)
+    forms, precision_details = _precision_stage(job, model, float_forms, calibration)
+    check_model(forms.plugin, PLUGIN_FILE)
+    check_model(forms.portable, PORTABLE_FILE)
+    logger.info(
+        "found %d routed blocks of %d; both forms pass onnx.checker (full)", forms.routed_found, forms.routed_expected
+    )
+    cfg = model.config
+    report: dict = {
+        "model": str(job.model_path),
+        "target": job.target,
+        "config": cfg.to_dict(),
+        "export": {
+            "opset": job.opset,
+            "routed_blocks_found": forms.routed_found,
+            "routed_blocks_expected": forms.routed_expected,
+            "idx_tensors": forms.idx_outputs,
+        },
+        "precision": precision.precision,
+        "precision_details": precision_details,
+        "flops_per_forward": {
+            str(T): {
+                "mod": forward_flops(cfg, 1, T)["total"],
+                "dense": forward_flops(cfg, 1, T, False)["total"],
+                "ideal_speedup": ideal_speedup(cfg, 1, T),
+            }
+            for T in (256, 1024, 4096)
+        },
+    }
+    if job.validate:
+        report["parity"] = validate_artifacts(
+            model,
+            _pair(forms),
+            precision.precision,
+            float_forms=_pair(float_forms),
+            atol=job.atol,
+            eval_windows=precision.eval_windows,
+            min_routing_agreement=precision.min_routing_agreement,
+        )
+        for alarm in (report["parity"].get("router_health") or {}).get("alarms", []):
+            logger.warning("degenerate router: %s", alarm)
+    missing: MissingDependencyError | None = None
+    with ArtifactDir(job.out_dir, job.force, [job.model_path]) as art:
+        art.save_onnx(forms.portable, PORTABLE_FILE)
+        art.save_onnx(forms.plugin, PLUGIN_FILE)
+        engine = None
+        if job.target in ("trt", "triton"):
+            try:
+                report["engine"] = _build_engine_into(art, job, forms)
+                engine = art.path(ENGINE_FILE)
+            except MissingDependencyError as exc:
+                report["engine"] = {"built": False, "reason": str(exc)}
+                missing = exc
+        if engine is not None and job.validate:
+            library = art.path(LIBRARY_NAME)
+            logger.info("validating the TensorRT engine against PyTorch ...")
+            engine_parity = validate_engine(
+                model, engine, library if library.is_file() else None, forms, precision.precision, atol=job.atol
+            )
+            report["engine_parity"] = engine_parity
+            report["parity"]["mismatches"] += engine_parity["mismatches"]
+            report["parity"]["passed"] = report["parity"]["passed"] and engine_parity["passed"]
+        if job.target == "triton":
+            library = art.path(LIBRARY_NAME)
+            max_batch = job.engine.batch.max if job.engine is not None else EngineSettings().batch.max
+            write_repository(
+                art.tmp,
+                cfg.vocab_size,
+                max_batch,
+                art.path(PORTABLE_FILE),
+                engine,
+                library if library.is_file() else None,
+            )
+        art.write_json(REPORT_FILE, report)
+        manifest = build_manifest(
+            art.tmp,
+            art.files(),
+            forms.portable,
+            {
+                "target": job.target,
+                "precision": precision.precision,
+                "opset": job.opset,
+                "custom_ops": {"domain": DOMAIN, "ops": [TOPK_GATHER, SCATTER], "in": PLUGIN_FILE},
+                "routing_idx_tensors": forms.idx_outputs,
+                "parity": None if "parity" not in report else ("passed" if report["parity"]["passed"] else "failed"),
+                "engine": report.get("engine"),
+            },
+        )
+        art.write_json(MANIFEST_FILE, manifest)
+        report["written"] = sorted(p.relative_to(art.tmp).as_posix() for p in art.files())
+    if "parity" in report and not report["parity"]["passed"]:
+        mism = report["parity"]["mismatches"]
+        raise ParityError(
+            f"parity failed in {len(mism)} place(s), first: {mism[0]} (all in {job.out_dir}/{REPORT_FILE})",
+            mism,
+            report=report,
+        )
+    if missing is not None and job.target == "trt":
+        raise MissingDependencyError(f"ONNX artifacts written, TensorRT engine not built: {missing}", report=report)
+    if missing is not None:
+        logger.warning("no TensorRT model in the Triton repository: %s", missing)
+    return report
