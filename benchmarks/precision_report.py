@@ -19,7 +19,7 @@ from calibration.fp16 import fp16_stage
 from calibration.int8 import quantize_forms
 from mod_export.contract import WINDOW_BYTES
 from mod_export.data.corpus import fixed_windows, held_out_split, load_stdlib_corpus
-from mod_export.export.onnx_export import export_forms
+from mod_export.exporter.onnx_export import export_forms
 from mod_export.models.checkpoint import load_checkpoint
 from mod_export.validate.quality import quality_report
 

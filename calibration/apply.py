@@ -16,7 +16,7 @@ from mod_export.contract import (
     DEFAULT_MIN_ROUTING_AGREEMENT,
     DEFAULT_ROUTING_GUARD,
 )
-from mod_export.export.onnx_export import ExportedForms
+from mod_export.exporter.onnx_export import ExportedForms
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 from calibration.policy import PrecisionPolicy, apply_policy, policy_violations
 from calibration.stage import StageResult
 from mod_export.errors import ExportError
-from mod_export.export.onnx_export import ExportedForms
+from mod_export.exporter.onnx_export import ExportedForms
 
 POLICY_NOTE = (
     "float16 weights/activations; float32 routers, softmax, LayerNorm statistics (stash_type=1), routing scores"

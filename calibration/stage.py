@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mod_export.export.onnx_export import ExportedForms
+from mod_export.exporter.onnx_export import ExportedForms
 
 
 @dataclass

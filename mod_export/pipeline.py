@@ -30,13 +30,13 @@ from mod_export.contract import (
     TOPK_GATHER,
 )
 from mod_export.errors import MissingDependencyError, ParityError
-from mod_export.export.artifacts import ArtifactDir, OutputLock, check_output_dir
-from mod_export.export.decode_export import export_decode_forms
-from mod_export.export.manifest import build_manifest
-from mod_export.export.onnx_export import ExportedForms, check_model, check_opset, export_forms
-from mod_export.export.triton import write_repository
-from mod_export.models.checkpoint import load_checkpoint
+from mod_export.exporter.artifacts import ArtifactDir, OutputLock, check_output_dir
+from mod_export.exporter.decode_export import export_decode_forms
+from mod_export.exporter.manifest import build_manifest
+from mod_export.exporter.onnx_export import ExportedForms, check_model, check_opset, export_forms
+from mod_export.exporter.triton import write_repository
 from mod_export.models.flops import forward_flops, ideal_speedup
+from mod_export.models.sources import LoadedModel, load_source
 from mod_export.plugins import LIBRARY_NAME, library_path
 from mod_export.validate.artifacts import evaluation_text, validate_artifacts, validate_engine
 from mod_export.validate.generation import generation_cases, judge_generation
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class OnnxJob:
-    model_path: Path
+    model_path: Path | None  # a checkpoint, safetensors folder or .pt2 archive; None when `source` is given
     out_dir: Path
     force: bool = False
     opset: int = DEFAULT_OPSET
@@ -61,6 +61,12 @@ class OnnxJob:
     precision: PrecisionOptions = field(default_factory=PrecisionOptions)
     decode: bool = True  # also write the prefill/decode graphs for generation (docs/generation.md)
     max_context: int = DEFAULT_MAX_CONTEXT
+    source: LoadedModel | None = None  # a live module from mod_export.export(); else loaded from model_path
+
+    @property
+    def inputs(self) -> list[Path]:
+        """The user's input files, which the output directory must never overlap."""
+        return [] if self.model_path is None else [Path(self.model_path)]
 
 
 def _pair(forms: ExportedForms) -> dict:
@@ -89,14 +95,19 @@ def run_onnx_job(job: OnnxJob) -> dict:
     fails, and MissingDependencyError for --target trt without TensorRT or a GPU (after writing the ONNX
     artifacts). One run at a time per output directory; nothing half-written survives a failure."""
     check_opset(job.opset)  # cheap checks first, before any slow work
-    check_output_dir(job.out_dir, job.force, [job.model_path])
+    check_output_dir(job.out_dir, job.force, job.inputs)
     with OutputLock(job.out_dir):
         return _run_locked(job)
 
 
-def _generation(job: OnnxJob, model, art_files: dict) -> dict:
+def _generation(job: OnnxJob, src: LoadedModel, art_files: dict) -> dict:
     """Export the prefill and decode graphs, validate them against the causal-routing reference (unless
-    --no-validate), and describe them for the manifest. art_files receives the protos to save."""
+    --no-validate), and describe them for the manifest. art_files receives the protos to save. Built-in
+    architectures only: a user's model has no causal-routing contract the exporter could read."""
+    model = src.builtin
+    if model is None:
+        logger.info("no generation graphs: %s is not a built-in architecture (docs/models.md)", src.source)
+        return {"skipped": "generation graphs are exported for the built-in architectures only (docs/models.md)"}
     logger.info("exporting the prefill and decode graphs for generation ...")
     decode = export_decode_forms(model, job.opset)
     art_files[PREFILL_FILE], art_files[DECODE_FILE] = decode.prefill, decode.decode
@@ -119,11 +130,13 @@ def _generation(job: OnnxJob, model, art_files: dict) -> dict:
     return entry
 
 
-def _precision_stage(job: OnnxJob, model, float_forms: ExportedForms, calibration) -> tuple[ExportedForms, dict | None]:
+def _precision_stage(
+    job: OnnxJob, src: LoadedModel, float_forms: ExportedForms, calibration
+) -> tuple[ExportedForms, dict | None]:
     precision = job.precision.precision
     if precision == "fp16":
         logger.info("exporting in float16 and applying the precision policy ...")
-        stage = fp16_stage(export_forms(model, job.opset, job.allow_dense, half=True))
+        stage = fp16_stage(export_forms(src, job.opset, job.allow_dense, half=True))
     elif precision == "int8":
         logger.info("calibrating and quantising to int8 ...")
         stage = int8_stage(float_forms, calibration, job.precision)
@@ -132,23 +145,41 @@ def _precision_stage(job: OnnxJob, model, float_forms: ExportedForms, calibratio
     return stage.forms, stage.details
 
 
+def _flops(cfg) -> dict:
+    return {
+        str(T): {
+            "mod": forward_flops(cfg, 1, T)["total"],
+            "dense": forward_flops(cfg, 1, T, False)["total"],
+            "ideal_speedup": ideal_speedup(cfg, 1, T),
+        }
+        for T in (256, 1024, 4096)
+    }
+
+
+def _manifest_generation(entry: dict | None) -> dict | None:
+    if not entry or "skipped" in entry:
+        return None
+    return {k: v for k, v in entry.items() if k != "parity"}
+
+
 def _run_locked(job: OnnxJob) -> dict:
     precision = job.precision
     calibration = load_calibration(precision)
-    model = load_checkpoint(job.model_path, unsafe=job.unsafe_load)
-    logger.info("exporting %s (opset %d) ...", job.model_path, job.opset)
-    float_forms = export_forms(model, job.opset, job.allow_dense)
-    forms, precision_details = _precision_stage(job, model, float_forms, calibration)
+    src = job.source if job.source is not None else load_source(job.model_path, unsafe=job.unsafe_load)
+    model = src.module  # the reference every artifact is validated against, whatever its class
+    logger.info("exporting %s (opset %d) ...", src.source, job.opset)
+    float_forms = export_forms(src, job.opset, job.allow_dense)
+    forms, precision_details = _precision_stage(job, src, float_forms, calibration)
     check_model(forms.plugin, PLUGIN_FILE)
     check_model(forms.portable, PORTABLE_FILE)
     logger.info(
         "found %d routed blocks of %d; both forms pass onnx.checker (full)", forms.routed_found, forms.routed_expected
     )
-    cfg = model.config
     report: dict = {
-        "model": str(job.model_path),
+        "model": src.source,
+        "source": src.kind,
         "target": job.target,
-        "config": cfg.to_dict(),
+        "config": src.builtin.config.to_dict() if src.builtin is not None else {"class": type(model).__name__},
         "export": {
             "opset": job.opset,
             "routed_blocks_found": forms.routed_found,
@@ -157,18 +188,11 @@ def _run_locked(job: OnnxJob) -> dict:
         },
         "precision": precision.precision,
         "precision_details": precision_details,
-        "flops_per_forward": {
-            str(T): {
-                "mod": forward_flops(cfg, 1, T)["total"],
-                "dense": forward_flops(cfg, 1, T, False)["total"],
-                "ideal_speedup": ideal_speedup(cfg, 1, T),
-            }
-            for T in (256, 1024, 4096)
-        },
+        "flops_per_forward": None if src.builtin is None else _flops(src.builtin.config),
     }
     extra_files: dict = {}
     if job.decode:
-        report["generation"] = _generation(job, model, extra_files)
+        report["generation"] = _generation(job, src, extra_files)
     if job.validate:
         report["parity"] = validate_artifacts(
             model,
@@ -186,7 +210,7 @@ def _run_locked(job: OnnxJob) -> dict:
             report["parity"]["mismatches"] += generation_parity["mismatches"]
             report["parity"]["passed"] = report["parity"]["passed"] and generation_parity["passed"]
     missing: MissingDependencyError | None = None
-    with ArtifactDir(job.out_dir, job.force, [job.model_path]) as art:
+    with ArtifactDir(job.out_dir, job.force, job.inputs) as art:
         art.save_onnx(forms.portable, PORTABLE_FILE)
         art.save_onnx(forms.plugin, PLUGIN_FILE)
         for name, proto in extra_files.items():
@@ -213,7 +237,7 @@ def _run_locked(job: OnnxJob) -> dict:
             max_batch = job.engine.batch.max if job.engine is not None else EngineSettings().batch.max
             write_repository(
                 art.tmp,
-                cfg.vocab_size,
+                src.vocab_size(),
                 max_batch,
                 art.path(PORTABLE_FILE),
                 engine,
@@ -230,7 +254,7 @@ def _run_locked(job: OnnxJob) -> dict:
                 "opset": job.opset,
                 "custom_ops": {"domain": DOMAIN, "ops": [TOPK_GATHER, SCATTER], "in": PLUGIN_FILE},
                 "routing_idx_tensors": forms.idx_outputs,
-                "generation": {k: v for k, v in report.get("generation", {}).items() if k != "parity"} or None,
+                "generation": _manifest_generation(report.get("generation")),
                 "parity": None if "parity" not in report else ("passed" if report["parity"]["passed"] else "failed"),
                 "engine": report.get("engine"),
             },

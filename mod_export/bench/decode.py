@@ -15,8 +15,9 @@ import torch
 
 from mod_export.backends.onnxrt.decoder import OrtStepper
 from mod_export.bench.models import SYNTHETIC, load_model
+from mod_export.data.corpus import fixed_windows
 from mod_export.decoding.loop import left_pad
-from mod_export.export.decode_export import export_decode_forms
+from mod_export.exporter.decode_export import export_decode_forms
 from mod_export.models.causal import CausalRecord, causal_forward, routed_layers
 from mod_export.models.decode_roofline import Machine, kv_bytes_per_token, step_time
 from mod_export.models.generation import TorchStepper
@@ -24,6 +25,8 @@ from mod_export.progress import progress
 from mod_export.validate.artifacts import evaluation_text
 
 logger = logging.getLogger(__name__)
+
+CALIBRATION_WINDOWS = (16, 512)  # (count, tokens) of held-out text that set a synthetic model's take rate
 
 
 @dataclass
@@ -73,7 +76,9 @@ def decode_models(spec: str, settings: DecodeSettings, vocab_text: np.ndarray):
     model = load_model(spec, settings.capacity, causal_predictor=spec.startswith(SYNTHETIC))
     if spec.startswith(SYNTHETIC):
         num, den = model.config.capacity_fraction
-        windows = torch.from_numpy(vocab_text[: 16 * 128].reshape(16, 128).astype(np.int64) % model.config.vocab_size)
+        count, length = CALIBRATION_WINDOWS
+        windows = fixed_windows(vocab_text, count, length).astype(np.int64) % model.config.vocab_size  # [16,512]
+        windows = torch.from_numpy(windows)
         calibrate_predictors(model, windows, num / den)
     return model, model.dense_twin()
 

@@ -27,7 +27,7 @@ from mod_export.bench.timing import measure_interleaved
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS, WINDOW_BYTES
 from mod_export.data.corpus import fixed_windows
 from mod_export.errors import MissingDependencyError, ModExportError
-from mod_export.export.onnx_export import ExportedForms, export_forms
+from mod_export.exporter.onnx_export import ExportedForms, export_forms
 from mod_export.graph.queries import routing_tensors
 from mod_export.models.flops import forward_flops
 from mod_export.plugins import library_path

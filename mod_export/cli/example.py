@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mod_export.cli.types import non_negative_int, positive_int
 from mod_export.models.checkpoint import check_destination, save_checkpoint
+from mod_export.models.config import ARCHITECTURES
 from mod_export.training.train import TrainSettings, example_config, train_example
 
 
@@ -21,6 +22,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--capacity", default="1/8", help="routed-block capacity as num/den (default 1/8)")
     parser.add_argument("--gate", default="sigmoid", choices=("sigmoid", "identity"))
+    parser.add_argument(
+        "--arch",
+        default="gpt",
+        choices=ARCHITECTURES,
+        help="gpt: LayerNorm, GELU, biases; llama: RMSNorm, SwiGLU, grouped-query attention, tied embeddings",
+    )
     parser.add_argument("--metrics-json", type=Path, help="also write the metrics to this JSON file")
 
 
@@ -52,7 +59,7 @@ def summary_lines(metrics: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     check_destination(args.out, args.force)  # before minutes of training
-    config = example_config().replace(capacity=args.capacity, gate=args.gate)
+    config = example_config(args.arch).replace(capacity=args.capacity, gate=args.gate)
     settings = TrainSettings(steps=args.steps, seed=args.seed, config=config)
     model, metrics = train_example(settings)
     save_checkpoint(model, args.out, metrics)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from calibration.apply import PrecisionOptions
+from mod_export.api import export
 from mod_export.backends.trt.builder import EngineSettings, ShapeRange
 from mod_export.cli.types import fraction, positive_float, positive_int
 from mod_export.contract import (
@@ -26,7 +26,6 @@ from mod_export.contract import (
     WINDOW_BYTES,
 )
 from mod_export.errors import ModExportError
-from mod_export.pipeline import OnnxJob, run_onnx_job
 from mod_export.validate.artifacts import format_validation
 from mod_export.validate.generation import format_generation
 from mod_export.validate.judge import format_table
@@ -34,11 +33,13 @@ from mod_export.validate.judge import format_table
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Export a mod_export/1 checkpoint into DIR: model.onnx, model.plugin.onnx, the generation graphs "
+        "Export a model (mod_export/1 checkpoint, safetensors folder, or .pt2 archive with --unsafe-load) into DIR: model.onnx, model.plugin.onnx, the generation graphs "
         "model.prefill.onnx and model.decode.onnx, report.json, manifest.json; plus model.engine and the plugin "
         "library (trt) or a Triton model repository (triton)."
     )
-    parser.add_argument("model", type=Path, help="checkpoint (model.pt) in the mod_export/1 format")
+    parser.add_argument(
+        "model", type=Path, help="model.pt (mod_export/1), a folder with config.json + *.safetensors, or a .pt2 archive"
+    )
     parser.add_argument("--target", required=True, choices=TARGETS)
     parser.add_argument("--out", required=True, type=Path, help="output directory (written atomically)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty output directory")
@@ -68,7 +69,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         help=f"fp32 forced-routing logits tolerance for validation (default {DEFAULT_ATOL:g})",
     )
     parser.add_argument(
-        "--unsafe-load", action="store_true", help="allow pickled code in the checkpoint (only for files you trust)"
+        "--unsafe-load",
+        action="store_true",
+        help="allow pickled code: a checkpoint with objects, or any .pt2 archive (only for files you trust)",
     )
     prec = parser.add_argument_group("precision (docs/design.md (precision); lives in the ONNX files)")
     prec.add_argument("--precision", choices=PRECISIONS, default="fp32")
@@ -142,37 +145,34 @@ def run(args: argparse.Namespace) -> int:
             workspace_mb=args.workspace_mb,
             timing_cache=args.timing_cache,
         )
-    precision = PrecisionOptions(
-        args.precision,
-        args.calib_data,
-        args.calib_method,
-        args.calib_cache,
-        args.calib_windows,
-        args.routing_guard or None,
-        args.min_routing_agreement,
-    )
-    job = OnnxJob(
-        args.model,
-        args.out,
-        force=args.force,
-        opset=args.opset,
-        allow_dense=args.allow_dense,
-        unsafe_load=args.unsafe_load,
-        validate=not args.no_validate,
-        atol=args.atol,
-        target=args.target,
-        use_plugins=not args.no_plugins,
-        plugin_library=args.plugin_library,
-        engine=engine,
-        precision=precision,
-        decode=not args.no_decode,
-        max_context=args.max_context,
-    )
     try:
-        report = run_onnx_job(job)
+        result = export(
+            args.model,
+            None,
+            args.out,
+            target=args.target,
+            precision=args.precision,
+            force=args.force,
+            opset=args.opset,
+            validate=not args.no_validate,
+            atol=args.atol,
+            allow_dense=args.allow_dense,
+            unsafe_load=args.unsafe_load,
+            decode=not args.no_decode,
+            max_context=args.max_context,
+            calib_data=args.calib_data,
+            calib_method=args.calib_method,
+            calib_cache=args.calib_cache,
+            calib_windows=args.calib_windows,
+            routing_guard=args.routing_guard or None,
+            min_routing_agreement=args.min_routing_agreement,
+            engine=engine,
+            use_plugins=not args.no_plugins,
+            plugin_library=args.plugin_library,
+        )
     except ModExportError as exc:
         if exc.report is not None:
             print_outcome(exc.report, args.out)
         raise
-    print_outcome(report, args.out)
+    print_outcome(result.report, args.out)
     return 0

@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "build-plugins": "mod_export.cli.build_plugins",
     "bench": "mod_export.cli.bench",
     "generate": "mod_export.cli.generate",
+    "convert": "mod_export.cli.convert",
 }
 MAIN_FORM = "mod_export.cli.export"
 GLOBAL_FLAGS = ("--debug", "--quiet", "--verbose")
@@ -50,7 +51,7 @@ TOP_HELP = (
 Export Mixture-of-Depths transformers to ONNX / TensorRT, with validated parity. (version {__version__})
 
 main form:
-  MODEL --target ...    export a mod_export/1 checkpoint (see `mod-export MODEL --help`)
+  MODEL --target ...    export model.pt, a safetensors folder or a .pt2 archive (`mod-export MODEL --help`)
 
 subcommands:
   example               train the built-in example model on real text
@@ -58,6 +59,7 @@ subcommands:
   build-plugins         build libmod_export_plugins.so (TensorRT plugins) and run its host tests
   bench                 MoD vs dense twin per backend, against the FLOP ideal
   generate              generate text or tokens with an export (causal routing, MoD-aware KV cache)
+  convert               a built-in model between model.pt and a config.json + safetensors folder
 
 options:
   -h, --help            show this help and exit

@@ -168,7 +168,13 @@ GOOD = ["{ckpt}", *ONNX]
 ROWS = [
     # ---- checkpoints
     Row("checkpoint missing", ["{tmp}/missing.pt", *ONNX], 1, "not found"),
-    Row("checkpoint is a directory", ["{tmp}/sub", *ONNX], 1, "not a file", lambda t, c: (t / "sub").mkdir()),
+    Row(
+        "checkpoint is a directory",
+        ["{tmp}/sub", *ONNX],
+        1,
+        "folder without config.json",
+        lambda t, c: (t / "sub").mkdir(),
+    ),
     Row("checkpoint empty", BAD, 1, "not a PyTorch checkpoint", write_bytes(b"")),
     Row("checkpoint random bytes", BAD, 1, "not a PyTorch checkpoint", write_bytes(os.urandom(4096))),
     Row("checkpoint truncated", BAD, 1, "checkpoint", truncated),

@@ -17,7 +17,7 @@ import torch
 from mod_export.backends.onnxrt.runner import onnxrt_runner, routing_outputs
 from mod_export.backends.onnxrt.session import create_session
 from mod_export.backends.torch.runner import TorchRunner
-from mod_export.export.onnx_export import check_model
+from mod_export.exporter.onnx_export import check_model
 from mod_export.graph.queries import routing_tensors, with_extra_outputs
 from mod_export.integrity import sha256_file
 from mod_export.models import routing
@@ -204,7 +204,7 @@ def test_validate_subcommand_passes_and_detects_a_tampered_file(trained, exporte
 
 @pytest.mark.parametrize("opset", [18, 20])
 def test_other_opsets_export(trained, opset):
-    from mod_export.export.onnx_export import export_forms
+    from mod_export.exporter.onnx_export import export_forms
 
     model, _, _ = trained
     forms = export_forms(model, opset)

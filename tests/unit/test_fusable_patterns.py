@@ -85,7 +85,7 @@ def test_gelu_with_a_shared_intermediate_is_left_alone():
 
 @pytest.fixture(scope="module")
 def small_forms():
-    from mod_export.export.onnx_export import export_forms
+    from mod_export.exporter.onnx_export import export_forms
     from mod_export.models.config import MoDConfig
     from mod_export.models.model import MoDTransformer
 

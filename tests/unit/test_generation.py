@@ -14,7 +14,7 @@ from mod_export.data.corpus import held_out_split
 from mod_export.decoding.loop import generate, left_pad, stream
 from mod_export.decoding.sampling import Sampling, sample
 from mod_export.errors import InputError
-from mod_export.export.decode_export import export_decode_forms
+from mod_export.exporter.decode_export import export_decode_forms
 from mod_export.models.causal import CausalRecord, causal_forward, routed_layers
 from mod_export.models.generation import TorchStepper
 from mod_export.validate.generation import DecisionTally, generation_cases, judge_generation

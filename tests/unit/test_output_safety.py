@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from mod_export.cli.main import main
 from mod_export.errors import OutputDirError
-from mod_export.export import artifacts
+from mod_export.exporter import artifacts
 from mod_export.pipeline import OnnxJob, run_onnx_job
 from tests.helpers import snapshot
 
@@ -37,7 +37,7 @@ class Boom(RuntimeError):
 def fast_export(trained, monkeypatch):
     """The pipeline with export_forms answered from one cached export: these tests are about writing files."""
     from mod_export import pipeline
-    from mod_export.export.onnx_export import export_forms
+    from mod_export.exporter.onnx_export import export_forms
 
     forms = _cached_forms(trained[0], export_forms)
     monkeypatch.setattr(pipeline, "export_forms", lambda model, opset, allow_dense: forms)

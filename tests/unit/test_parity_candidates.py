@@ -17,7 +17,7 @@ from mod_export.backends.onnxrt.runner import onnxrt_runner, routing_outputs
 from mod_export.backends.torch.runner import TorchRunner
 from mod_export.contract import DOMAIN, OPSET_VERSION, TOLERANCES
 from mod_export.data.corpus import held_out_split
-from mod_export.export.onnx_export import export_forms
+from mod_export.exporter.onnx_export import export_forms
 from mod_export.graph.queries import routing_tensors
 from mod_export.graph.reference_functions import default_opset, scatter_function, topk_gather_function
 from mod_export.models.capture import RoutingCapture

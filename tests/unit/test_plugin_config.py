@@ -136,7 +136,7 @@ def test_the_exporter_feeds_the_plugins_an_int32_mask():
     import torch
 
     from mod_export.bench.models import synthetic_config
-    from mod_export.export.onnx_export import check_model, export_forms
+    from mod_export.exporter.onnx_export import check_model, export_forms
     from mod_export.models.model import MoDTransformer
 
     torch.manual_seed(0)

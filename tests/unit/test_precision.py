@@ -14,7 +14,7 @@ from calibration.int8 import CACHE_FORMAT, CalibrationError, quantize_forms, wei
 from calibration.policy import PrecisionPolicy, apply_policy, policy_violations
 from mod_export.data.corpus import fixed_windows, held_out_split
 from mod_export.errors import CorpusError
-from mod_export.export.onnx_export import export_forms
+from mod_export.exporter.onnx_export import export_forms
 from mod_export.graph.queries import router_nodes
 from mod_export.validate.quality import quality_report
 from tests.helpers import run_cli

@@ -1,4 +1,4 @@
-"""Generation on ONNX Runtime: the prefill and decode-step graphs (mod_export/export/decode_export.py) driven as a
+"""Generation on ONNX Runtime: the prefill and decode-step graphs (mod_export/exporter/decode_export.py) driven as a
 stepper for mod_export.decoding.loop, with the MoD-aware KV cache in buffers this object owns.
 
 The cache buffers ([B,H,S,Dh] per layer, float32, and valid lengths [B]) are bound to the decode session once

@@ -12,21 +12,21 @@ import copy
 import io
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnx
 import torch
+import torch.nn as nn
 
 from mod_export.contract import DEFAULT_OPSET, INPUT_NAMES, LOGITS, MAX_OPSET, MIN_OPSET
 from mod_export.errors import ExportError
-from mod_export.export import custom_ops
+from mod_export.exporter import custom_ops
 from mod_export.graph.fusable_patterns import reorder_gelu_for_fusion
 from mod_export.graph.queries import scatter_nodes, topk_gather_nodes
 from mod_export.graph.reference_functions import inline_to_portable, strip_reference_functions
 from mod_export.graph.schemas import register_onnx_schemas
 from mod_export.models.model import MoDTransformer, RoutedBlock
-
-EXAMPLE_SHAPE = (2, 48)  # (B, T) traced; both axes are dynamic in the exported graph
+from mod_export.models.sources import LoadedModel, as_source
 
 
 @dataclass
@@ -38,16 +38,32 @@ class ExportedForms:
     idx_outputs: list[str]  # per routed layer (graph order), the tensor holding that layer's idx[B,k]
 
 
-def _export_raw(model: MoDTransformer, opset: int) -> onnx.ModelProto:
+def dynamic_shapes(src: LoadedModel):
+    """Dynamic batch and sequence for both inputs. A user's model gets seq min = max(2, den + 1): below that
+    torch.export guards on k = ceil(T num/den) == 1; the graph holds for every T >= 1 all the same, which
+    validation checks (its cases include T = 1 and T < den)."""
+    seq_min = 2 if src.builtin is not None else max([2, *(d + 1 for d in src.capacity_denominators())])
+    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=seq_min, max=1 << 20)
+    return tuple({0: batch, 1: seq} for _ in INPUT_NAMES)
+
+
+def _exportable(src: LoadedModel):
+    """What torch.onnx.export is given: the archived program, or a copy of the module switched to the custom ops."""
+    if src.program is not None:
+        return src.program
+    try:
+        exporting = copy.deepcopy(src.module).eval()
+    except Exception:  # a user's module that cannot be copied is exported as it is (eval mode, no mutation)
+        exporting = src.module.eval()
+    if isinstance(exporting, MoDTransformer):
+        exporting.routing_ops = custom_ops.export_routing_ops()
+    return exporting
+
+
+def _export_raw(src: LoadedModel, opset: int) -> onnx.ModelProto:
     """Run torch.onnx.export (dynamo) with the custom-op translation table; returns the plugin-form proto."""
-    exporting = copy.deepcopy(model).eval()
-    exporting.routing_ops = custom_ops.export_routing_ops()
-    B, T = EXAMPLE_SHAPE
-    vocab = model.config.vocab_size
-    input_ids = torch.randint(0, vocab, (B, T), generator=torch.Generator().manual_seed(0))
-    attention_mask = torch.ones(B, T, dtype=torch.int64)
-    batch, seq = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("seq", min=2, max=1 << 20)
-    dynamic = {name: {0: batch, 1: seq} for name in INPUT_NAMES}
+    input_ids, attention_mask = src.inputs()
+    dynamic = None if src.program is not None else dynamic_shapes(src)
     log = io.StringIO()
     torch_onnx_logger = logging.getLogger("torch.onnx")
     previous_level = torch_onnx_logger.level
@@ -56,7 +72,7 @@ def _export_raw(model: MoDTransformer, opset: int) -> onnx.ModelProto:
         with warnings.catch_warnings(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                exporting,
+                _exportable(src),
                 (input_ids, attention_mask),
                 dynamo=True,
                 dynamic_shapes=dynamic,
@@ -100,40 +116,56 @@ def check_opset(opset: int) -> None:
         )
 
 
-def half_model(model: MoDTransformer) -> MoDTransformer:
+ROUTER_NAMES = ("router", "predictor")  # submodules kept float32 in a float16 copy: routing decisions stay float32
+
+
+def half_model(model: nn.Module) -> nn.Module:
     """A float16 copy with each router (and causal predictor) kept float32, so scores are computed in float32 from
-    float32 weights (router_scores casts x up); softmax runs on float32 scores by model construction."""
+    float32 weights (router_scores casts x up); softmax runs on float32 scores by model construction. For a user's
+    model the float32 submodules are those whose attribute name ends in "router" or "predictor" (docs/models.md)."""
     half = copy.deepcopy(model).half().eval()
-    for block in half.blocks:
-        if isinstance(block, RoutedBlock):
-            block.router.float()
-            if block.predictor is not None:
-                block.predictor.float()
+    if isinstance(half, MoDTransformer):
+        for block in half.blocks:
+            if isinstance(block, RoutedBlock):
+                block.router.float()
+                if block.predictor is not None:
+                    block.predictor.float()
+        return half
+    for name, module in half.named_modules():
+        if name.rsplit(".", 1)[-1].endswith(ROUTER_NAMES):
+            module.float()
     return half
 
 
-def export_forms(
-    model: MoDTransformer, opset: int = DEFAULT_OPSET, allow_dense: bool = False, half: bool = False
-) -> ExportedForms:
-    """Export both forms and check that every routed block became one gather/scatter pair. half=True exports the
-    model's float16 copy (half_model); the precision policy is then a graph stage (calibration.fp16)."""
+def export_forms(model, opset: int = DEFAULT_OPSET, allow_dense: bool = False, half: bool = False) -> ExportedForms:
+    """Export both forms and check that every routing call became one gather/scatter pair. model: a built-in
+    MoDTransformer, any nn.Module that calls mod_export.ops, or a LoadedModel (which may hold a .pt2 program).
+    half=True exports the float16 copy (half_model); the precision policy is then a graph stage (calibration.fp16)."""
     check_opset(opset)
+    src = as_source(model)
     if half:
-        model = half_model(model)
-    expected = sum(isinstance(b, RoutedBlock) for b in model.blocks) if model.routing_enabled else 0
+        if src.program is not None:
+            raise ExportError(
+                "float16 from a .pt2 archive is not supported (its weights are frozen in the program): "
+                "archive a float16 model, or use --precision int8 / fp32"
+            )
+        src = replace(src, module=half_model(src.module))
+    expected = src.routed_count()
     if expected == 0 and not allow_dense:
+        where = "model has no routed blocks" if src.builtin is not None else f"no routing ops found in {src.source}"
         raise ExportError(
-            "model has no routed blocks (nothing MoD to export); pass --allow-dense to export it as a dense model"
+            f"{where} (its routed blocks must call mod_export.ops.topk_gather/scatter); "
+            "pass --allow-dense to export it as a dense model"
         )
     register_onnx_schemas()
-    plugin = _export_raw(model, opset)
+    plugin = _export_raw(src, opset)
     _check_input_ranks(plugin)
     reorder_gelu_for_fusion(plugin)  # before the portable form is derived, so both forms get it
     gathers, scatters = topk_gather_nodes(plugin), scatter_nodes(plugin)
     if len(gathers) != expected or len(scatters) != expected:
         raise ExportError(
             f"routing rewrite found {len(gathers)} MoDTopKGather and {len(scatters)} MoDScatter nodes, "
-            f"but the model has {expected} routed blocks"
+            f"but the model makes {expected} routing calls"
         )
     for node in gathers + scatters:
         attrs = {a.name: a for a in node.attribute}

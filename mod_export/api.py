@@ -1,0 +1,129 @@
+"""`mod_export.export()`: the whole export job from Python, for a live nn.Module of any class whose routed blocks
+call mod_export.ops, or for a path (checkpoint, safetensors folder, .pt2 archive). The CLI is a thin layer over
+it (docs/models.md).
+
+    result = mod_export.export(model, (input_ids, attention_mask), "out/", target="onnx", precision="fp16")
+    result.passed, result.files["model.onnx"], result.report["parity"]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from calibration.apply import PrecisionOptions
+from mod_export.backends.trt.builder import EngineSettings
+from mod_export.contract import (
+    DEFAULT_ATOL,
+    DEFAULT_CALIBRATION_WINDOWS,
+    DEFAULT_MAX_CONTEXT,
+    DEFAULT_MIN_ROUTING_AGREEMENT,
+    DEFAULT_OPSET,
+    DEFAULT_ROUTING_GUARD,
+    PRECISIONS,
+    TARGETS,
+)
+from mod_export.errors import UsageError
+from mod_export.models.sources import from_module
+from mod_export.pipeline import OnnxJob, run_onnx_job
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote and concluded. Raised instead (ParityError, exit code 3 in the CLI) when validation
+    fails; the exception's `.report` is the same report."""
+
+    out_dir: Path
+    target: str
+    precision: str
+    report: dict = field(repr=False)
+
+    @property
+    def passed(self) -> bool | None:
+        """True when validated and every check held; None with validate=False."""
+        parity = self.report.get("parity")
+        return None if parity is None else bool(parity["passed"])
+
+    @property
+    def files(self) -> dict[str, Path]:
+        """Every written file, by its path relative to out_dir."""
+        return {name: self.out_dir / name for name in self.report.get("written", [])}
+
+    @property
+    def routed_blocks(self) -> int:
+        return int(self.report["export"]["routed_blocks_found"])
+
+
+def export(
+    model,
+    example_inputs=None,
+    out_dir: str | os.PathLike = "export",
+    *,
+    target: str = "onnx",
+    precision: str = "fp32",
+    force: bool = False,
+    opset: int = DEFAULT_OPSET,
+    validate: bool = True,
+    atol: float = DEFAULT_ATOL,
+    allow_dense: bool = False,
+    unsafe_load: bool = False,
+    decode: bool = True,
+    max_context: int = DEFAULT_MAX_CONTEXT,
+    calib_data: str | os.PathLike | None = None,
+    calib_method: str = "percentile",
+    calib_cache: str | os.PathLike | None = None,
+    calib_windows: int = DEFAULT_CALIBRATION_WINDOWS,
+    routing_guard: float | None = DEFAULT_ROUTING_GUARD,
+    min_routing_agreement: float = DEFAULT_MIN_ROUTING_AGREEMENT,
+    engine: EngineSettings | None = None,
+    use_plugins: bool = True,
+    plugin_library: str | os.PathLike | None = None,
+) -> ExportResult:
+    """Export `model` into out_dir: both ONNX forms, checks, validation against `model` itself, precision,
+    (trt) engine, (triton) model repository, report.json and manifest.json, written atomically.
+
+    model: an nn.Module with forward(input_ids[B,T] int64, attention_mask[B,T] int64) -> logits[B,T,V], or a path
+    to a mod_export/1 checkpoint, a safetensors folder or a .pt2 archive (unsafe_load=True required for .pt2).
+    example_inputs: (input_ids, attention_mask) to trace with (default: B=2, T=48); both axes stay dynamic."""
+    if target not in TARGETS:
+        raise UsageError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    source = None
+    model_path = None
+    if isinstance(model, (str, os.PathLike)):
+        if example_inputs is not None:
+            raise UsageError("example_inputs are for a live module; a model file is traced with its own shapes")
+        model_path = Path(model)
+    else:
+        source = from_module(model, example_inputs)
+    options = PrecisionOptions(
+        precision,
+        None if calib_data is None else Path(calib_data),
+        calib_method,
+        None if calib_cache is None else Path(calib_cache),
+        calib_windows,
+        routing_guard,
+        min_routing_agreement,
+    )
+    job = OnnxJob(
+        model_path,
+        Path(out_dir),
+        force=force,
+        opset=opset,
+        allow_dense=allow_dense,
+        unsafe_load=unsafe_load,
+        validate=validate,
+        atol=atol,
+        target=target,
+        use_plugins=use_plugins,
+        plugin_library=None if plugin_library is None else Path(plugin_library),
+        engine=engine,
+        precision=options,
+        decode=decode,
+        max_context=max_context,
+        source=source,
+    )
+    report = run_onnx_job(job)
+    return ExportResult(Path(out_dir), target, precision, report)
