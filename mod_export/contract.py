@@ -31,6 +31,8 @@ PORTABLE_FILE = "model.onnx"
 PLUGIN_FILE = "model.plugin.onnx"
 ENGINE_FILE = "model.engine"
 LIBRARY_NAME = "libmod_export_plugins.so"  # the TensorRT plugin library, copied next to an engine
+PREFILL_FILE = "model.prefill.onnx"  # generation: the prompt pass (docs/generation.md)
+DECODE_FILE = "model.decode.onnx"  # generation: one token per row per step
 REPORT_FILE = "report.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "mod_export.manifest/1"
@@ -47,6 +49,7 @@ DEFAULT_OPSET = 18
 DEFAULT_BATCH_RANGE = "1:1:8"  # TensorRT optimisation profile MIN:OPT:MAX
 DEFAULT_SEQ_RANGE = "1:256:4096"
 DEFAULT_WORKSPACE_MB = 1024  # Orin shares memory with the CPU: keep this modest there
+DEFAULT_MAX_CONTEXT = 4096  # generation: the longest prompt + new tokens a Session accepts (per export)
 CUDA_ARCHS = "80;86;87;89;90"  # A100, RTX 30xx/A10, Orin, L4/L40, H100/H200
 
 

@@ -11,29 +11,35 @@ from pathlib import Path
 
 from calibration.apply import PrecisionOptions, int8_stage, load_calibration
 from calibration.fp16 import fp16_stage
+from mod_export.backends.onnxrt.decoder import OrtStepper
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.backends.trt.builder import EngineSettings, build_engine
 from mod_export.contract import (
+    DECODE_FILE,
     DEFAULT_ATOL,
+    DEFAULT_MAX_CONTEXT,
     DEFAULT_OPSET,
     DOMAIN,
     ENGINE_FILE,
     MANIFEST_FILE,
     PLUGIN_FILE,
     PORTABLE_FILE,
+    PREFILL_FILE,
     REPORT_FILE,
     SCATTER,
     TOPK_GATHER,
 )
 from mod_export.errors import MissingDependencyError, ParityError
 from mod_export.export.artifacts import ArtifactDir, OutputLock, check_output_dir
+from mod_export.export.decode_export import export_decode_forms
 from mod_export.export.manifest import build_manifest
 from mod_export.export.onnx_export import ExportedForms, check_model, check_opset, export_forms
 from mod_export.export.triton import write_repository
 from mod_export.models.checkpoint import load_checkpoint
 from mod_export.models.flops import forward_flops, ideal_speedup
 from mod_export.plugins import LIBRARY_NAME, library_path
-from mod_export.validate.artifacts import validate_artifacts, validate_engine
+from mod_export.validate.artifacts import evaluation_text, validate_artifacts, validate_engine
+from mod_export.validate.generation import generation_cases, judge_generation
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ class OnnxJob:
     plugin_library: Path | None = None
     engine: EngineSettings | None = None
     precision: PrecisionOptions = field(default_factory=PrecisionOptions)
+    decode: bool = True  # also write the prefill/decode graphs for generation (docs/generation.md)
+    max_context: int = DEFAULT_MAX_CONTEXT
 
 
 def _pair(forms: ExportedForms) -> dict:
@@ -84,6 +92,31 @@ def run_onnx_job(job: OnnxJob) -> dict:
     check_output_dir(job.out_dir, job.force, [job.model_path])
     with OutputLock(job.out_dir):
         return _run_locked(job)
+
+
+def _generation(job: OnnxJob, model, art_files: dict) -> dict:
+    """Export the prefill and decode graphs, validate them against the causal-routing reference (unless
+    --no-validate), and describe them for the manifest. art_files receives the protos to save."""
+    logger.info("exporting the prefill and decode graphs for generation ...")
+    decode = export_decode_forms(model, job.opset)
+    art_files[PREFILL_FILE], art_files[DECODE_FILE] = decode.prefill, decode.decode
+    cfg = model.config
+    entry = {
+        "mode": "causal routing",
+        "prefill": PREFILL_FILE,
+        "decode": DECODE_FILE,
+        "layers": decode.layers,
+        "routed_layers": decode.routed_layers,
+        "heads": cfg.n_heads,
+        "head_dim": cfg.d_model // cfg.n_heads,
+        "max_context": job.max_context,
+        "precision": "fp32",
+    }
+    if job.validate:
+        logger.info("validating generation: prefill + 64 decode steps on ONNX Runtime against PyTorch ...")
+        stepper = OrtStepper(decode.prefill, decode.decode)
+        entry["parity"] = judge_generation(model, stepper, generation_cases(evaluation_text(), cfg.vocab_size))
+    return entry
 
 
 def _precision_stage(job: OnnxJob, model, float_forms: ExportedForms, calibration) -> tuple[ExportedForms, dict | None]:
@@ -133,6 +166,9 @@ def _run_locked(job: OnnxJob) -> dict:
             for T in (256, 1024, 4096)
         },
     }
+    extra_files: dict = {}
+    if job.decode:
+        report["generation"] = _generation(job, model, extra_files)
     if job.validate:
         report["parity"] = validate_artifacts(
             model,
@@ -145,10 +181,16 @@ def _run_locked(job: OnnxJob) -> dict:
         )
         for alarm in (report["parity"].get("router_health") or {}).get("alarms", []):
             logger.warning("degenerate router: %s", alarm)
+        generation_parity = report.get("generation", {}).get("parity")
+        if generation_parity is not None:
+            report["parity"]["mismatches"] += generation_parity["mismatches"]
+            report["parity"]["passed"] = report["parity"]["passed"] and generation_parity["passed"]
     missing: MissingDependencyError | None = None
     with ArtifactDir(job.out_dir, job.force, [job.model_path]) as art:
         art.save_onnx(forms.portable, PORTABLE_FILE)
         art.save_onnx(forms.plugin, PLUGIN_FILE)
+        for name, proto in extra_files.items():
+            art.save_onnx(proto, name)
         engine = None
         if job.target in ("trt", "triton"):
             try:
@@ -188,6 +230,7 @@ def _run_locked(job: OnnxJob) -> dict:
                 "opset": job.opset,
                 "custom_ops": {"domain": DOMAIN, "ops": [TOPK_GATHER, SCATTER], "in": PLUGIN_FILE},
                 "routing_idx_tensors": forms.idx_outputs,
+                "generation": {k: v for k, v in report.get("generation", {}).items() if k != "parity"} or None,
                 "parity": None if "parity" not in report else ("passed" if report["parity"]["passed"] else "failed"),
                 "engine": report.get("engine"),
             },

@@ -20,16 +20,20 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from mod_export.backends.onnxrt.decoder import OrtStepper
 from mod_export.backends.onnxrt.runner import idx_outputs, onnxrt_runner
 from mod_export.backends.onnxrt.session import available_providers
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.backends.trt.runner import EngineRunner
 from mod_export.contract import ATTENTION_MASK, ENGINE_FILE, INPUT_IDS, LIBRARY_NAME, LOGITS, PLUGIN_FILE, PORTABLE_FILE
+from mod_export.decoding.loop import Event, Generation, generate, stream
+from mod_export.decoding.sampling import Sampling
 from mod_export.errors import InputError, IntegrityError, MissingDependencyError, ModExportError
 from mod_export.graph.queries import idx_tensor_names
 from mod_export.integrity import read_manifest, verify_files
@@ -130,6 +134,9 @@ class Session:
         )
         self._runner.activate()
         self._ort = self._runner.sess
+        self._source, self._manifest, self._threads = path, manifest, threads
+        self._skip_integrity = skip_integrity
+        self._stepper: OrtStepper | None = None
 
     @staticmethod
     def _tensorrt_usable() -> bool:
@@ -203,6 +210,109 @@ class Session:
             with self._lock:  # one execution context: TensorRT runs are serialised
                 return self._runner.infer(feed, check_inputs=False)[LOGITS]
         return self._runner.infer(feed, check_inputs=False)[LOGITS]
+
+    # ------------------------------------------------------------ generation (docs/generation.md)
+
+    def _generation_stepper(self) -> OrtStepper:
+        """The prefill/decode graphs of an export directory, loaded on first use."""
+        if self._stepper is not None:
+            return self._stepper
+        if self.backend != "onnxruntime":
+            raise ModExportError("generation runs on the ONNX Runtime backend in this version")
+        info = (self._manifest or {}).get("generation")
+        directory = self._source if self._source.is_dir() else self._source.parent
+        if not info:
+            raise InputError(
+                f"{directory} was exported without the generation graphs (re-export it without --no-decode)"
+            )
+        names = [info["prefill"], info["decode"]]
+        _check_integrity(directory, names, self._skip_integrity)
+        try:
+            prefill, decode = (onnx.load(str(directory / name)) for name in names)
+        except Exception as exc:
+            raise ModExportError(
+                f"the generation graphs in {directory} are not readable ONNX ({type(exc).__name__})"
+            ) from None
+        self.max_context = int(info.get("max_context") or 0) or None
+        self._stepper = OrtStepper(prefill, decode, providers=["CPUExecutionProvider"], threads=self._threads)
+        return self._stepper
+
+    def _prompts(self, prompts) -> list[list[int]]:
+        """One prompt (a sequence of token ids) or a list of them -> list of int lists, checked against the vocabulary."""
+        if isinstance(prompts, (str, bytes)):
+            raise InputError("prompts are token ids (for the byte-level example model: list(text.encode()))")
+        rows = list(prompts)
+        if rows and np.ndim(rows[0]) == 0:
+            rows = [rows]
+        out = []
+        for row in rows:
+            ids = np.asarray(row)
+            if ids.size == 0:
+                raise InputError("every prompt needs at least one token")
+            self._check_ids(ids.reshape(1, -1), False)
+            out.append([int(t) for t in ids.reshape(-1)])
+        return out
+
+    def _prepare(self, prompts, max_new_tokens: int) -> tuple[OrtStepper, list[list[int]]]:
+        stepper = self._generation_stepper()
+        rows = self._prompts(prompts)
+        longest = max(len(r) for r in rows)
+        if self.max_context is not None and longest + max_new_tokens > self.max_context:
+            raise InputError(
+                f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the export's "
+                f"max context of {self.max_context} (re-export with a larger --max-context)"
+            )
+        return stepper, rows
+
+    def stream(
+        self,
+        prompts,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop_tokens: tuple[int, ...] = (),
+    ) -> Iterator[Event]:
+        """Generate, one Event (the new token of every row) per step, as they come (mod_export.decoding.loop)."""
+        sampling = Sampling(temperature, top_k, top_p, seed)
+        stepper, rows = self._prepare(prompts, max_new_tokens)
+        return stream(stepper, rows, max_new_tokens, sampling, tuple(stop_tokens))
+
+    def generate(
+        self,
+        prompts,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop_tokens: tuple[int, ...] = (),
+    ) -> Generation:
+        """Generate for one prompt or a batch of prompts (token ids); causal routing with the MoD-aware cache.
+        Returns the new tokens per row, per-step timings and the take rate of each routed layer."""
+        sampling = Sampling(temperature, top_k, top_p, seed)
+        stepper, rows = self._prepare(prompts, max_new_tokens)
+        return generate(stepper, rows, max_new_tokens, sampling, tuple(stop_tokens))
+
+    def close(self) -> None:
+        """Release the backend (also done when the Session is garbage-collected or leaves a `with` block)."""
+        runner = getattr(self, "_runner", None)
+        if runner is not None and runner.is_active:
+            runner.deactivate()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def take_rates(self, row: int = 0) -> dict[int, float]:
+        """After a generation: per routed layer, the fraction of the row's tokens that took it (entered its cache)."""
+        return self._generation_stepper().take_rates(row)
 
     def run_with_routing(self, input_ids, attention_mask=None) -> tuple[np.ndarray, list[np.ndarray]]:
         """(logits [B,T,V], per routed layer the selected positions idx [B,k] int32) from this session (ONNX

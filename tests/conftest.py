@@ -68,3 +68,25 @@ def exported(trained, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "out"
     report = run_onnx_job(OnnxJob(Path(path), out))
     return report, out
+
+
+@pytest.fixture(scope="session")
+def routing_model(trained, corpus):
+    """The trained model with each causal predictor's bias shifted so that about 20% of held-out tokens take its
+    block: decode then really takes and skips blocks (a briefly trained predictor rarely says "take")."""
+    import copy
+
+    import numpy as np
+
+    from mod_export.data.corpus import fixed_windows, held_out_split
+    from mod_export.models.causal import CausalRecord, causal_forward, routed_layers
+
+    model = copy.deepcopy(trained[0]).eval()
+    windows = torch.from_numpy(fixed_windows(held_out_split(corpus.held_out).calibration, 16, 128))
+    with torch.no_grad():
+        for layer in routed_layers(model):  # block by block: a shift changes the inputs of later blocks
+            record = CausalRecord()
+            causal_forward(model, windows, record=record)
+            threshold = float(np.quantile(record.decision[layer].numpy(), 0.8))
+            model.blocks[layer].predictor.net[-1].bias -= threshold
+    return model

@@ -25,10 +25,11 @@ def synthetic_config(spec: str) -> MoDConfig:
     )
 
 
-def load_model(spec: str, capacity: str) -> MoDTransformer:
-    """The MoD model with the given capacity (weights from a checkpoint, or seeded random for synthetic)."""
+def load_model(spec: str, capacity: str, causal_predictor: bool = False) -> MoDTransformer:
+    """The MoD model with the given capacity (weights from a checkpoint, or seeded random for synthetic, with causal
+    predictors when asked: generation needs them)."""
     if spec.startswith(SYNTHETIC):
-        cfg = synthetic_config(spec).replace(capacity=capacity)
+        cfg = synthetic_config(spec).replace(capacity=capacity, causal_predictor=causal_predictor)
         torch.manual_seed(0)
         return MoDTransformer(cfg).eval()
     base = load_checkpoint(spec)

@@ -110,3 +110,73 @@ def plots(data: dict, out_dir: Path) -> list[Path]:
     written.append(path)
     plt.close(fig)
     return written
+
+
+def decode_markdown(data: dict) -> str:
+    m = data["machine"]
+    lines = [
+        f"machine: copy bandwidth {m['bandwidth_gbps']:.1f} GB/s, decode-shaped GEMM {m['gemm_gflops']:.0f} GFLOP/s",
+        "",
+        "| B | prompt | candidate | per-token p50 / p95 / p99 (ms) | tokens/s | MoD/dense | ideal | achieved/ideal | "
+        "take rate per routed block | KV bytes/token MoD/dense |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in data["results"]:
+        take = ", ".join(f"{k}: {100 * v:.1f}%" for k, v in row["take_rates"].items())
+        for name, c in row["candidates"].items():
+            backend, kind = name.split("/")
+            cells = ["", "", "", "", ""]
+            if kind == "mod":
+                cells = [
+                    f"{row[f'{backend}_speedup']:.2f}x",
+                    f"{row['ideal_speedup']:.2f}x",
+                    f"{row[f'{backend}_achieved_over_ideal']:.2f}",
+                    take,
+                    f"{row['kv_ratio']:.3f}",
+                ]
+            latency = f"{c['p50_ms']:.2f} / {c['p95_ms']:.2f} / {c['p99_ms']:.2f}"
+            lines.append(
+                f"| {row['batch']} | {row['prompt']} | {name} | {latency} | {c['tokens_per_s']:.0f} | "
+                + " | ".join(cells)
+                + " |"
+            )
+        if "onnxruntime_over_torch_mod" in row:
+            ratio = row["onnxruntime_over_torch_mod"]
+            lines.append(
+                f"| {row['batch']} | {row['prompt']} | ONNX Runtime over PyTorch eager (MoD) | | {ratio:.2f}x | | | | | |"
+            )
+    return "\n".join(lines)
+
+
+def decode_plots(data: dict, out_dir: Path) -> list[Path]:
+    """Per-token latency percentiles per candidate, and MoD/dense speedup against batch with the roofline ideal."""
+    import matplotlib  # noqa: PLC0415 - optional (plot extra)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after the backend is chosen
+
+    rows = data["results"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+    labels = [f"B={r['batch']} P={r['prompt']}\n{n}" for r in rows for n in r["candidates"]]
+    for q, colour in (("p99_ms", "tab:red"), ("p95_ms", "tab:orange"), ("p50_ms", "tab:blue")):
+        ax1.bar(range(len(labels)), [c[q] for r in rows for c in r["candidates"].values()], color=colour, label=q[:-3])
+    ax1.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("per-token decode latency (ms)")
+    ax1.legend(fontsize=8)
+    for prompt in sorted({r["prompt"] for r in rows}):
+        sub = [r for r in rows if r["prompt"] == prompt]
+        batches = [r["batch"] for r in sub]
+        ax2.plot(batches, [r["ideal_speedup"] for r in sub], "k--", label=f"ideal (roofline), prompt {prompt}")
+        ax2.plot(batches, [r["onnxruntime_speedup"] for r in sub], "o-", label=f"ONNX Runtime, prompt {prompt}")
+    ax2.set_xscale("log", base=2)
+    ax2.axhline(1.0, color="grey", lw=0.5)
+    ax2.set_xlabel("batch")
+    ax2.set_ylabel("MoD decode speedup over the dense twin")
+    ax2.legend(fontsize=7)
+    fig.suptitle(f"{data['model']}: decode, MoD vs dense")
+    fig.tight_layout()
+    path = out_dir / "decode.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from mod_export.bench.report import markdown, write_outputs
+from mod_export.bench.decode import DecodeSettings, run_decode_bench
+from mod_export.bench.report import decode_markdown, decode_plots, markdown, write_outputs
 from mod_export.bench.runner import BenchSettings, check_backends, run_bench
 from mod_export.bench.threads import applied_policy
 from mod_export.cli.types import non_negative_int, positive_int
@@ -31,7 +33,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         default="torch,onnxruntime,onnxruntime-plugin",
         help="comma list of torch, onnxruntime, onnxruntime-plugin, tensorrt",
     )
-    parser.add_argument("--batch", default="1")
+    parser.add_argument("--batch", help="comma list of batch sizes (default 1; with --decode 1,8,32)")
     parser.add_argument("--seq-lens", default="256,512,1024,2048")
     parser.add_argument("--capacities", default="1/8", help="comma list of num/den (default 1/8)")
     parser.add_argument("--repeats", type=positive_int, default=10)
@@ -45,9 +47,45 @@ def register(parser: argparse.ArgumentParser) -> None:
         "turns on the same cores and one's spinning threads slow down the next)",
     )
     parser.add_argument("--out", type=Path, help="write results.json, results.md and PNG plots here")
+    decode = parser.add_argument_group("generation (--decode): decode steps instead of full-sequence forwards")
+    decode.add_argument("--decode", action="store_true", help="benchmark generation (prefill + decode steps)")
+    decode.add_argument("--prompt-lens", default="128,1024", help="decode: prompt lengths (default 128,1024)")
+    decode.add_argument("--new-tokens", type=positive_int, default=128, help="decode: tokens per row (default 128)")
+    decode.add_argument(
+        "--torch-batches", default="1", help="decode: batch sizes PyTorch eager is timed at (default 1)"
+    )
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    if "," in args.capacities:
+        raise ModExportError("--decode takes one capacity")
+    parse_capacity(args.capacities)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise ModExportError(f"--out {args.out} exists and is not a directory")
+    batch = _ints(args.batch, "batch") if args.batch is not None else DecodeSettings().batch
+    settings = DecodeSettings(
+        batch,
+        _ints(args.prompt_lens, "prompt-lens"),
+        args.new_tokens,
+        args.capacities,
+        args.threads,
+        _ints(args.torch_batches, "torch-batches"),
+    )
+    data = run_decode_bench(args.model, settings)
+    data["thread_policy"] = applied_policy()
+    print(decode_markdown(data))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "decode.json").write_text(json.dumps(data, indent=2, default=str))
+        (args.out / "decode.md").write_text(decode_markdown(data) + "\n")
+        for path in decode_plots(data, args.out):
+            print(f"wrote {path}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.decode:
+        return run_decode(args)
     capacities = tuple(args.capacities.split(","))
     for cap in capacities:
         parse_capacity(cap)
@@ -57,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModExportError(f"--out {args.out} exists and is not a directory")
     settings = BenchSettings(
         backends,
-        _ints(args.batch, "batch"),
+        _ints(args.batch or "1", "batch"),
         _ints(args.seq_lens, "seq-lens"),
         capacities,
         args.repeats,

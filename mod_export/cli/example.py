@@ -29,6 +29,9 @@ def summary_lines(metrics: dict) -> list[str]:
         f"held-out bits/byte: MoD {metrics['held_out_bits_per_byte']:.3f} | dense twin (routing off) "
         f"{metrics['dense_twin_held_out_bits_per_byte']:.3f} | unigram {metrics['unigram_bits_per_byte']:.3f} "
         f"({100 * metrics['improvement_over_unigram']:.1f}% better than unigram)",
+        f"held-out bits/byte in causal-routing mode (how generation routes): "
+        f"{metrics['causal_routing']['bits_per_byte']:.3f}; tokens taken per routed block: "
+        + ", ".join(f"block {b} {100 * f:.1f}%" for b, f in metrics["causal_routing"]["take_fraction"].items()),
         f"training time: {metrics['train_seconds']:.0f} s",
     ]
     for layer, st in metrics["routing"].items():

@@ -13,6 +13,7 @@ from mod_export.contract import (
     DEFAULT_ATOL,
     DEFAULT_BATCH_RANGE,
     DEFAULT_CALIBRATION_WINDOWS,
+    DEFAULT_MAX_CONTEXT,
     DEFAULT_MIN_ROUTING_AGREEMENT,
     DEFAULT_OPSET,
     DEFAULT_ROUTING_GUARD,
@@ -27,13 +28,15 @@ from mod_export.contract import (
 from mod_export.errors import ModExportError
 from mod_export.pipeline import OnnxJob, run_onnx_job
 from mod_export.validate.artifacts import format_validation
+from mod_export.validate.generation import format_generation
 from mod_export.validate.judge import format_table
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Export a mod_export/1 checkpoint into DIR: model.onnx, model.plugin.onnx, report.json, "
-        "manifest.json; plus model.engine and the plugin library (trt) or a Triton model repository (triton)."
+        "Export a mod_export/1 checkpoint into DIR: model.onnx, model.plugin.onnx, the generation graphs "
+        "model.prefill.onnx and model.decode.onnx, report.json, manifest.json; plus model.engine and the plugin "
+        "library (trt) or a Triton model repository (triton)."
     )
     parser.add_argument("model", type=Path, help="checkpoint (model.pt) in the mod_export/1 format")
     parser.add_argument("--target", required=True, choices=TARGETS)
@@ -44,6 +47,17 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_OPSET,
         help=f"ONNX opset (default {DEFAULT_OPSET}, {MIN_OPSET}..{MAX_OPSET})",
+    )
+    parser.add_argument(
+        "--no-decode",
+        action="store_true",
+        help="do not write the prefill/decode graphs for generation (written by default)",
+    )
+    parser.add_argument(
+        "--max-context",
+        type=positive_int,
+        default=DEFAULT_MAX_CONTEXT,
+        help=f"generation: longest prompt + new tokens a Session accepts (default {DEFAULT_MAX_CONTEXT})",
     )
     parser.add_argument("--allow-dense", action="store_true", help="export a model without routed blocks as dense")
     parser.add_argument("--no-validate", action="store_true", help="skip the PyTorch vs ONNX Runtime parity check")
@@ -109,6 +123,8 @@ def print_outcome(report: dict, out_dir: Path) -> None:
     """The validation tables, then what was written (stdout: results, not progress)."""
     if report.get("parity"):
         print(format_validation(report["parity"]))
+    if report.get("generation", {}).get("parity"):
+        print(format_generation(report["generation"]["parity"]))
     if report.get("engine_parity"):
         print(format_table(report["engine_parity"]))
     written = [w for w in report.get("written", []) if "/" not in w]
@@ -149,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         plugin_library=args.plugin_library,
         engine=engine,
         precision=precision,
+        decode=not args.no_decode,
+        max_context=args.max_context,
     )
     try:
         report = run_onnx_job(job)

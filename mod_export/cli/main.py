@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "validate": "mod_export.cli.validate",
     "build-plugins": "mod_export.cli.build_plugins",
     "bench": "mod_export.cli.bench",
+    "generate": "mod_export.cli.generate",
 }
 MAIN_FORM = "mod_export.cli.export"
 GLOBAL_FLAGS = ("--debug", "--quiet", "--verbose")
@@ -56,6 +57,7 @@ subcommands:
   validate              compare PyTorch and ONNX Runtime on exported files
   build-plugins         build libmod_export_plugins.so (TensorRT plugins) and run its host tests
   bench                 MoD vs dense twin per backend, against the FLOP ideal
+  generate              generate text or tokens with an export (causal routing, MoD-aware KV cache)
 
 options:
   -h, --help            show this help and exit

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mod_export.models import routing
+from mod_export.models.causal import CausalRecord, causal_forward, routed_layers
 from mod_export.models.model import MoDTransformer
 
 
@@ -30,6 +31,26 @@ def model_bits_per_byte(model: MoDTransformer, windows: np.ndarray, batch: int =
         total += float(loss)
         count += chunk[:, 1:].numel()
     return total / count / math.log(2)
+
+
+@torch.no_grad()
+def causal_routing_metrics(model: MoDTransformer, windows: np.ndarray, batch: int = 16) -> dict:
+    """Held-out bits per byte in causal-routing mode (how generation routes: decision logit > 0 per token), and each
+    routed block's fraction of tokens that took it in that mode."""
+    total, count = 0.0, 0
+    taken: dict[int, float] = {}
+    for start in range(0, len(windows), batch):
+        chunk = torch.from_numpy(windows[start : start + batch])
+        record = CausalRecord()
+        logits = causal_forward(model, chunk[:, :-1], record=record)  # [b,T,V]
+        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1), reduction="sum"))
+        count += chunk[:, 1:].numel()
+        for layer in routed_layers(model):
+            taken[layer] = taken.get(layer, 0.0) + float(record.take[layer].sum())
+    return {
+        "bits_per_byte": total / count / math.log(2),
+        "take_fraction": {str(layer): n / count for layer, n in taken.items()},
+    }
 
 
 def _byte_class(tokens: torch.Tensor) -> torch.Tensor:

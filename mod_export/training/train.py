@@ -15,7 +15,12 @@ from mod_export.models import routing
 from mod_export.models.config import MoDConfig
 from mod_export.models.model import MoDTransformer
 from mod_export.progress import progress
-from mod_export.training.metrics import model_bits_per_byte, routing_statistics, unigram_bits_per_byte
+from mod_export.training.metrics import (
+    causal_routing_metrics,
+    model_bits_per_byte,
+    routing_statistics,
+    unigram_bits_per_byte,
+)
 
 
 @dataclass
@@ -114,6 +119,7 @@ def train_example(settings: TrainSettings, corpus: Corpus | None = None, show_pr
     metrics = {
         "held_out_bits_per_byte": mod_bpb,
         "dense_twin_held_out_bits_per_byte": model_bits_per_byte(model.dense_twin(), windows),
+        "causal_routing": causal_routing_metrics(model, windows),
         "unigram_bits_per_byte": unigram_bpb,
         "improvement_over_unigram": 1.0 - mod_bpb / unigram_bpb,
         "routing": stats,

@@ -408,6 +408,28 @@ ROWS = [
     ),
     Row("bench zero repeats", ["bench", "synthetic:64x2", "--repeats", "0"], 2, "positive integer"),
     Row("bench missing checkpoint", ["bench", "{tmp}/none.pt", "--seq-lens", "16"], 1, "not found"),
+    # ---- generate
+    Row("generate negative temperature", ["generate", "{dir}", "--prompt", "a", "--temperature", "-1"], 2, ">= 0"),
+    Row("generate top-p zero", ["generate", "{dir}", "--prompt", "a", "--top-p", "0"], 2, "(0, 1]"),
+    Row("generate top-p above one", ["generate", "{dir}", "--prompt", "a", "--top-p", "1.5"], 2, "between 0 and 1"),
+    Row("generate zero new tokens", ["generate", "{dir}", "--prompt", "a", "--max-new-tokens", "0"], 2, "positive"),
+    Row("generate text and ids", ["generate", "{dir}", "--prompt", "a", "--prompt-ids", "1"], 2, "not allowed with"),
+    Row("generate bad ids", ["generate", "{dir}", "--prompt-ids", "1,b"], 1, "comma-separated integers"),
+    Row("generate id beyond vocabulary", ["generate", "{dir}", "--prompt-ids", "1,256"], 1, "token ids in [0, 256)"),
+    Row(
+        "generate past the max context",
+        ["generate", "{dir}", "--prompt", "a", "--max-new-tokens", "5000"],
+        1,
+        "max context of 4096",
+    ),
+    Row("generate missing directory", ["generate", "{tmp}/none", "--prompt", "a"], 1, "not found"),
+    Row(
+        "generate with the decode graph missing",
+        ["generate", "{tmp}/dir", "--prompt", "a"],
+        1,
+        "missing",
+        export_copy(lambda d: (d / "model.decode.onnx").unlink()),
+    ),
     # ---- build-plugins
     Row(
         "build-plugins headers missing",

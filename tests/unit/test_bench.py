@@ -91,3 +91,45 @@ def test_bench_rejects_bad_arguments():
     for args in (["--capacities", "0.125"], ["--seq-lens", "0"], ["--backends", "tflite"]):
         proc = run_cli("bench", "synthetic:64x2", *args)
         assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+
+
+def test_decode_bench_end_to_end(tmp_path):
+    out = tmp_path / "decode"
+    proc = run_cli(
+        "bench",
+        "synthetic:64x2",
+        "--decode",
+        "--batch",
+        "1,2",
+        "--prompt-lens",
+        "8",
+        "--new-tokens",
+        "6",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "decode.json").read_text())
+    assert [(r["batch"], r["prompt"]) for r in data["results"]] == [(1, 8), (2, 8)]
+    first = data["results"][0]
+    assert set(first["candidates"]) == {"onnxruntime/mod", "onnxruntime/dense", "torch/mod", "torch/dense"}
+    assert set(data["results"][1]["candidates"]) == {"onnxruntime/mod", "onnxruntime/dense"}  # torch at batch 1 only
+    for row in data["results"]:
+        assert row["ideal_speedup"] >= 1.0 and 0 < row["kv_ratio"] <= 1.0
+        assert all(c["steps"] == 5 and c["p50_ms"] <= c["p95_ms"] <= c["p99_ms"] for c in row["candidates"].values())
+        assert set(row["take_rates"]) == {"1"} or set(row["take_rates"]) == {1}
+    assert data["machine"]["bandwidth_gbps"] > 0 and (out / "decode.png").stat().st_size > 1000
+    assert "ONNX Runtime over PyTorch eager (MoD)" in proc.stdout
+
+
+def test_decode_roofline_favours_mod_less_as_the_batch_grows():
+    from mod_export.models.decode_roofline import Machine, kv_bytes_per_token, step_time
+
+    cfg = MoDConfig(d_model=512, n_heads=8, n_layers=8, d_mlp=2048)
+    machine = Machine(bandwidth=20e9, gemm_rate=100e9)
+    take = {layer: 0.125 for layer in cfg.routed}
+    speedups = [
+        step_time(cfg, b, 256, take, machine, False) / step_time(cfg, b, 256, take, machine) for b in (1, 8, 32)
+    ]
+    assert 1.6 < speedups[0] < 2.0 and speedups[0] > speedups[1] > speedups[2] >= 1.0
+    assert kv_bytes_per_token(cfg, take) / kv_bytes_per_token(cfg, take, False) == pytest.approx((4 + 4 * 0.125) / 8)

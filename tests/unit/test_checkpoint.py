@@ -102,7 +102,7 @@ def test_cli_reports_bad_checkpoint_in_one_line_without_traceback(tmp_path, smal
     MARKER.unlink(missing_ok=True)
     path = write_bad(tmp_path, "pickle_code", small_model)
     out = tmp_path / "out"
-    proc = run_cli(str(path), "--target", "onnx", "--out", str(out))
+    proc = run_cli(str(path), "--target", "onnx", "--out", str(out), "--no-decode")
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert "Traceback" not in proc.stderr

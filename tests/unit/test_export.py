@@ -31,7 +31,14 @@ from tests.unit.parity_helpers import assert_forced_parity
 def test_export_writes_every_artifact_with_manifest_hashes(exported):
     report, out = exported
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
+    assert names == [
+        "manifest.json",
+        "model.decode.onnx",
+        "model.onnx",
+        "model.plugin.onnx",
+        "model.prefill.onnx",
+        "report.json",
+    ]
     manifest = json.loads((out / "manifest.json").read_text())
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == sha256_file(out / name)
@@ -51,6 +58,10 @@ def test_export_writes_every_artifact_with_manifest_hashes(exported):
     assert set(health["layers"]) == {"0", "1"} and health["alarms"] == []
     for layer in health["layers"].values():
         assert layer["selected_fraction"] == pytest.approx(1 / 8) and "predictor_topk_agreement" in layer
+    generation = on_disk["generation"]
+    assert generation["parity"]["passed"] and [r["steps"] for r in generation["parity"]["cases"]] == [64, 64]
+    assert manifest["generation"]["decode"] == "model.decode.onnx" and manifest["generation"]["routed_layers"] == [1, 3]
+    assert "parity" not in manifest["generation"] and manifest["generation"]["max_context"] == 4096
     ideal = on_disk["flops_per_forward"]["1024"]["ideal_speedup"]
     assert 1.0 < ideal < 2.0
 
@@ -237,6 +248,6 @@ def test_model_without_routed_blocks_needs_allow_dense(tmp_path):
     out = tmp_path / "out"
     assert_one_line_error(run_cli(str(ckpt), "--target", "onnx", "--out", str(out)), 1, "no routed blocks")
     assert not out.exists()
-    proc = run_cli(str(ckpt), "--target", "onnx", "--out", str(out), "--allow-dense")
+    proc = run_cli(str(ckpt), "--target", "onnx", "--out", str(out), "--allow-dense", "--no-decode")
     assert proc.returncode == 0, proc.stderr
     assert (out / "model.onnx").exists()

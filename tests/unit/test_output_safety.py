@@ -60,7 +60,7 @@ WRITE_STEPS = ["save_onnx:1", "save_onnx:2", "write_json:1", "write_json:2", "re
 def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_path, monkeypatch):
     ckpt = fast_export
     out = tmp_path / "out"
-    run_onnx_job(OnnxJob(ckpt, out, validate=False))  # an earlier export, to be replaced with --force
+    run_onnx_job(OnnxJob(ckpt, out, validate=False, decode=False))  # an earlier export, to be replaced with --force
     before = snapshot(out)
     kind, _, nth = step.partition(":")
     calls = {"n": 0}
@@ -82,12 +82,12 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
         monkeypatch.setattr(artifacts.shutil, "rmtree", lambda path, ignore_errors=False: None)
     expected = OutputDirError if kind == "replace" else Boom
     if kind == "rmtree_old":
-        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False))  # the swap succeeded
+        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))  # the swap succeeded
         monkeypatch.undo()
         assert sorted(p.name for p in out.iterdir()) == sorted(before)
     else:
         with pytest.raises(expected):
-            run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False))
+            run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))
         assert snapshot(out) == before, "the previous export must be intact"
     monkeypatch.undo()
     stale = leftovers(tmp_path)
@@ -100,39 +100,39 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
 def test_interrupt_leaves_nothing_and_keeps_the_previous_export(fast_export, tmp_path, monkeypatch):
     ckpt = fast_export
     out = tmp_path / "out"
-    run_onnx_job(OnnxJob(ckpt, out, validate=False))
+    run_onnx_job(OnnxJob(ckpt, out, validate=False, decode=False))
     before = snapshot(out)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(artifacts.ArtifactDir, "write_json", interrupted)
-    assert main([str(ckpt), "--target", "onnx", "--out", str(out), "--force", "--no-validate"]) == 130
+    assert main([str(ckpt), "--target", "onnx", "--out", str(out), "--force", "--no-validate", "--no-decode"]) == 130
     assert snapshot(out) == before and leftovers(tmp_path) == []
 
 
 def test_force_replaces_our_own_export_only(fast_export, tmp_path):
     ckpt = fast_export
     out = tmp_path / "out"
-    run_onnx_job(OnnxJob(ckpt, out, validate=False))
-    run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False))  # ours: replaced
+    run_onnx_job(OnnxJob(ckpt, out, validate=False, decode=False))
+    run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))  # ours: replaced
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
     (out / "mine.txt").write_text("mine")
     with pytest.raises(OutputDirError, match="mine.txt"):
-        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False))
+        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))
     assert (out / "mine.txt").read_text() == "mine" and leftovers(tmp_path) == []
 
 
 def test_output_dot_and_symlinked_output(fast_export, tmp_path, monkeypatch):
     ckpt = fast_export
     real = tmp_path / "real"
-    run_onnx_job(OnnxJob(ckpt, real, validate=False))
+    run_onnx_job(OnnxJob(ckpt, real, validate=False, decode=False))
     link = tmp_path / "link"
     link.symlink_to(real)
-    run_onnx_job(OnnxJob(ckpt, link, force=True, validate=False))
+    run_onnx_job(OnnxJob(ckpt, link, force=True, validate=False, decode=False))
     assert link.is_symlink() and (link / "model.onnx").is_file() and leftovers(tmp_path) == []
     monkeypatch.chdir(real)
-    assert main([str(ckpt), "--target", "onnx", "--out", ".", "--force", "--no-validate"]) == 0
+    assert main([str(ckpt), "--target", "onnx", "--out", ".", "--force", "--no-validate", "--no-decode"]) == 0
     assert (real / "model.onnx").is_file() and leftovers(tmp_path) == []
 
 
@@ -140,7 +140,7 @@ def test_two_exports_into_one_directory_at_once(trained, tmp_path):
     """The second run finds the first one's lock and refuses at once; the directory is the first run's export."""
     _, _, ckpt = trained
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "mod_export.cli.main", str(ckpt), "--target", "onnx", "--out", str(out)]
+    cmd = [sys.executable, "-m", "mod_export.cli.main", str(ckpt), "--target", "onnx", "--out", str(out), "--no-decode"]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = tmp_path / ".out.lock"
     deadline = time.time() + 120
@@ -225,7 +225,7 @@ def test_fuzzed_checkpoint_configs_never_crash(tmp_path, capsys, changes):
     config = {**MoDConfig(d_model=32, n_heads=2, n_layers=2, d_mlp=64).to_dict(), **changes}
     torch.save({"format": "mod_export/1", "config": config, "state_dict": {}}, work / "m.pt")
     before = snapshot(work)
-    code = main([str(work / "m.pt"), "--target", "onnx", "--out", str(work / "out"), "--no-validate"])
+    code = main([str(work / "m.pt"), "--target", "onnx", "--out", str(work / "out"), "--no-validate", "--no-decode"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err and "internal error" not in err, (changes, err)
     assert snapshot(work) == before

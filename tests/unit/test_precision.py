@@ -182,7 +182,7 @@ def test_cli_int8_bad_inputs_leave_nothing(trained, tmp_path):
     out = tmp_path / "o"
 
     def run(*extra):
-        return run_cli(str(ckpt), "--target", "onnx", "--out", str(out), "--precision", "int8", *extra)
+        return run_cli(str(ckpt), "--target", "onnx", "--out", str(out), "--precision", "int8", "--no-decode", *extra)
 
     proc = run("--calib-method", "kl")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr

@@ -37,7 +37,9 @@ def _check_parity(parity: dict) -> None:
 @pytest.mark.slow
 def test_fp16_export_validates_and_validate_judges_it_at_its_precision(seeded_checkpoint, tmp_path):
     out = tmp_path / "fp16"
-    report = run_onnx_job(OnnxJob(seeded_checkpoint, out, precision=PrecisionOptions("fp16", eval_windows=16)))
+    report = run_onnx_job(
+        OnnxJob(seeded_checkpoint, out, precision=PrecisionOptions("fp16", eval_windows=16), decode=False)
+    )
     _check_parity(report["parity"])
     quality = report["parity"]["quality"]
     assert quality["passed"] and set(quality["forms"]) == {"portable", "plugin"}
@@ -53,7 +55,7 @@ def test_fp16_export_validates_and_validate_judges_it_at_its_precision(seeded_ch
 @pytest.mark.slow
 def test_int8_export_passes_with_disjoint_calibration_and_evaluation(seeded_checkpoint, tmp_path):
     options = PrecisionOptions("int8", calib_windows=8, eval_windows=16)
-    report = run_onnx_job(OnnxJob(seeded_checkpoint, tmp_path / "int8", precision=options))
+    report = run_onnx_job(OnnxJob(seeded_checkpoint, tmp_path / "int8", precision=options, decode=False))
     _check_parity(report["parity"])
     assert report["parity"]["quality"]["passed"], report["parity"]["quality"]["mismatches"]
     assert "calibration part" in report["precision_details"]["calibration_data"]

@@ -77,7 +77,7 @@ def test_target_trt_without_tensorrt_writes_onnx_then_exits_4(trained, tmp_path)
     blocker.mkdir()
     (blocker / "tensorrt.py").write_text("raise ImportError('TensorRT hidden by the test')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
-    proc = run_cli(str(ckpt), "--target", "trt", "--out", str(out), "--no-validate", env=env)
+    proc = run_cli(str(ckpt), "--target", "trt", "--out", str(out), "--no-validate", "--no-decode", env=env)
     assert proc.returncode == 4, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "TensorRT" in errors[0] and "Traceback" not in proc.stderr
@@ -157,7 +157,13 @@ def test_target_trt_and_triton_with_mock_tensorrt_runtime(mock_tensorrt, monkeyp
     out = tmp_path / "trt"
     report = run_onnx_job(
         OnnxJob(
-            ckpt, out, validate=False, target="trt", plugin_library=library, engine=EngineSettings(show_progress=False)
+            ckpt,
+            out,
+            validate=False,
+            target="trt",
+            plugin_library=library,
+            engine=EngineSettings(show_progress=False),
+            decode=False,
         )
     )
     assert (
@@ -174,6 +180,7 @@ def test_target_trt_and_triton_with_mock_tensorrt_runtime(mock_tensorrt, monkeyp
             target="triton",
             plugin_library=library,
             engine=EngineSettings(batch=ShapeRange(1, 4, 16), show_progress=False),
+            decode=False,
         )
     )
     repo = tri / "model_repository"
@@ -208,7 +215,9 @@ def check_triton_config(path, onnx_path, max_batch, platform=None, backend=None)
 def test_triton_repository_validates_against_tritons_schema(trained, tmp_path):
     _, _, ckpt = trained
     out = tmp_path / "tri"
-    proc = run_cli(str(ckpt), "--target", "triton", "--out", str(out), "--no-validate", "--batch", "1:2:16")
+    proc = run_cli(
+        str(ckpt), "--target", "triton", "--out", str(out), "--no-validate", "--no-decode", "--batch", "1:2:16"
+    )
     assert proc.returncode == 0, proc.stderr
     repo = out / "model_repository"
     assert sorted(p.name for p in repo.iterdir()) == ["mod_export_onnx"]  # no engine without TensorRT

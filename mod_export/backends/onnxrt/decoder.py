@@ -1,0 +1,151 @@
+"""Generation on ONNX Runtime: the prefill and decode-step graphs (mod_export/export/decode_export.py) driven as a
+stepper for mod_export.decoding.loop, with the MoD-aware KV cache in buffers this object owns.
+
+The cache buffers ([B,H,S,Dh] per layer, float32, and valid lengths [B]) are bound to the decode session once
+per generation with IOBinding, as OrtValues over the very numpy arrays (no copy on the CPU); each step ONNX
+Runtime reads them in place, and the new entries (key.l/value.l, [B,H,1,Dh]) are written at each taking row's
+length here. No step copies a cache. The CUDA execution provider path (device buffers) is not implemented yet:
+ONNX Runtime has no in-place slice write, so it needs a device-side writer (see docs/generation.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from mod_export.backends.onnxrt.session import create_session
+from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS
+from mod_export.decoding.loop import Step
+from mod_export.errors import InputError
+
+POSITION_IDS, ACTIVE = "position_ids", "active"
+
+
+def past_names(layer: int) -> tuple[str, str, str]:
+    return f"past_length.{layer}", f"past_key_values.{layer}.key", f"past_key_values.{layer}.value"
+
+
+def decode_layout(decode: onnx.ModelProto) -> tuple[int, list[int], int, int]:
+    """(blocks, routed block indices, heads, head width) read from a decode graph's I/O."""
+    outputs = {o.name for o in decode.graph.output}
+    layers = sum(1 for i in decode.graph.input if i.name.startswith("past_length."))
+    routed = [i for i in range(layers) if f"decision.{i}" in outputs]
+    key = next(i for i in decode.graph.input if i.name == past_names(0)[1])
+    dims = key.type.tensor_type.shape.dim
+    return layers, routed, int(dims[1].dim_value), int(dims[3].dim_value)
+
+
+def positions_from_mask(mask: np.ndarray) -> np.ndarray:
+    """[B,P] mask -> [B,P] each real token's index among its row's real tokens (0 at padding)."""
+    return np.clip(np.cumsum(mask, axis=-1) - 1, 0, None).astype(np.int64)
+
+
+class OrtStepper:
+    def __init__(
+        self,
+        prefill: onnx.ModelProto,
+        decode: onnx.ModelProto,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        max_cache: int | None = None,
+    ):
+        """max_cache: the largest prompt + new tokens the export supports (None: unbounded)."""
+        providers = providers or ["CPUExecutionProvider"]
+        if providers[0] != "CPUExecutionProvider":
+            raise InputError("generation on ONNX Runtime runs on the CPU execution provider here (docs/generation.md)")
+        self.layers, self.routed_layers, self.heads, self.head_dim = decode_layout(decode)
+        self.prefill_session = create_session(prefill, providers=providers, threads=threads)
+        self.decode_session = create_session(decode, providers=providers, threads=threads)
+        self.output_names = [o.name for o in self.decode_session.get_outputs()]
+        self.max_cache = max_cache
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.lengths: list[np.ndarray] = []
+        self.positions = np.zeros(0, dtype=np.int64)
+        self._binding = None
+
+    # ------------------------------------------------------------ prefill
+
+    def prefill(self, ids: np.ndarray, mask: np.ndarray, capacity: int) -> Step:
+        if self.max_cache is not None and capacity > self.max_cache:
+            raise InputError(f"prompt plus new tokens need a cache of {capacity}, the export allows {self.max_cache}")
+        positions = positions_from_mask(mask)
+        outs = dict(
+            zip(
+                [o.name for o in self.prefill_session.get_outputs()],
+                self.prefill_session.run(None, {INPUT_IDS: ids, ATTENTION_MASK: mask, POSITION_IDS: positions}),
+            )
+        )
+        B = ids.shape[0]
+        shape = (B, self.heads, capacity, self.head_dim)
+        self.keys = [np.zeros(shape, np.float32) for _ in range(self.layers)]
+        self.values = [np.zeros(shape, np.float32) for _ in range(self.layers)]
+        self.lengths = [np.zeros(B, np.int64) for _ in range(self.layers)]
+        for layer in range(self.layers):  # compact each row's taken, real tokens, left-aligned
+            take = outs[f"take.{layer}"].astype(bool) & (mask != 0)
+            for row in range(B):
+                chosen = np.flatnonzero(take[row])
+                self.keys[layer][row, :, : len(chosen)] = outs[f"key.{layer}"][row][:, chosen]
+                self.values[layer][row, :, : len(chosen)] = outs[f"value.{layer}"][row][:, chosen]
+                self.lengths[layer][row] = len(chosen)
+        self.positions = positions[:, -1] + 1
+        self._bind_cache()
+        return Step(
+            outs[LOGITS][:, -1],
+            {i: outs[f"take.{i}"].astype(bool) for i in self.routed_layers},
+            {i: outs[f"decision.{i}"] for i in self.routed_layers},
+        )
+
+    def _bind_cache(self) -> None:
+        """Bind every cache buffer once, as an OrtValue over the numpy array itself (no copy on the CPU)."""
+        binding = self.decode_session.io_binding()
+        self._cache_values = []
+        for layer in range(self.layers):
+            for name, array in zip(past_names(layer), (self.lengths[layer], self.keys[layer], self.values[layer])):
+                value = ort.OrtValue.ortvalue_from_numpy(array)
+                binding.bind_ortvalue_input(name, value)
+                self._cache_values.append(value)  # keep alive: ONNX Runtime reads the numpy memory through it
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")
+        self._binding = binding
+
+    def take_rates(self, row: int = 0) -> dict[int, float]:
+        """Per routed layer: the fraction of the row's tokens so far (prompt and fed) that entered its cache."""
+        fed = max(int(self.positions[row]), 1)
+        return {layer: int(self.lengths[layer][row]) / fed for layer in self.routed_layers}
+
+    # ------------------------------------------------------------ decode
+
+    def step(self, tokens: np.ndarray, active: np.ndarray) -> Step:
+        binding = self._binding
+        B = len(tokens)
+        inputs = {
+            INPUT_IDS: np.asarray(tokens, np.int64).reshape(B, 1),
+            POSITION_IDS: self.positions.reshape(B, 1),
+            ACTIVE: np.asarray(active, bool),
+        }
+        step_values = []
+        for name, array in inputs.items():
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
+            binding.bind_ortvalue_input(name, value)
+            step_values.append(value)
+        self.decode_session.run_with_iobinding(binding)
+        # copies: ONNX Runtime reuses its output buffers on the next run
+        outs = dict(zip(self.output_names, (np.array(v.numpy()) for v in binding.get_outputs())))
+        active = np.asarray(active, bool)
+        for layer in range(self.layers):
+            rows = np.flatnonzero(outs[f"take.{layer}"].astype(bool) & active)
+            if rows.size == 0:
+                continue
+            at = self.lengths[layer][rows]
+            if int(at.max()) >= self.keys[layer].shape[2]:
+                raise InputError("the KV cache is full: ask for fewer new tokens")
+            self.keys[layer][rows, :, at] = outs[f"key.{layer}"][rows, :, 0]
+            self.values[layer][rows, :, at] = outs[f"value.{layer}"][rows, :, 0]
+            self.lengths[layer][rows] += 1  # in place: the bound OrtValue sees it
+        self.positions += active.astype(np.int64)
+        return Step(
+            outs[LOGITS][:, 0],
+            {i: outs[f"take.{i}"].astype(bool) for i in self.routed_layers},
+            {i: outs[f"decision.{i}"] for i in self.routed_layers},
+        )

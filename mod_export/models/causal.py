@@ -1,0 +1,142 @@
+"""Causal routing (docs/generation.md): the per-token rule that generation uses, as a full-sequence forward and as
+incremental steps over an MoD-aware KV cache, in PyTorch. The reference for the exported prefill/decode graphs.
+
+Token t takes routed block l iff its decision logit is > 0: the block's causal predictor output where the model
+has one, else its router score. A token that takes a block is updated as in top-k routing, gated by its router
+score; a token that skips passes unchanged and leaves nothing in that block's cache. Every layer's cache holds,
+per row, only the real (non-padding) tokens that took it, left-aligned, keyed with rotary at their original
+positions (position = index among the row's real tokens, so left padding changes nothing).
+
+Shapes: B batch, T/P sequence, D width, H heads, Dh head width, S cache capacity, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from mod_export.models import routing
+from mod_export.models.model import Block, MoDTransformer, RoutedBlock, apply_rotary, attention_bias, rotary_cos_sin
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B,T] mask (1 token, 0 padding) -> [B,T] int64: each real token's index among its row's real tokens (0 at pads)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    B, n, D = t.shape
+    return t.view(B, n, heads, D // heads).transpose(1, 2)  # [B,H,n,Dh]
+
+
+def qkv(block: Block, x: torch.Tensor, positions: torch.Tensor):
+    """ln1 + projections + rotary at `positions`. x[B,n,D] -> q, k, v [B,H,n,Dh]."""
+    attn = block.attn
+    q, k, v = attn.qkv(block.ln1(x)).split(x.shape[-1], dim=-1)
+    q, k, v = (_heads(t, attn.n_heads) for t in (q, k, v))
+    cos, sin = rotary_cos_sin(positions, attn.head_dim, attn.rope_base)
+    return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+
+
+def finish_block(block: Block, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+    """x[B,n,D] + proj(attended[B,H,n,Dh]), then the MLP with its residual: the block's output [B,n,D]."""
+    B, H, n, Dh = attended.shape
+    y = x + block.attn.proj(attended.transpose(1, 2).reshape(B, n, H * Dh))
+    return y + block.mlp(block.ln2(y))
+
+
+def block_full(block: Block, x: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor):
+    """The block over a whole sequence where only `key_valid` tokens may be attended to (plus each query itself).
+    x[B,T,D], positions[B,T], key_valid[B,T] bool -> (y[B,T,D], k[B,H,T,Dh], v[B,H,T,Dh])."""
+    q, k, v = qkv(block, x, positions)
+    att = torch.matmul(q, k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1]) + attention_bias(key_valid)
+    attended = torch.matmul(F.softmax(att, dim=-1).to(v.dtype), v)  # [B,H,T,Dh]
+    return finish_block(block, x, attended), k, v
+
+
+def block_step(block: Block, x, positions, past_k, past_v, past_len):
+    """One new token per row against the row's cached entries. x[B,1,D], positions[B,1], past_k/v[B,H,S,Dh],
+    past_len[B] (valid entries, left-aligned) -> (y[B,1,D], k_new[B,H,1,Dh], v_new[B,H,1,Dh])."""
+    q, k, v = qkv(block, x, positions)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    S = past_k.shape[2]
+    cached = torch.arange(S, device=x.device)[None, :] < past_len[:, None]  # [B,S]
+    past_scores = torch.matmul(q, past_k.transpose(-2, -1)).float() * scale  # [B,H,1,S]
+    past_scores = past_scores.masked_fill(~cached[:, None, None, :], torch.finfo(torch.float32).min)
+    self_score = (q * k).sum(-1, keepdim=True).float() * scale  # [B,H,1,1]
+    probs = F.softmax(torch.cat([past_scores, self_score], dim=-1), dim=-1).to(v.dtype)  # [B,H,1,S+1]
+    attended = torch.matmul(probs[..., :S], past_v) + probs[..., S:] * v  # [B,H,1,Dh]
+    return finish_block(block, x, attended), k, v
+
+
+def decision(block: RoutedBlock, x: torch.Tensor):
+    """(router scores, decision logits), both [B,n] float32: the predictor's output where the block has one."""
+    scores = routing.router_scores(x, block.router.weight[0], block.router.bias[0])
+    logits = block.predictor(x).float() if block.predictor is not None else scores
+    return scores, logits
+
+
+def gated_update(block: RoutedBlock, x, y, scores, take):
+    """x where a token skips; x + g(s) (y - x) where it takes. take[B,n] bool."""
+    g = routing.apply_gate(scores, block.gate_id).unsqueeze(-1)  # [B,n,1] f32
+    updated = (x.float() + g * (y.float() - x.float())).to(x.dtype)
+    return torch.where(take.unsqueeze(-1), updated, x)
+
+
+@dataclass
+class CausalRecord:
+    """What one causal-routing pass decided, per layer (graph order of all blocks)."""
+
+    take: list[torch.Tensor] = field(default_factory=list)  # per block: [B,n] bool (dense blocks: the real tokens)
+    decision: dict[int, torch.Tensor] = field(default_factory=dict)  # routed block index -> [B,n] f32 logits
+    keys: list[torch.Tensor] = field(default_factory=list)  # per block: [B,H,n,Dh]
+    values: list[torch.Tensor] = field(default_factory=list)
+
+
+def causal_forward(
+    model: MoDTransformer,
+    input_ids,
+    attention_mask=None,
+    forced_take: dict | None = None,
+    record: CausalRecord | None = None,
+    positions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The causal-routing forward over whole sequences (teacher forcing): logits [B,T,V] f32.
+
+    forced_take: {routed block index: [B,T] bool} replaces those blocks' decisions (to judge a candidate's
+    arithmetic where a decision near 0 flipped). record: filled with every block's decisions and keys/values.
+    positions: [B,T] original positions (default: position_ids(attention_mask))."""
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    valid = attention_mask != 0  # [B,T]
+    if positions is None:
+        positions = position_ids(attention_mask)
+    x = model.embed(input_ids)  # [B,T,D]
+    for i, block in enumerate(model.blocks):
+        if isinstance(block, RoutedBlock) and model.routing_enabled:
+            scores, logits = decision(block, x)
+            take = (logits > 0) & valid
+            if forced_take is not None and i in forced_take:
+                take = torch.as_tensor(forced_take[i], device=x.device).bool() & valid
+            y, k, v = block_full(block.block, x, positions, take)
+            x = gated_update(block, x, y, scores, take)
+            if record is not None:
+                record.decision[i] = logits
+        else:
+            inner = block.block if isinstance(block, RoutedBlock) else block
+            take = valid
+            y, k, v = block_full(inner, x, positions, valid)
+            x = y
+        if record is not None:
+            record.take.append(take)
+            record.keys.append(k)
+            record.values.append(v)
+    return model.lm_head(model.ln_f(x)).float()
+
+
+def routed_layers(model: MoDTransformer) -> list[int]:
+    """Indices of the blocks that route (none for a dense twin)."""
+    return [i for i, b in enumerate(model.blocks) if isinstance(b, RoutedBlock) and model.routing_enabled]
