@@ -213,6 +213,10 @@ class Session:
 
     # ------------------------------------------------------------ generation (docs/generation.md)
 
+    def generation_stepper(self) -> OrtStepper:
+        """The prefill/decode graphs of an export directory on ONNX Runtime (for in-flight batching, Triton)."""
+        return self._generation_stepper()
+
     def _generation_stepper(self) -> OrtStepper:
         """The prefill/decode graphs of an export directory, loaded on first use."""
         if self._stepper is not None:
