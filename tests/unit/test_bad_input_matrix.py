@@ -284,6 +284,8 @@ ROWS = [
         "non-negative",
     ),
     Row("triton threads negative", [*GOOD, "--target", "triton", "--triton-threads", "-2"], 2, "non-negative"),
+    Row("triton slots zero", [*GOOD, "--target", "triton", "--triton-slots", "0"], 2, "positive integer"),
+    Row("triton context text", [*GOOD, "--target", "triton", "--triton-context", "long"], 2, "positive integer"),
     Row("unknown target", ["{ckpt}", "--target", "tflite", "--out", "{out}"], 2, "invalid choice"),
     Row("missing target", ["{ckpt}", "--out", "{out}"], 2, "--target"),
     Row("unknown option", [*GOOD, "--bogus"], 2, "unrecognized arguments"),
