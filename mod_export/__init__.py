@@ -6,14 +6,20 @@ without PyTorch, so the torch-side entry points below load on first use."""
 from __future__ import annotations
 
 from mod_export.contract import VERSION as __version__
+from mod_export.errors import MissingDependencyError
 
 __all__ = ["__version__", "export", "load_checkpoint", "save_archive"]
 
 
 def load_checkpoint(path, unsafe: bool = False):
     """Load a mod_export/1 checkpoint as an eval-mode torch.nn.Module: forward(input_ids, attention_mask=None) -> logits."""
-    from mod_export.models.checkpoint import load_checkpoint as _load  # noqa: PLC0415 - torch, on first use only
-
+    try:
+        from mod_export.models.checkpoint import load_checkpoint as _load  # noqa: PLC0415 - torch, on first use only
+    except ModuleNotFoundError as exc:  # mod-export-runtime: no models/ package, or no torch
+        raise MissingDependencyError(
+            f"load_checkpoint needs the exporter (`pip install mod-export`, with PyTorch); this environment has the "
+            f"deployment runtime only ({exc})"
+        ) from None
     return _load(path, unsafe=unsafe)
 
 

@@ -25,6 +25,7 @@ from mod_export.contract import (
     TARGETS,
 )
 from mod_export.errors import UsageError
+from mod_export.exporter.triton import TritonSettings
 from mod_export.models.sources import from_module
 from mod_export.pipeline import OnnxJob, run_onnx_job
 
@@ -79,6 +80,7 @@ def export(
     engine: EngineSettings | None = None,
     use_plugins: bool = True,
     plugin_library: str | os.PathLike | None = None,
+    triton: TritonSettings | None = None,
 ) -> ExportResult:
     """Export `model` into out_dir: both ONNX forms, checks, validation against `model` itself, precision,
     (trt) engine, (triton) model repository, report.json and manifest.json, written atomically.
@@ -124,6 +126,7 @@ def export(
         decode=decode,
         max_context=max_context,
         source=source,
+        triton=triton or TritonSettings(),
     )
     report = run_onnx_job(job)
     return ExportResult(Path(out_dir), target, precision, report)

@@ -52,6 +52,19 @@ DEFAULT_WORKSPACE_MB = 1024  # Orin shares memory with the CPU: keep this modest
 DEFAULT_MAX_CONTEXT = 4096  # generation: the longest prompt + new tokens a Session accepts (per export)
 CUDA_ARCHS = "80;86;87;89;90"  # A100, RTX 30xx/A10, Orin, L4/L40, H100/H200
 
+# ---------------------------------------------------------------- serving (--target triton)
+DEFAULT_TRITON_INSTANCES = 1  # scoring model instances (one Python-backend process each)
+DEFAULT_TRITON_QUEUE_DELAY_US = 500  # dynamic batcher: the longest a request waits for others
+RUNTIME_DISTRIBUTION = "mod-export-runtime"  # the torch-free deployment distribution (deploy/runtime/)
+TRITON_REPOSITORY = "model_repository"
+TRITON_ONNX_MODEL = "mod_export_onnx"  # ONNX Runtime backend
+TRITON_TRT_MODEL = "mod_export_trt"  # TensorRT backend
+TRITON_SCORE_MODEL = "mod_export_score"  # Python backend, mod_export.serving.scoring
+TRITON_GENERATE_MODEL = "mod_export_generate"  # Python backend, decoupled, mod_export.serving.generation
+TOKEN_ID = "token_id"  # the generation model's output: one token per streamed response
+DEFAULT_TRITON_SLOTS = 16  # generation: requests generating at once (cache rows of the in-flight batch)
+DEFAULT_TRITON_CONTEXT = 512  # generation: prompt + new tokens per request (cache entries per row)
+
 
 def capacity_k(T, num: int, den: int):
     """k = min(T, max(1, ceil(T*num/den))), with integers only (a float capacity would specialise k at export).

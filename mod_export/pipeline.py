@@ -34,7 +34,7 @@ from mod_export.exporter.artifacts import ArtifactDir, OutputLock, check_output_
 from mod_export.exporter.decode_export import export_decode_forms
 from mod_export.exporter.manifest import build_manifest
 from mod_export.exporter.onnx_export import ExportedForms, check_model, check_opset, export_forms
-from mod_export.exporter.triton import write_repository
+from mod_export.exporter.triton import TritonSettings, write_repository
 from mod_export.models.flops import forward_flops, ideal_speedup
 from mod_export.models.sources import LoadedModel, load_source
 from mod_export.plugins import LIBRARY_NAME, library_path
@@ -61,6 +61,7 @@ class OnnxJob:
     precision: PrecisionOptions = field(default_factory=PrecisionOptions)
     decode: bool = True  # also write the prefill/decode graphs for generation (docs/generation.md)
     max_context: int = DEFAULT_MAX_CONTEXT
+    triton: TritonSettings = field(default_factory=TritonSettings)  # --target triton: configs of the repository
     source: LoadedModel | None = None  # a live module from mod_export.export(); else loaded from model_path
 
     @property
@@ -234,14 +235,18 @@ def _run_locked(job: OnnxJob) -> dict:
             report["parity"]["passed"] = report["parity"]["passed"] and engine_parity["passed"]
         if job.target == "triton":
             library = art.path(LIBRARY_NAME)
-            max_batch = job.engine.batch.max if job.engine is not None else EngineSettings().batch.max
+            shapes = job.engine or EngineSettings()
+            job.triton.max_seq_len = shapes.seq.max  # the scoring model refuses longer requests
             write_repository(
                 art.tmp,
                 src.vocab_size(),
-                max_batch,
+                shapes.batch.max,
                 art.path(PORTABLE_FILE),
                 engine,
                 library if library.is_file() else None,
+                idx_names=list(forms.idx_outputs),
+                settings=job.triton,
+                generation=_manifest_generation(report.get("generation")),
             )
         art.write_json(REPORT_FILE, report)
         manifest = build_manifest(

@@ -2,6 +2,10 @@
 
 numpy in -> numpy out; torch tensors in -> torch tensors out (CUDA tensors stay on the device).
 
+No torch here: this module, and everything it imports, runs with numpy, onnx, ONNX Runtime, Polygraphy and
+onnx-graphsurgeon only (and TensorRT where present); pyproject.toml's import contract forbids torch in its import
+graph. A caller who passes torch tensors has loaded torch already: the runtime takes that module from sys.modules.
+
 Inputs are checked before they reach a backend: token ids must be integers in [0, vocab), the mask must have
 their shape and hold only 0 and 1. Files of an export directory are checked against the sha256 values of its
 manifest.json (skip_integrity=True for a file edited on purpose).
@@ -14,6 +18,7 @@ with a lock (use one Session per thread for parallel TensorRT work).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +44,11 @@ FORMS = ("portable", "plugin")
 
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
+
+
+def _caller_torch():
+    """The torch module of a caller who passed torch tensors (loaded by that caller, never imported here)."""
+    return sys.modules["torch"]
 
 
 def _check_integrity(path: Path, names: list[str], skip: bool) -> dict | None:
@@ -95,6 +105,8 @@ class Session:
             manifest = _check_integrity(path, names, skip_integrity)
             self.vocab = None
             self._idx_names = list((manifest or {}).get("routing_idx_tensors") or [])
+            # numpy runs: Polygraphy's TrtRunner (no torch); torch CUDA tensors: the zero-copy runner, which
+            # also captures CUDA graphs (cuda_graphs=True applies to torch input).
             self._runner = EngineRunner(
                 engine, library if library.is_file() else None, self._idx_names, cuda_graphs=cuda_graphs
             )
@@ -140,7 +152,7 @@ class Session:
     def _check_ids(self, ids, is_torch: bool):
         dtype = ids.dtype
         integer = (
-            (not dtype.is_floating_point and not dtype.is_complex and dtype != _torch_bool())
+            (not dtype.is_floating_point and not dtype.is_complex and dtype != _caller_torch().bool)
             if is_torch
             else np.issubdtype(dtype, np.integer)
         )
@@ -181,6 +193,11 @@ class Session:
             self._check_mask(mask, ids.shape, False)
         return np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(mask, dtype=np.int64)
 
+    def check_inputs(self, input_ids, attention_mask=None) -> tuple[np.ndarray, np.ndarray]:
+        """numpy inputs checked as run() checks them (InputError otherwise), as contiguous int64 [B,T] arrays;
+        a mask of ones when attention_mask is None. A server checks each request with it before merging them."""
+        return self._numpy_inputs(input_ids, attention_mask)
+
     # ------------------------------------------------------------ running
 
     def run(self, input_ids, attention_mask=None):
@@ -195,6 +212,10 @@ class Session:
         return self._runner.infer(feed, check_inputs=False)[LOGITS]
 
     # ------------------------------------------------------------ generation (docs/generation.md)
+
+    def generation_stepper(self) -> OrtStepper:
+        """The prefill/decode graphs of an export directory on ONNX Runtime (for in-flight batching, Triton)."""
+        return self._generation_stepper()
 
     def _generation_stepper(self) -> OrtStepper:
         """The prefill/decode graphs of an export directory, loaded on first use."""
@@ -314,11 +335,10 @@ class Session:
     def _run_engine(self, ids, mask):
         """torch CUDA tensors straight through the engine runner (no host copies)."""
         with self._lock:  # one execution context: TensorRT runs are serialised
-            return self._runner.engine.run(ids, mask)
+            return self._runner.torch_engine(_caller_torch()).run(ids, mask)
 
     def _run_torch(self, input_ids, attention_mask):
-        import torch  # noqa: PLC0415 - optional for the runtime: only when the caller passes torch tensors
-
+        torch = _caller_torch()
         self._check_ids(input_ids, True)
         if attention_mask is not None:
             self._check_mask(attention_mask, input_ids.shape, True)
@@ -333,8 +353,7 @@ class Session:
     def _run_ort_on_device(self, ids, mask):
         """IO binding: inputs and logits stay in CUDA memory (onnxruntime-gpu only; never run on the CPU-only
         development machines)."""
-        import torch  # noqa: PLC0415 - optional for the runtime: only when the caller passes torch tensors
-
+        torch = _caller_torch()
         vocab = self._ort.get_outputs()[0].shape[-1]
         logits = torch.empty((*ids.shape, vocab), dtype=torch.float32, device=ids.device)
         binding = self._ort.io_binding()
@@ -345,9 +364,3 @@ class Session:
             binding.bind_output(name, "cuda", ids.device.index or 0)
         self._ort.run_with_iobinding(binding)
         return logits
-
-
-def _torch_bool():
-    import torch  # noqa: PLC0415 - optional for the runtime: only when the caller passes torch tensors
-
-    return torch.bool

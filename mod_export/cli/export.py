@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mod_export.api import export
 from mod_export.backends.trt.builder import EngineSettings, ShapeRange
-from mod_export.cli.types import fraction, positive_float, positive_int
+from mod_export.cli.types import fraction, non_negative_int, positive_float, positive_int
 from mod_export.contract import (
     CALIBRATION_METHODS,
     DEFAULT_ATOL,
@@ -18,6 +18,10 @@ from mod_export.contract import (
     DEFAULT_OPSET,
     DEFAULT_ROUTING_GUARD,
     DEFAULT_SEQ_RANGE,
+    DEFAULT_TRITON_CONTEXT,
+    DEFAULT_TRITON_INSTANCES,
+    DEFAULT_TRITON_QUEUE_DELAY_US,
+    DEFAULT_TRITON_SLOTS,
     DEFAULT_WORKSPACE_MB,
     MAX_OPSET,
     MIN_OPSET,
@@ -26,6 +30,7 @@ from mod_export.contract import (
     WINDOW_BYTES,
 )
 from mod_export.errors import ModExportError
+from mod_export.exporter.triton import TritonSettings
 from mod_export.validate.artifacts import format_validation
 from mod_export.validate.generation import format_generation
 from mod_export.validate.judge import format_table
@@ -121,6 +126,38 @@ def register(parser: argparse.ArgumentParser) -> None:
         help=f"builder workspace limit in MiB (default {DEFAULT_WORKSPACE_MB})",
     )
 
+    tri = parser.add_argument_group("Triton (--target triton; the scoring model on the Python backend)")
+    tri.add_argument(
+        "--triton-instances",
+        type=positive_int,
+        default=DEFAULT_TRITON_INSTANCES,
+        help=f"instances of the scoring model, one process each (default {DEFAULT_TRITON_INSTANCES})",
+    )
+    tri.add_argument(
+        "--triton-queue-delay-us",
+        type=non_negative_int,
+        default=DEFAULT_TRITON_QUEUE_DELAY_US,
+        help=f"dynamic batching: longest wait for more requests, microseconds (default {DEFAULT_TRITON_QUEUE_DELAY_US})",
+    )
+    tri.add_argument(
+        "--triton-threads",
+        type=non_negative_int,
+        default=0,
+        help="ONNX Runtime intra-op threads per scoring instance (default 0: ONNX Runtime's choice)",
+    )
+    tri.add_argument(
+        "--triton-slots",
+        type=positive_int,
+        default=DEFAULT_TRITON_SLOTS,
+        help=f"generation model: requests generating at once, in flight (default {DEFAULT_TRITON_SLOTS})",
+    )
+    tri.add_argument(
+        "--triton-context",
+        type=positive_int,
+        default=DEFAULT_TRITON_CONTEXT,
+        help=f"generation model: prompt + new tokens per request (default {DEFAULT_TRITON_CONTEXT})",
+    )
+
 
 def print_outcome(report: dict, out_dir: Path) -> None:
     """The validation tables, then what was written (stdout: results, not progress)."""
@@ -169,6 +206,13 @@ def run(args: argparse.Namespace) -> int:
             engine=engine,
             use_plugins=not args.no_plugins,
             plugin_library=args.plugin_library,
+            triton=TritonSettings(
+                args.triton_instances,
+                args.triton_queue_delay_us,
+                args.triton_threads,
+                slots=args.triton_slots,
+                context=args.triton_context,
+            ),
         )
     except ModExportError as exc:
         if exc.report is not None:

@@ -38,6 +38,15 @@ def _within(inner: Path, outer: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
+def _bytecode_of_listed(path: Path, directory: Path, listed: set[str]) -> bool:
+    """`X/__pycache__/NAME.cpython-311.pyc` of a listed `X/NAME.py`: Python's cache of a module we wrote (Triton's
+    Python backend writes one beside the scoring model's model.py when it serves it)."""
+    if path.parent.name != "__pycache__" or path.suffix != ".pyc":
+        return False
+    source = path.parent.parent / (path.name.split(".", 1)[0] + ".py")
+    return source.relative_to(directory).as_posix() in listed
+
+
 def why_not_ours(directory: Path) -> str | None:
     """None when `directory` is an earlier export of this tool (a mod-export manifest.json listing every file in
     it); otherwise the reason, naming the first foreign file."""
@@ -55,7 +64,12 @@ def why_not_ours(directory: Path) -> str | None:
         rel = path.relative_to(directory).as_posix()
         if path.is_symlink() or not (path.is_dir() or path.is_file()):
             return f"it holds {rel}, which is not a plain file"
-        if path.is_file() and rel != MANIFEST_FILE and rel not in listed:
+        if (
+            path.is_file()
+            and rel != MANIFEST_FILE
+            and rel not in listed
+            and not _bytecode_of_listed(path, directory, listed)
+        ):
             return f"it holds {rel}, which its manifest does not list"
     return None
 

@@ -1,24 +1,72 @@
-"""A Triton Inference Server model repository: the portable ONNX model on the ONNX Runtime backend, and,
-where an engine was built, the engine on the TensorRT backend with its plugin library."""
+"""A Triton Inference Server model repository: the portable ONNX model on the ONNX Runtime backend; where an
+engine was built, the engine on the TensorRT backend with its plugin library; and the scoring model on the Python
+backend (mod_export.serving.scoring, torch-free), which reads its ONNX file from its own folder.
+
+    model_repository/
+      mod_export_onnx/   config.pbtxt  1/model.onnx
+      mod_export_trt/    config.pbtxt  1/model.plan  libmod_export_plugins.so      (with an engine only)
+      mod_export_score/  config.pbtxt  1/model.py  1/model.onnx  1/manifest.json
+      mod_export_generate/ config.pbtxt  1/model.py  1/model.onnx  1/model.prefill.onnx  1/model.decode.onnx
+                           1/manifest.json                                  (with the generation graphs only)
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS, PORTABLE_FILE
+from mod_export.contract import (
+    ATTENTION_MASK,
+    DECODE_FILE,
+    DEFAULT_TRITON_CONTEXT,
+    DEFAULT_TRITON_INSTANCES,
+    DEFAULT_TRITON_QUEUE_DELAY_US,
+    DEFAULT_TRITON_SLOTS,
+    INPUT_IDS,
+    LOGITS,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    PREFILL_FILE,
+    TOKEN_ID,
+    TRITON_GENERATE_MODEL,
+    TRITON_ONNX_MODEL,
+    TRITON_REPOSITORY,
+    TRITON_SCORE_MODEL,
+    TRITON_TRT_MODEL,
+    VERSION,
+)
+from mod_export.exporter.triton_notes import loading_notes
+from mod_export.integrity import sha256_file
 
-ONNX_MODEL = "mod_export_onnx"
-TRT_MODEL = "mod_export_trt"
-REPOSITORY = "model_repository"
+ONNX_MODEL, TRT_MODEL, SCORE_MODEL, REPOSITORY = (
+    TRITON_ONNX_MODEL,
+    TRITON_TRT_MODEL,
+    TRITON_SCORE_MODEL,
+    TRITON_REPOSITORY,
+)
 
 
-def _io_block(vocab: int) -> str:
+@dataclass
+class TritonSettings:
+    """What `--target triton` writes into the configs: scheduling and instances (the CLI's --triton-* options)."""
+
+    instances: int = DEFAULT_TRITON_INSTANCES  # model instances of the scoring model (one process each)
+    queue_delay_us: int = DEFAULT_TRITON_QUEUE_DELAY_US  # dynamic batcher: longest wait for more requests
+    threads: int = 0  # ONNX Runtime intra-op threads per scoring instance (0: ONNX Runtime's default)
+    max_seq_len: int = 4096  # longest request the scoring model accepts (the --seq-len maximum)
+    slots: int = DEFAULT_TRITON_SLOTS  # generation: requests generating at once (in-flight batch rows)
+    context: int = DEFAULT_TRITON_CONTEXT  # generation: prompt + new tokens per request
+
+
+def _io_block(vocab: int, optional_mask: bool = False) -> str:
     # max_batch_size > 0: Triton owns dim 0 (batch); dims below are per request (seq, and vocab for logits).
+    optional = " optional: true" if optional_mask else ""
     return (
         "input [\n"
         f'  {{ name: "{INPUT_IDS}" data_type: TYPE_INT64 dims: [ -1 ] }},\n'
-        f'  {{ name: "{ATTENTION_MASK}" data_type: TYPE_INT64 dims: [ -1 ] }}\n'
+        f'  {{ name: "{ATTENTION_MASK}" data_type: TYPE_INT64 dims: [ -1 ]{optional} }}\n'
         "]\n"
         "output [\n"
         f'  {{ name: "{LOGITS}" data_type: TYPE_FP32 dims: [ -1, {vocab} ] }}\n'
@@ -26,58 +74,162 @@ def _io_block(vocab: int) -> str:
     )
 
 
-def onnx_config(vocab: int, max_batch: int) -> str:
+def _batching(delay_us: int) -> str:
+    return f"dynamic_batching {{ max_queue_delay_microseconds: {delay_us} }}\n"
+
+
+def onnx_config(vocab: int, max_batch: int, settings: TritonSettings | None = None) -> str:
+    settings = settings or TritonSettings()
     return (
         f'name: "{ONNX_MODEL}"\nbackend: "onnxruntime"\nmax_batch_size: {max_batch}\n'
         + _io_block(vocab)
-        + "dynamic_batching { max_queue_delay_microseconds: 500 }\n"
+        + _batching(settings.queue_delay_us)
     )
 
 
-def trt_config(vocab: int, max_batch: int) -> str:
+def trt_config(vocab: int, max_batch: int, settings: TritonSettings | None = None) -> str:
+    settings = settings or TritonSettings()
     return (
         f'name: "{TRT_MODEL}"\nplatform: "tensorrt_plan"\nmax_batch_size: {max_batch}\n'
         + _io_block(vocab)
-        + "dynamic_batching { max_queue_delay_microseconds: 500 }\n"
+        + _batching(settings.queue_delay_us)
         + "instance_group [ { kind: KIND_GPU, count: 1 } ]\n"
     )
 
 
-def loading_notes(has_engine: bool) -> str:
-    text = [
-        "# Serving with Triton Inference Server\n",
-        f"    tritonserver --model-repository=$PWD/{REPOSITORY}\n",
-        f"`{ONNX_MODEL}` runs `model.onnx` (standard ops only) on the ONNX Runtime backend, CPU or GPU.\n",
-    ]
-    if has_engine:
-        text.append(
-            f"`{TRT_MODEL}` runs the TensorRT engine, which contains the MoD plugin layers. Triton must load the plugins "
-            "before the model, with the statically registering build of the library "
-            "(`cmake -S plugins -B build -DTENSORRT_INCLUDE_DIR=... -DMOD_BUILD_PRELOAD_LIBRARY=ON -DTENSORRT_LIB_DIR=...`):\n\n"
-            "    LD_PRELOAD=/path/libmod_export_plugins_preload.so tritonserver --model-repository=...\n"
-            "    # or: tritonserver --backend-config=tensorrt,plugins=/path/libmod_export_plugins_preload.so ...\n\n"
-            f"`{TRT_MODEL}/libmod_export_plugins.so` is the library the engine was built with (getCreators entry point, "
-            "for IPluginRegistry::loadLibrary users). Build the engine with the TensorRT version of the Triton release you serve with.\n"
-        )
-    else:
-        text.append(f"No TensorRT engine was built here, so there is no `{TRT_MODEL}` model.\n")
-    return "\n".join(text)
+def score_config(vocab: int, max_batch: int, settings: TritonSettings) -> str:
+    """Python backend; ragged batching stays off, so a dynamic batch holds requests of one length only
+    (mod_export.serving.batching says why MoD must not pad across requests)."""
+    params = {"form": "portable", "max_seq_len": settings.max_seq_len, "intra_op_threads": settings.threads}
+    return (
+        f'name: "{SCORE_MODEL}"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
+        + _io_block(vocab, optional_mask=True)
+        + _batching(settings.queue_delay_us)
+        + f"instance_group [ {{ kind: KIND_CPU, count: {settings.instances} }} ]\n"
+        + _parameters(params)
+    )
+
+
+def _parameters(params: dict) -> str:
+    lines = ",\n".join(f'  {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in params.items())
+    return "parameters [\n" + lines + "\n]\n"
+
+
+GENERATE_OPTIONS = (  # name, Triton type, dims: the generation model's optional per-request inputs
+    ("max_new_tokens", "TYPE_INT32", "[ 1 ]"),
+    ("temperature", "TYPE_FP32", "[ 1 ]"),
+    ("top_k", "TYPE_INT32", "[ 1 ]"),
+    ("top_p", "TYPE_FP32", "[ 1 ]"),
+    ("seed", "TYPE_INT64", "[ 1 ]"),
+    ("stop_tokens", "TYPE_INT64", "[ -1 ]"),
+)
+
+
+def generate_config(settings: TritonSettings) -> str:
+    """Python backend, decoupled (one response per token); one instance, whose loop thread batches in flight.
+    max_batch_size 0: the model batches itself, per decode step, not Triton's dynamic batcher."""
+    inputs = [f'  {{ name: "{INPUT_IDS}" data_type: TYPE_INT64 dims: [ -1 ] }}']
+    inputs += [f'  {{ name: "{n}" data_type: {t} dims: {d} optional: true }}' for n, t, d in GENERATE_OPTIONS]
+    params = {"max_slots": settings.slots, "max_context": settings.context, "intra_op_threads": settings.threads}
+    return (
+        f'name: "{TRITON_GENERATE_MODEL}"\nbackend: "python"\nmax_batch_size: 0\n'
+        + "model_transaction_policy { decoupled: true }\n"
+        + "input [\n"
+        + ",\n".join(inputs)
+        + "\n]\n"
+        + f'output [\n  {{ name: "{TOKEN_ID}" data_type: TYPE_INT64 dims: [ 1 ] }}\n]\n'
+        + "instance_group [ { kind: KIND_CPU, count: 1 } ]\n"
+        + _parameters(params)
+    )
+
+
+def score_model_py(kind: str = "Scoring", module: str = "scoring", cls: str = "ScoringModel") -> str:
+    """The model.py of a Python-backend model: Triton's class name over the library's implementation."""
+    return (
+        f'"""{kind} model of a mod-export {VERSION} Triton repository (Python backend); see TRITON.md beside\n'
+        "model_repository/. Needs mod-export's torch-free runtime in the Python that Triton runs this with:\n"
+        f'`pip install "mod-export-runtime=={VERSION}"`."""\n\n'
+        "import triton_python_backend_utils as pb_utils\n\n"
+        f"from mod_export.serving.{module} import {cls}\n\n\n"
+        f"class TritonPythonModel({cls}):\n"
+        "    pb_utils = pb_utils\n"
+        f'    exported_with = "{VERSION}"\n'
+    )
+
+
+def generate_model_py() -> str:
+    return score_model_py("Streaming generation", "generation", "GenerationModel")
+
+
+def _copy_onnx(source: Path, folder: Path) -> list[Path]:
+    """model.onnx (and its external data file, where there is one) into folder; returns the copies."""
+    copies = []
+    for name in (source.name, source.name + ".data"):
+        if (source.parent / name).is_file():
+            copies.append(Path(shutil.copyfile(source.parent / name, folder / name)))
+    return copies
+
+
+def _write_manifest(version: Path, copies: list[Path], extra: dict) -> None:
+    """What Session checks the copied files against (the export's own manifest covers these too)."""
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in copies},
+        **extra,
+    }
+    (version / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _write_score_model(repo: Path, vocab: int, max_batch: int, portable_onnx: Path, idx_names: list[str], settings):
+    folder = repo / SCORE_MODEL
+    version = folder / "1"
+    version.mkdir(parents=True)
+    copies = _copy_onnx(portable_onnx, version)
+    _write_manifest(version, copies, {"routing_idx_tensors": list(idx_names)})
+    (version / "model.py").write_text(score_model_py())
+    (folder / "config.pbtxt").write_text(score_config(vocab, max_batch, settings))
+
+
+def _write_generate_model(repo: Path, portable_onnx: Path, generation: dict, settings: TritonSettings) -> None:
+    """The decoupled generation model: model.onnx (Session's vocabulary and input checks) and the two graphs."""
+    folder = repo / TRITON_GENERATE_MODEL
+    version = folder / "1"
+    version.mkdir(parents=True)
+    copies = _copy_onnx(portable_onnx, version)
+    for name in (PREFILL_FILE, DECODE_FILE):
+        copies += _copy_onnx(portable_onnx.parent / name, version)
+    _write_manifest(version, copies, {"generation": dict(generation)})
+    (version / "model.py").write_text(generate_model_py())
+    (folder / "config.pbtxt").write_text(generate_config(settings))
 
 
 def write_repository(
-    root: Path, vocab: int, max_batch: int, portable_onnx: Path, engine: Path | None, plugin_library: Path | None
+    root: Path,
+    vocab: int,
+    max_batch: int,
+    portable_onnx: Path,
+    engine: Path | None,
+    plugin_library: Path | None,
+    idx_names: list[str] | None = None,
+    settings: TritonSettings | None = None,
+    generation: dict | None = None,
 ) -> Path:
+    """generation: the export's manifest entry for its prefill/decode graphs (beside portable_onnx), or None."""
+    settings = settings or TritonSettings()
     repo = root / REPOSITORY
     onnx_dir = repo / ONNX_MODEL
     (onnx_dir / "1").mkdir(parents=True)
-    shutil.copyfile(portable_onnx, onnx_dir / "1" / PORTABLE_FILE)
-    (onnx_dir / "config.pbtxt").write_text(onnx_config(vocab, max_batch))
+    _copy_onnx(portable_onnx, onnx_dir / "1")
+    (onnx_dir / "config.pbtxt").write_text(onnx_config(vocab, max_batch, settings))
     if engine is not None:
         trt_dir = repo / TRT_MODEL
         (trt_dir / "1").mkdir(parents=True)
         shutil.copyfile(engine, trt_dir / "1" / "model.plan")
-        (trt_dir / "config.pbtxt").write_text(trt_config(vocab, max_batch))
+        (trt_dir / "config.pbtxt").write_text(trt_config(vocab, max_batch, settings))
         if plugin_library is not None:
             shutil.copyfile(plugin_library, trt_dir / plugin_library.name)
-    (root / "TRITON.md").write_text(loading_notes(engine is not None))
+    _write_score_model(repo, vocab, max_batch, portable_onnx, idx_names or [], settings)
+    if generation:
+        _write_generate_model(repo, portable_onnx, generation, settings)
+    (root / "TRITON.md").write_text(loading_notes(engine is not None, settings, generation is not None))
     return repo

@@ -278,6 +278,20 @@ ROWS = [
     Row("routing guard above one", [*GOOD, "--routing-guard", "1.5"], 2, "between 0 and 1"),
     Row("min routing agreement NaN", [*GOOD, "--min-routing-agreement", "nan"], 2, "finite"),
     Row("workspace zero", [*GOOD, "--target", "trt", "--workspace-mb", "0"], 2, "positive integer"),
+    Row("triton instances zero", [*GOOD, "--target", "triton", "--triton-instances", "0"], 2, "positive integer"),
+    Row("triton instances text", [*GOOD, "--target", "triton", "--triton-instances", "two"], 2, "positive integer"),
+    Row(
+        "triton queue delay negative", [*GOOD, "--target", "triton", "--triton-queue-delay-us", "-1"], 2, "non-negative"
+    ),
+    Row(
+        "triton queue delay fraction",
+        [*GOOD, "--target", "triton", "--triton-queue-delay-us", "0.5"],
+        2,
+        "non-negative",
+    ),
+    Row("triton threads negative", [*GOOD, "--target", "triton", "--triton-threads", "-2"], 2, "non-negative"),
+    Row("triton slots zero", [*GOOD, "--target", "triton", "--triton-slots", "0"], 2, "positive integer"),
+    Row("triton context text", [*GOOD, "--target", "triton", "--triton-context", "long"], 2, "positive integer"),
     Row("unknown target", ["{ckpt}", "--target", "tflite", "--out", "{out}"], 2, "invalid choice"),
     Row("missing target", ["{ckpt}", "--out", "{out}"], 2, "--target"),
     Row("unknown option", [*GOOD, "--bogus"], 2, "unrecognized arguments"),

@@ -187,6 +187,8 @@ def test_target_trt_and_triton_with_mock_tensorrt_runtime(mock_tensorrt, monkeyp
     assert (repo / "mod_export_trt" / "1" / "model.plan").is_file()
     assert (repo / "mod_export_trt" / "libmod_export_plugins.so").is_file()
     check_triton_config(repo / "mod_export_trt" / "config.pbtxt", tri / "model.onnx", 16, platform="tensorrt_plan")
+    check_triton_config(repo / "mod_export_onnx" / "config.pbtxt", tri / "model.onnx", 16, backend="onnxruntime")
+    check_triton_config(repo / "mod_export_score" / "config.pbtxt", tri / "model.onnx", 16, backend="python")
 
 
 def check_triton_config(path, onnx_path, max_batch, platform=None, backend=None):
@@ -220,12 +222,17 @@ def test_triton_repository_validates_against_tritons_schema(trained, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     repo = out / "model_repository"
-    assert sorted(p.name for p in repo.iterdir()) == ["mod_export_onnx"]  # no engine without TensorRT
+    assert sorted(p.name for p in repo.iterdir()) == ["mod_export_onnx", "mod_export_score"]  # no engine here
     check_triton_config(repo / "mod_export_onnx" / "config.pbtxt", out / "model.onnx", 16, backend="onnxruntime")
-    assert (repo / "mod_export_onnx" / "1" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
+    check_triton_config(repo / "mod_export_score" / "config.pbtxt", out / "model.onnx", 16, backend="python")
+    for model in ("mod_export_onnx", "mod_export_score"):
+        assert (repo / model / "1" / "model.onnx").read_bytes() == (out / "model.onnx").read_bytes()
     assert "No TensorRT engine" in (out / "TRITON.md").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert "model_repository/mod_export_onnx/config.pbtxt" in manifest["files"]
+    assert {f"model_repository/{m}/config.pbtxt" for m in ("mod_export_onnx", "mod_export_score")} <= set(
+        manifest["files"]
+    )
+    assert "model_repository/mod_export_score/1/model.py" in manifest["files"]
 
 
 def test_missing_tensorrt_is_one_clear_error(monkeypatch):

@@ -40,6 +40,32 @@ def positions_from_mask(mask: np.ndarray) -> np.ndarray:
     return np.clip(np.cumsum(mask, axis=-1) - 1, 0, None).astype(np.int64)
 
 
+def write_prefill(outs: dict, mask: np.ndarray, keys: list, values: list, lengths: list, rows: np.ndarray) -> None:
+    """Compact each prompt row's taken, real tokens into cache rows `rows` (left-aligned), per block.
+    outs: the prefill's outputs for B prompts; keys/values [R,H,S,Dh] and lengths [R] per block, R >= B."""
+    for layer in range(len(keys)):
+        take = outs[f"take.{layer}"].astype(bool) & (mask != 0)  # [B,P]
+        for prompt, row in enumerate(rows):
+            chosen = np.flatnonzero(take[prompt])
+            keys[layer][row, :, : len(chosen)] = outs[f"key.{layer}"][prompt][:, chosen]
+            values[layer][row, :, : len(chosen)] = outs[f"value.{layer}"][prompt][:, chosen]
+            lengths[layer][row] = len(chosen)
+
+
+def write_step(outs: dict, active: np.ndarray, keys: list, values: list, lengths: list) -> None:
+    """A decode step's new entries (key.l/value.l [B,H,1,Dh]) at each taking, active row's length, in place."""
+    for layer in range(len(keys)):
+        rows = np.flatnonzero(outs[f"take.{layer}"].astype(bool) & active)
+        if rows.size == 0:
+            continue
+        at = lengths[layer][rows]
+        if int(at.max()) >= keys[layer].shape[2]:
+            raise InputError("the KV cache is full: ask for fewer new tokens")
+        keys[layer][rows, :, at] = outs[f"key.{layer}"][rows, :, 0]
+        values[layer][rows, :, at] = outs[f"value.{layer}"][rows, :, 0]
+        lengths[layer][rows] += 1  # in place: a bound OrtValue sees it
+
+
 class OrtStepper:
     def __init__(
         self,
@@ -70,24 +96,13 @@ class OrtStepper:
         if self.max_cache is not None and capacity > self.max_cache:
             raise InputError(f"prompt plus new tokens need a cache of {capacity}, the export allows {self.max_cache}")
         positions = positions_from_mask(mask)
-        outs = dict(
-            zip(
-                [o.name for o in self.prefill_session.get_outputs()],
-                self.prefill_session.run(None, {INPUT_IDS: ids, ATTENTION_MASK: mask, POSITION_IDS: positions}),
-            )
-        )
+        outs = self.run_prefill(ids, mask, positions)
         B = ids.shape[0]
         shape = (B, self.heads, capacity, self.head_dim)
         self.keys = [np.zeros(shape, np.float32) for _ in range(self.layers)]
         self.values = [np.zeros(shape, np.float32) for _ in range(self.layers)]
         self.lengths = [np.zeros(B, np.int64) for _ in range(self.layers)]
-        for layer in range(self.layers):  # compact each row's taken, real tokens, left-aligned
-            take = outs[f"take.{layer}"].astype(bool) & (mask != 0)
-            for row in range(B):
-                chosen = np.flatnonzero(take[row])
-                self.keys[layer][row, :, : len(chosen)] = outs[f"key.{layer}"][row][:, chosen]
-                self.values[layer][row, :, : len(chosen)] = outs[f"value.{layer}"][row][:, chosen]
-                self.lengths[layer][row] = len(chosen)
+        write_prefill(outs, mask, self.keys, self.values, self.lengths, rows=np.arange(B))
         self.positions = positions[:, -1] + 1
         self._bind_cache()
         return Step(
@@ -95,6 +110,12 @@ class OrtStepper:
             {i: outs[f"take.{i}"].astype(bool) for i in self.routed_layers},
             {i: outs[f"decision.{i}"] for i in self.routed_layers},
         )
+
+    def run_prefill(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """The prefill graph's outputs by name: logits [B,P,V], and per block take/key/value (decision if routed)."""
+        names = [o.name for o in self.prefill_session.get_outputs()]
+        feed = {INPUT_IDS: ids, ATTENTION_MASK: mask, POSITION_IDS: positions}
+        return dict(zip(names, self.prefill_session.run(None, feed)))
 
     def _bind_cache(self) -> None:
         """Bind every cache buffer once, as an OrtValue over the numpy array itself (no copy on the CPU)."""
@@ -133,16 +154,7 @@ class OrtStepper:
         # copies: ONNX Runtime reuses its output buffers on the next run
         outs = dict(zip(self.output_names, (np.array(v.numpy()) for v in binding.get_outputs())))
         active = np.asarray(active, bool)
-        for layer in range(self.layers):
-            rows = np.flatnonzero(outs[f"take.{layer}"].astype(bool) & active)
-            if rows.size == 0:
-                continue
-            at = self.lengths[layer][rows]
-            if int(at.max()) >= self.keys[layer].shape[2]:
-                raise InputError("the KV cache is full: ask for fewer new tokens")
-            self.keys[layer][rows, :, at] = outs[f"key.{layer}"][rows, :, 0]
-            self.values[layer][rows, :, at] = outs[f"value.{layer}"][rows, :, 0]
-            self.lengths[layer][rows] += 1  # in place: the bound OrtValue sees it
+        write_step(outs, active, self.keys, self.values, self.lengths)
         self.positions += active.astype(np.int64)
         return Step(
             outs[LOGITS][:, 0],

@@ -1,10 +1,16 @@
-"""Run a serialized engine: plugin library loaded first, shapes set per call, every output (logits, and the
-routing selections where the engine was built with them) in device buffers (torch CUDA tensors), optional
-CUDA-graph capture per fixed shape. Needs a GPU: it has never run on the CPU-only development machines; its host
-logic (I/O discovery, dtype mapping, buffer shapes) is tested with a mock TensorRT."""
+"""Run a serialized engine on torch CUDA tensors: plugin library loaded first, shapes set per call, every output
+(logits, and the routing selections where the engine was built with them) in torch CUDA buffers, optional
+CUDA-graph capture per fixed shape. This is the zero-copy path for callers who already hold torch CUDA tensors;
+numpy callers go through backends/trt/runner.py (Polygraphy's TrtRunner, no torch).
+
+torch is never imported here: the caller passes the torch module it already uses (the runtime takes it from
+sys.modules when it is handed a torch tensor), so this module belongs to the torch-free runtime's import graph.
+Needs a GPU: it has never run on the CPU-only development machines; its host logic (I/O discovery, dtype
+mapping, buffer shapes) is tested with a mock TensorRT."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
@@ -37,28 +43,40 @@ def engine_outputs(trt, engine) -> list[tuple[str, str]]:
     return outputs
 
 
-class TensorRTEngineRunner:
-    def __init__(self, engine_path: Path, plugin_library: Path | None, cuda_graphs: bool = False):
-        import torch  # noqa: PLC0415 - optional for the runtime: only the TensorRT backend needs CUDA tensors
+@dataclass
+class LoadedEngine:
+    """A deserialized engine with the TensorRT objects that must outlive it (logger, runtime)."""
 
-        self.trt = trt = import_tensorrt()
-        require_gpu()
+    trt: object
+    logger: object
+    runtime: object
+    engine: object
+
+
+def load_engine(engine_path: Path, plugin_library: Path | None) -> LoadedEngine:
+    """The plugin library is loaded first, then the engine deserialized (no torch, no CUDA buffers yet)."""
+    trt = import_tensorrt()
+    require_gpu()
+    if plugin_library is not None and trt.get_plugin_registry().load_library(str(plugin_library)) is None:
+        raise ModExportError(f"TensorRT could not load the plugin library {plugin_library}")
+    logger = trt.Logger(trt.Logger.WARNING)
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+    if engine is None:
+        raise ModExportError(
+            f"TensorRT could not deserialize {engine_path} (built with another TensorRT version or GPU?)"
+        )
+    return LoadedEngine(trt, logger, runtime, engine)
+
+
+class TensorRTEngineRunner:
+    def __init__(self, loaded: LoadedEngine, torch, cuda_graphs: bool = False):
+        """loaded: from load_engine (shared with the numpy runner); torch: the caller's torch module (CUDA build)."""
         if not torch.cuda.is_available():
-            raise ModExportError(
-                "the TensorRT backend keeps buffers in torch CUDA tensors: install a CUDA build of torch"
-            )
-        self.torch = torch
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        if plugin_library is not None and trt.get_plugin_registry().load_library(str(plugin_library)) is None:
-            raise ModExportError(f"TensorRT could not load the plugin library {plugin_library}")
-        runtime = trt.Runtime(self.logger)
-        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
-            raise ModExportError(
-                f"TensorRT could not deserialize {engine_path} (built with another TensorRT version or GPU?)"
-            )
+            raise ModExportError("torch CUDA tensors need a CUDA build of torch that sees the GPU")
+        self.loaded, self.trt, self.engine, self.torch = loaded, loaded.trt, loaded.engine, torch
         self.context = self.engine.create_execution_context()
-        self.outputs = engine_outputs(trt, self.engine)
+        self.outputs = engine_outputs(self.trt, self.engine)
         self.stream = torch.cuda.Stream()
         self.cuda_graphs = cuda_graphs
         self._graphs: dict[tuple, tuple] = {}

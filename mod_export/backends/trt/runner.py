@@ -1,18 +1,22 @@
 """A TensorRT engine as a Polygraphy runner: numpy in, numpy out, like every other backend, with the engine's
 routing outputs renamed `idx:l` where it was built with them (mod_export.backends.trt.builder marks them).
+
+The numpy path is Polygraphy's own TrtRunner (device buffers through the CUDA runtime library, no torch), so a
+deployment container needs TensorRT, numpy and ONNX Runtime only. Callers holding torch CUDA tensors get the
+zero-copy runner (engine_runner.TensorRTEngineRunner) over the same deserialized engine with `torch_engine`.
 Needs TensorRT and a GPU; on the CPU-only development machines its host logic runs against a mock."""
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 from polygraphy.backend.base import BaseRunner
+from polygraphy.backend.trt import TrtRunner
 from polygraphy.common import TensorMetadata
 
-from mod_export.backends.trt.engine_runner import TensorRTEngineRunner
+from mod_export.backends.trt.engine_runner import LoadedEngine, TensorRTEngineRunner, load_engine
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS, INPUT_NAMES
 
 
@@ -28,10 +32,14 @@ class EngineRunner(BaseRunner):
         super().__init__(name=name, prefix="mod-export-trt-runner")
         self.engine_path, self.plugin_library, self.cuda_graphs = Path(engine), plugin_library, cuda_graphs
         self.rename = {n: f"idx:{layer}" for layer, n in enumerate(idx_names or [])}
-        self._runner: TensorRTEngineRunner | None = None
+        self._loaded: LoadedEngine | None = None
+        self._numpy: TrtRunner | None = None
+        self._torch: TensorRTEngineRunner | None = None
 
     def activate_impl(self):
-        self._runner = TensorRTEngineRunner(self.engine_path, self.plugin_library, self.cuda_graphs)
+        self._loaded = load_engine(self.engine_path, self.plugin_library)
+        self._numpy = TrtRunner(self._loaded.engine, name=f"{self.name}/polygraphy")
+        self._numpy.activate()
 
     def get_input_metadata_impl(self):
         meta = TensorMetadata()
@@ -40,20 +48,18 @@ class EngineRunner(BaseRunner):
         return meta
 
     def infer_impl(self, feed_dict):
-        import torch  # noqa: PLC0415 - optional for the runtime: only the TensorRT backend needs CUDA tensors
+        feed = {name: np.ascontiguousarray(feed_dict[name], dtype=np.int64) for name in (INPUT_IDS, ATTENTION_MASK)}
+        outputs = self._numpy.infer(feed, check_inputs=False)
+        self.inference_time = self._numpy.last_inference_time()
+        return OrderedDict((self.rename.get(k, k), np.asarray(v)) for k, v in outputs.items())
 
-        ids = torch.from_numpy(np.ascontiguousarray(feed_dict[INPUT_IDS], dtype=np.int64)).cuda()
-        mask = torch.from_numpy(np.ascontiguousarray(feed_dict[ATTENTION_MASK], dtype=np.int64)).cuda()
-        start = time.perf_counter()
-        outputs = self._runner.run_all(ids, mask)
-        torch.cuda.synchronize()
-        self.inference_time = time.perf_counter() - start
-        return OrderedDict((self.rename.get(k, k), v.cpu().numpy()) for k, v in outputs.items())
-
-    @property
-    def engine(self) -> TensorRTEngineRunner:
-        """The underlying engine runner (torch CUDA tensors in and out), once active."""
-        return self._runner
+    def torch_engine(self, torch) -> TensorRTEngineRunner:
+        """The zero-copy runner on torch CUDA tensors (`torch`: the caller's module), made on first use."""
+        if self._torch is None:
+            self._torch = TensorRTEngineRunner(self._loaded, torch, self.cuda_graphs)
+        return self._torch
 
     def deactivate_impl(self):
-        self._runner = None
+        if self._numpy is not None:
+            self._numpy.deactivate()
+        self._numpy = self._torch = self._loaded = None

@@ -1,0 +1,118 @@
+"""In-flight batching on the per-row MoD-aware KV cache: a pool of cache rows ("slots") that requests take and give
+back while others keep generating. One decode step runs every busy row of the pool at once.
+
+Each slot owns its row of every block's cache ([slots,H,S,Dh] per block, float32), its valid length per block
+([slots] int64: MoD blocks store only the tokens that took them, so rows differ) and its next position. A request
+joins by a one-row prefill whose taken entries are compacted into a free slot (the same compaction as
+OrtStepper.prefill), so its tokens equal those of generating it alone; a finished or cancelled request frees its
+slot (length 0) for the next. The decode step runs rows [0, n) with n = one past the highest busy slot (free slots
+below it run with active=False: they take no block and write nothing); admissions take the lowest free slot, so n
+stays as small as the load allows. The cache views of rows [0, n) are bound with IOBinding, rebound when n changes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from mod_export.backends.onnxrt.decoder import (
+    ACTIVE,
+    POSITION_IDS,
+    OrtStepper,
+    past_names,
+    positions_from_mask,
+    write_prefill,
+    write_step,
+)
+from mod_export.contract import INPUT_IDS, LOGITS
+from mod_export.errors import InputError
+
+
+class SlotDecoder:
+    def __init__(self, stepper: OrtStepper, slots: int, capacity: int):
+        """stepper: its prefill and decode sessions are used (not its own cache). capacity: the longest prompt +
+        new tokens of one request (cache entries per row)."""
+        if slots < 1 or capacity < 2:
+            raise InputError(f"a slot pool needs slots >= 1 and capacity >= 2, got {slots} and {capacity}")
+        self.stepper, self.slots, self.capacity = stepper, slots, capacity
+        shape = (slots, stepper.heads, capacity, stepper.head_dim)
+        self.keys = [np.zeros(shape, np.float32) for _ in range(stepper.layers)]
+        self.values = [np.zeros(shape, np.float32) for _ in range(stepper.layers)]
+        self.lengths = [np.zeros(slots, np.int64) for _ in range(stepper.layers)]
+        self.positions = np.zeros(slots, np.int64)
+        self.busy = np.zeros(slots, bool)
+        self._binding, self._bound_rows, self._views = None, 0, []
+
+    @property
+    def free_slots(self) -> int:
+        return int((~self.busy).sum())
+
+    @property
+    def rows(self) -> int:
+        """Rows a decode step runs now: one past the highest busy slot."""
+        busy = np.flatnonzero(self.busy)
+        return int(busy[-1]) + 1 if busy.size else 0
+
+    def admit(self, prompt: list[int]) -> tuple[int, np.ndarray]:
+        """Prefill one prompt into the lowest free slot; returns (slot, next-token logits [V] float32)."""
+        if len(prompt) == 0:
+            raise InputError("every prompt needs at least one token")
+        if len(prompt) >= self.capacity:
+            raise InputError(f"a prompt of {len(prompt)} tokens leaves no room in a cache row of {self.capacity}")
+        free = np.flatnonzero(~self.busy)
+        if free.size == 0:
+            raise InputError(f"all {self.slots} slots are busy")
+        slot = int(free[0])
+        ids = np.asarray(prompt, np.int64).reshape(1, -1)  # [1,P]
+        mask = np.ones_like(ids)
+        positions = positions_from_mask(mask)
+        outs = self.stepper.run_prefill(ids, mask, positions)
+        write_prefill(outs, mask, self.keys, self.values, self.lengths, rows=np.array([slot]))
+        self.positions[slot] = ids.shape[1]
+        self.busy[slot] = True
+        return slot, outs[LOGITS][0, -1]
+
+    def free(self, slot: int) -> None:
+        """Give the slot back: its cache row is empty for the next request."""
+        self.busy[slot] = False
+        for lengths in self.lengths:
+            lengths[slot] = 0
+        self.positions[slot] = 0
+
+    def _bind(self, n: int) -> None:
+        binding = self.stepper.decode_session.io_binding()
+        self._views = []
+        for layer in range(self.stepper.layers):
+            arrays = (self.lengths[layer][:n], self.keys[layer][:n], self.values[layer][:n])  # contiguous views
+            for name, array in zip(past_names(layer), arrays):
+                value = ort.OrtValue.ortvalue_from_numpy(array)
+                binding.bind_ortvalue_input(name, value)
+                self._views.append(value)  # keep alive: ONNX Runtime reads the numpy memory through it
+        for name in self.stepper.output_names:
+            binding.bind_output(name, "cpu")
+        self._binding, self._bound_rows = binding, n
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed tokens [slots] int64 (read at busy slots) to every busy row; returns logits [n,V] of rows [0, n)."""
+        n = self.rows
+        if n == 0:
+            raise InputError("no busy slot to step")
+        if n != self._bound_rows:
+            self._bind(n)
+        active = self.busy[:n].copy()
+        feed = {
+            INPUT_IDS: np.asarray(tokens[:n], np.int64).reshape(n, 1),
+            POSITION_IDS: self.positions[:n].reshape(n, 1).copy(),
+            ACTIVE: active,
+        }
+        values = []
+        for name, array in feed.items():
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
+            self._binding.bind_ortvalue_input(name, value)
+            values.append(value)
+        self.stepper.decode_session.run_with_iobinding(self._binding)
+        outs = dict(zip(self.stepper.output_names, (np.array(v.numpy()) for v in self._binding.get_outputs())))
+        views = ([k[:n] for k in self.keys], [v[:n] for v in self.values], [L[:n] for L in self.lengths])
+        write_step(outs, active, *views)
+        self.positions[:n] += active.astype(np.int64)
+        return outs[LOGITS][:, 0]  # [n,V]

@@ -1,0 +1,105 @@
+"""gRPC client helpers for the serving tests and benchmarks (tritonclient.grpc, one client per thread)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS, TOKEN_ID, TRITON_GENERATE_MODEL, TRITON_SCORE_MODEL
+
+
+def client(server):
+    import tritonclient.grpc as grpcclient
+
+    return grpcclient.InferenceServerClient(url=f"127.0.0.1:{server.grpc_port}")
+
+
+def tensor(name: str, array: np.ndarray, datatype: str | None = None):
+    import tritonclient.grpc as grpcclient
+
+    datatype = (
+        datatype
+        or {np.dtype(np.int64): "INT64", np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32"}[array.dtype]
+    )
+    value = grpcclient.InferInput(name, list(array.shape), datatype)
+    value.set_data_from_numpy(array)
+    return value
+
+
+def score(conn, ids: np.ndarray, mask: np.ndarray | None = None, model: str = TRITON_SCORE_MODEL) -> np.ndarray:
+    """logits [b, T, V] of one request (raises tritonclient's InferenceServerException on an error response)."""
+    inputs = [tensor(INPUT_IDS, ids)] + ([tensor(ATTENTION_MASK, mask)] if mask is not None else [])
+    return send(conn, inputs, model)
+
+
+def send(conn, inputs: list, model: str = TRITON_SCORE_MODEL) -> np.ndarray:
+    import tritonclient.grpc as grpcclient
+
+    reply = conn.infer(model, inputs, outputs=[grpcclient.InferRequestedOutput(LOGITS)], client_timeout=60)
+    return reply.as_numpy(LOGITS)
+
+
+def generate_inputs(prompt, max_new_tokens: int, **options) -> list:
+    """The generation model's inputs: input_ids [P] int64 and the optional per-request parameters."""
+    types = {"temperature": np.float32, "top_k": np.int32, "top_p": np.float32, "seed": np.int64}
+    inputs = [
+        tensor(INPUT_IDS, np.asarray(prompt, np.int64)),
+        tensor("max_new_tokens", np.array([max_new_tokens], np.int32)),
+    ]
+    for name, value in options.items():
+        inputs.append(tensor(name, np.array([value], types[name])))
+    return inputs
+
+
+class Streamer:
+    """One gRPC client with one open stream, for generation requests sent one after another (one per thread:
+    tritonclient clients are not thread-safe)."""
+
+    def __init__(self, server):
+        import queue
+
+        import tritonclient.grpc as grpcclient
+
+        self.server, self._queue_type = server, queue.Queue
+        self.conn = grpcclient.InferenceServerClient(url=f"127.0.0.1:{server.grpc_port}")
+        self._open()
+
+    def _open(self) -> None:
+        self.replies = self._queue_type()
+        self.conn.start_stream(callback=lambda result, error: self.replies.put((result, error)))
+
+    def run(self, inputs: list, timeout: float = 60, cancel_after: int | None = None) -> dict:
+        """One request: {"tokens", "error", "seconds" (per token, from the send)}. cancel_after=N: close the
+        stream, cancelling the request, after N tokens (a client that goes away); a new stream is opened."""
+        out = {"tokens": [], "error": None, "seconds": []}
+        start = time.perf_counter()
+        self.conn.async_stream_infer(TRITON_GENERATE_MODEL, inputs, enable_empty_final_response=True)
+        while True:
+            result, error = self.replies.get(timeout=timeout)
+            if error is not None:
+                out["error"] = str(error)
+                return out
+            token = result.as_numpy(TOKEN_ID)
+            if token is not None:
+                out["tokens"].append(int(token[0]))
+                out["seconds"].append(time.perf_counter() - start)
+            if cancel_after is not None and len(out["tokens"]) >= cancel_after:
+                self.conn.stop_stream(cancel_requests=True)
+                self._open()
+                return out
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                return out
+
+    def close(self) -> None:
+        self.conn.stop_stream()
+        self.conn.close()
+
+
+def stream_tokens(server, inputs: list, timeout: float = 60, cancel_after: int | None = None) -> dict:
+    """One generation request on a client of its own (Streamer.run)."""
+    streamer = Streamer(server)
+    try:
+        return streamer.run(inputs, timeout, cancel_after)
+    finally:
+        streamer.close()

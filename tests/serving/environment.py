@@ -1,0 +1,90 @@
+"""The serving side, built from this repository's own files and cached under build/serving/:
+
+- the mod-export-runtime wheel (deploy/runtime), rebuilt every session (seconds);
+- a torch-free virtual environment: `python -m venv`, then `pip install <that wheel> 'numpy<2'`, which pulls
+  exactly the runtime's dependencies (numpy < 2: the bundled Python backend returns empty outputs with numpy 2);
+  rebuilt when deploy/runtime/pyproject.toml or the Python changes, else only the wheel is reinstalled;
+- nvidia-pytriton 0.7.0 (tritonserver 2.51 with the Python backend), installed with `pip install --no-deps
+  --target` so none of its client-side dependencies enter either environment.
+
+The tests and benchmarks/serving.py share it. Everything here runs pip as a subprocess: never torch."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mod_export.serving.bundled import shared_libpython, unsupported_reason
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("MOD_EXPORT_SERVING_CACHE", ROOT / "build" / "serving"))
+PYTRITON = "nvidia-pytriton==0.7.0"
+SERVING_PINS = ("numpy<2",)
+
+
+@dataclass
+class ServingEnv:
+    env: Path  # the torch-free virtual environment
+    python: Path
+    pytriton: Path | None  # where the wheel was installed (None: the bundled server cannot run here)
+    skip_reason: str | None  # why the bundled server cannot run here
+
+
+def _pip(python: Path | str, *args: str, timeout: float = 900) -> None:
+    command = [str(python), "-m", "pip", "--disable-pip-version-check", "-q", *args]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def base_python() -> Path:
+    """The interpreter the serving venv is made from: this one's base (a venv's home), with a shared libpython
+    (the Python backend's stub links it); /usr/bin/python3 where this one is linked statically."""
+    base = Path(getattr(sys, "_base_executable", sys.executable))
+    if shared_libpython() is not None or not Path("/usr/bin/python3").is_file():
+        return base
+    return Path("/usr/bin/python3") if shared_libpython("/usr/bin/python3") is not None else base
+
+
+def runtime_wheel() -> Path:
+    """Build the mod-export-runtime wheel from deploy/runtime (this interpreter's setuptools, no network)."""
+    out = CACHE / "wheels"
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("mod_export_runtime-*.whl"):
+        old.unlink()
+    _pip(sys.executable, "wheel", "--no-deps", "--no-build-isolation", str(ROOT / "deploy" / "runtime"), "-w", str(out))
+    return next(out.glob("mod_export_runtime-*.whl"))
+
+
+def _env_key(python: Path) -> str:
+    digest = hashlib.sha256((ROOT / "deploy" / "runtime" / "pyproject.toml").read_bytes())
+    version = subprocess.run([str(python), "-c", "import sys; print(sys.version)"], capture_output=True, text=True)
+    digest.update(f"{python}\n{version.stdout}\n{SERVING_PINS}".encode())
+    return digest.hexdigest()[:12]
+
+
+def serving_env() -> ServingEnv:
+    python = base_python()
+    env = CACHE / f"env-{_env_key(python)}"
+    wheel = runtime_wheel()
+    venv_python = env / "bin" / "python"
+    if not (env / ".complete").is_file():
+        subprocess.run([str(python), "-m", "venv", "--clear", str(env)], check=True, capture_output=True)
+        _pip(venv_python, "install", str(wheel), *SERVING_PINS)  # the runtime's own dependencies, nothing else
+        (env / ".complete").write_text(_env_key(python))
+    else:
+        _pip(venv_python, "install", "--no-deps", "--force-reinstall", str(wheel))
+    reason = unsupported_reason()
+    if reason is None and shared_libpython(venv_python) is None:
+        reason = f"the Python backend's stub needs a shared libpython, and {python} is linked statically"
+    pytriton = None
+    if reason is None:
+        pytriton = CACHE / "pytriton-0.7.0"
+        if not (pytriton / ".complete").is_file():
+            _pip(sys.executable, "install", "--no-deps", "--upgrade", "--target", str(pytriton), PYTRITON)
+            (pytriton / ".complete").write_text(PYTRITON)
+    return ServingEnv(env, venv_python, pytriton, reason)
