@@ -18,6 +18,8 @@ PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "mod_export"
 TOPK_GATHER = "MoDTopKGather"
 SCATTER = "MoDScatter"
+TAKE_COUNT = "MoDTakeCount"  # decode step: the rows that take a block -> compact list + count (size tensor)
+CACHE_APPEND = "MoDCacheAppend"  # decode step: one new entry per listed row into a KV cache, in place
 GATE_IDS = {"identity": 0, "sigmoid": 1}
 
 # ---------------------------------------------------------------- graph I/O
@@ -33,6 +35,8 @@ ENGINE_FILE = "model.engine"
 LIBRARY_NAME = "libmod_export_plugins.so"  # the TensorRT plugin library, copied next to an engine
 PREFILL_FILE = "model.prefill.onnx"  # generation: the prompt pass (docs/generation.md)
 DECODE_FILE = "model.decode.onnx"  # generation: one token per row per step
+PLUGIN_PREFILL_FILE = "model.plugin.prefill.onnx"  # generation, plugin form (TensorRT; docs/generation.md)
+PLUGIN_DECODE_FILE = "model.plugin.decode.onnx"  # decode step whose key.l/value.l are the caches, appended in place
 REPORT_FILE = "report.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "mod_export.manifest/1"

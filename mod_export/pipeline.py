@@ -15,6 +15,7 @@ from mod_export.backends.onnxrt.decoder import OrtStepper
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.backends.trt.builder import EngineSettings, build_engine
 from mod_export.contract import (
+    CACHE_APPEND,
     DECODE_FILE,
     DEFAULT_ATOL,
     DEFAULT_MAX_CONTEXT,
@@ -22,11 +23,14 @@ from mod_export.contract import (
     DOMAIN,
     ENGINE_FILE,
     MANIFEST_FILE,
+    PLUGIN_DECODE_FILE,
     PLUGIN_FILE,
+    PLUGIN_PREFILL_FILE,
     PORTABLE_FILE,
     PREFILL_FILE,
     REPORT_FILE,
     SCATTER,
+    TAKE_COUNT,
     TOPK_GATHER,
 )
 from mod_export.errors import MissingDependencyError, ParityError
@@ -35,6 +39,7 @@ from mod_export.export.decode_export import export_decode_forms
 from mod_export.export.manifest import build_manifest
 from mod_export.export.onnx_export import ExportedForms, check_model, check_opset, export_forms
 from mod_export.export.triton import write_repository
+from mod_export.graph.decode_plugin_form import plugin_decode_graph, plugin_prefill_graph
 from mod_export.models.checkpoint import load_checkpoint
 from mod_export.models.flops import forward_flops, ideal_speedup
 from mod_export.plugins import LIBRARY_NAME, library_path
@@ -100,11 +105,16 @@ def _generation(job: OnnxJob, model, art_files: dict) -> dict:
     logger.info("exporting the prefill and decode graphs for generation ...")
     decode = export_decode_forms(model, job.opset)
     art_files[PREFILL_FILE], art_files[DECODE_FILE] = decode.prefill, decode.decode
+    plugin_prefill, plugin_decode = plugin_prefill_graph(decode.prefill), plugin_decode_graph(decode.decode)
+    art_files[PLUGIN_PREFILL_FILE], art_files[PLUGIN_DECODE_FILE] = plugin_prefill, plugin_decode
     cfg = model.config
     entry = {
         "mode": "causal routing",
         "prefill": PREFILL_FILE,
         "decode": DECODE_FILE,
+        "plugin_prefill": PLUGIN_PREFILL_FILE,  # TensorRT: MoDTakeCount + MoDCacheAppend, caches appended in place
+        "plugin_decode": PLUGIN_DECODE_FILE,
+        "decode_ops": [TAKE_COUNT, CACHE_APPEND],
         "layers": decode.layers,
         "routed_layers": decode.routed_layers,
         "heads": cfg.n_heads,
@@ -114,8 +124,16 @@ def _generation(job: OnnxJob, model, art_files: dict) -> dict:
     }
     if job.validate:
         logger.info("validating generation: prefill + 64 decode steps on ONNX Runtime against PyTorch ...")
-        stepper = OrtStepper(decode.prefill, decode.decode)
-        entry["parity"] = judge_generation(model, stepper, generation_cases(evaluation_text(), cfg.vocab_size))
+        cases = generation_cases(evaluation_text(), cfg.vocab_size)
+        entry["parity"] = judge_generation(model, OrtStepper(decode.prefill, decode.decode), cases)
+        logger.info("validating the plugin-form generation graphs (reference functions) the same way ...")
+        plugin = judge_generation(model, OrtStepper(plugin_prefill, plugin_decode), cases)
+        entry["plugin_parity"] = plugin
+        parity = entry["parity"]
+        parity["mismatches"] += [f"plugin form: {m}" for m in plugin["mismatches"]]
+        if plugin["passed"] != parity["passed"]:
+            parity["mismatches"].append("plugin form and portable form of the decode graphs reach different verdicts")
+        parity["passed"] = parity["passed"] and plugin["passed"]
     return entry
 
 
@@ -230,7 +248,10 @@ def _run_locked(job: OnnxJob) -> dict:
                 "opset": job.opset,
                 "custom_ops": {"domain": DOMAIN, "ops": [TOPK_GATHER, SCATTER], "in": PLUGIN_FILE},
                 "routing_idx_tensors": forms.idx_outputs,
-                "generation": {k: v for k, v in report.get("generation", {}).items() if k != "parity"} or None,
+                "generation": {
+                    k: v for k, v in report.get("generation", {}).items() if k not in ("parity", "plugin_parity")
+                }
+                or None,
                 "parity": None if "parity" not in report else ("passed" if report["parity"]["passed"] else "failed"),
                 "engine": report.get("engine"),
             },

@@ -5,7 +5,11 @@ The cache buffers ([B,H,S,Dh] per layer, float32, and valid lengths [B]) are bou
 per generation with IOBinding, as OrtValues over the very numpy arrays (no copy on the CPU); each step ONNX
 Runtime reads them in place, and the new entries (key.l/value.l, [B,H,1,Dh]) are written at each taking row's
 length here. No step copies a cache. The CUDA execution provider path (device buffers) is not implemented yet:
-ONNX Runtime has no in-place slice write, so it needs a device-side writer (see docs/generation.md)."""
+ONNX Runtime has no in-place slice write, so it needs a device-side writer (see docs/generation.md).
+
+The plugin form (mod_export.graph.decode_plugin_form) appends inside the graph: its key.l/value.l are the whole
+caches. Here (reference functions, out of place) the stepper copies them back into its buffers, a cache copy per
+layer per step that only validation pays; TensorRT writes them in place (mod_export.backends.trt.decoder)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from mod_export.backends.onnxrt.session import create_session
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS
 from mod_export.decoding.loop import Step
 from mod_export.errors import InputError
+from mod_export.graph.decode_plugin_form import is_plugin_decode
 
 POSITION_IDS, ACTIVE = "position_ids", "active"
 
@@ -54,6 +59,7 @@ class OrtStepper:
         if providers[0] != "CPUExecutionProvider":
             raise InputError("generation on ONNX Runtime runs on the CPU execution provider here (docs/generation.md)")
         self.layers, self.routed_layers, self.heads, self.head_dim = decode_layout(decode)
+        self.appends_in_graph = is_plugin_decode(decode)  # key.l/value.l are the appended caches [B,H,S,Dh]
         self.prefill_session = create_session(prefill, providers=providers, threads=threads)
         self.decode_session = create_session(decode, providers=providers, threads=threads)
         self.output_names = [o.name for o in self.decode_session.get_outputs()]
@@ -140,8 +146,12 @@ class OrtStepper:
             at = self.lengths[layer][rows]
             if int(at.max()) >= self.keys[layer].shape[2]:
                 raise InputError("the KV cache is full: ask for fewer new tokens")
-            self.keys[layer][rows, :, at] = outs[f"key.{layer}"][rows, :, 0]
-            self.values[layer][rows, :, at] = outs[f"value.{layer}"][rows, :, 0]
+            if self.appends_in_graph:  # the graph wrote the entries: adopt its caches (in place in the bound memory)
+                np.copyto(self.keys[layer], outs[f"key.{layer}"])
+                np.copyto(self.values[layer], outs[f"value.{layer}"])
+            else:
+                self.keys[layer][rows, :, at] = outs[f"key.{layer}"][rows, :, 0]
+                self.values[layer][rows, :, at] = outs[f"value.{layer}"][rows, :, 0]
             self.lengths[layer][rows] += 1  # in place: the bound OrtValue sees it
         self.positions += active.astype(np.int64)
         return Step(
