@@ -58,6 +58,9 @@ DEFAULT_SEQ_RANGE = "1:256:4096"
 DEFAULT_WORKSPACE_MB = 1024  # Orin shares memory with the CPU: keep this modest there
 DEFAULT_MAX_CONTEXT = 4096  # generation: the longest prompt + new tokens a Session accepts (per export)
 CUDA_ARCHS = "80;86;87;89;90"  # A100, RTX 30xx/A10, Orin, L4/L40, H100/H200
+# Datasheet peak DRAM bandwidth (bytes/s) of the two targets the kernel rooflines are stated for (never a
+# measurement: benchmarks/kernels.py measures the copy bandwidth of the GPU it runs on).
+PEAK_BANDWIDTH = {"Jetson AGX Orin 64GB (LPDDR5)": 204.8e9, "H100 SXM5 (HBM3)": 3.35e12}
 
 
 def capacity_k(T, num: int, den: int):

@@ -14,8 +14,10 @@ from calibration.fp16 import fp16_stage
 from mod_export.backends.onnxrt.decoder import OrtStepper
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.backends.trt.builder import EngineSettings, build_engine
+from mod_export.backends.trt.decoder import DecodeLayout, build_phase_engine, phase_profiles
 from mod_export.contract import (
     CACHE_APPEND,
+    DECODE_ENGINE_FILE,
     DECODE_FILE,
     DEFAULT_ATOL,
     DEFAULT_MAX_CONTEXT,
@@ -27,6 +29,7 @@ from mod_export.contract import (
     PLUGIN_FILE,
     PLUGIN_PREFILL_FILE,
     PORTABLE_FILE,
+    PREFILL_ENGINE_FILE,
     PREFILL_FILE,
     REPORT_FILE,
     SCATTER,
@@ -72,7 +75,7 @@ def _pair(forms: ExportedForms) -> dict:
     return {"portable": forms.portable, "plugin": forms.plugin}
 
 
-def _build_engine_into(art: ArtifactDir, job: OnnxJob, forms: ExportedForms) -> dict:
+def _build_engine_into(art: ArtifactDir, job: OnnxJob, forms: ExportedForms, generation: dict | None = None) -> dict:
     """model.engine (+ the plugin library beside it), every routed layer's idx marked as an engine output too.
     Raises MissingDependencyError without TensorRT or a GPU."""
     import_tensorrt()
@@ -86,7 +89,31 @@ def _build_engine_into(art: ArtifactDir, job: OnnxJob, forms: ExportedForms) -> 
     source = art.path(PLUGIN_FILE if job.use_plugins else PORTABLE_FILE)
     logger.info("building TensorRT engine from %s ...", source.name)
     info = build_engine(source, art.path(ENGINE_FILE), settings)
-    return {"built": True, "from": source.name, **info}
+    report = {"built": True, "from": source.name, **info}
+    if generation is not None and job.use_plugins:
+        report["generation"] = _build_generation_engines(art, job, settings, generation)
+    return report
+
+
+def _build_generation_engines(art: ArtifactDir, job: OnnxJob, settings: EngineSettings, generation: dict) -> dict:
+    """One engine per phase from the plugin-form pair (docs/generation.md), each with its profile; names recorded
+    in the generation entry (and so in the manifest) for Session.generate and examples/cpp/generate.cpp."""
+    layout = DecodeLayout(
+        generation["layers"], tuple(generation["routed_layers"]), generation["heads"], generation["head_dim"]
+    )
+    b = settings.batch
+    profiles = phase_profiles(layout, b.max, job.max_context, opt_batch=b.opt)
+    built = {}
+    for phase, onnx_name, engine_name in (
+        ("prefill", PLUGIN_PREFILL_FILE, PREFILL_ENGINE_FILE),
+        ("decode", PLUGIN_DECODE_FILE, DECODE_ENGINE_FILE),
+    ):
+        logger.info("building the TensorRT %s engine from %s ...", phase, onnx_name)
+        built[phase] = build_phase_engine(
+            art.path(onnx_name), art.path(engine_name), profiles[phase], settings.plugin_library, settings.workspace_mb
+        )
+    generation["prefill_engine"], generation["decode_engine"] = PREFILL_ENGINE_FILE, DECODE_ENGINE_FILE
+    return built
 
 
 def run_onnx_job(job: OnnxJob) -> dict:
@@ -212,7 +239,7 @@ def _run_locked(job: OnnxJob) -> dict:
         engine = None
         if job.target in ("trt", "triton"):
             try:
-                report["engine"] = _build_engine_into(art, job, forms)
+                report["engine"] = _build_engine_into(art, job, forms, report.get("generation"))
                 engine = art.path(ENGINE_FILE)
             except MissingDependencyError as exc:
                 report["engine"] = {"built": False, "reason": str(exc)}

@@ -61,8 +61,9 @@ bool aligned16(void const* p)
 
 } // namespace
 
-cudaError_t launchCacheAppend(void const* cache, ElementType type, void const* entry, void const* length, bool lengthIs64,
-    int32_t const* rows, int64_t n, int64_t B, int64_t H, int64_t S, int64_t Dh, void* out, cudaStream_t stream)
+cudaError_t launchCacheAppend(void const* cache, ElementType type, void const* entry, void const* length,
+    bool lengthIs64, int32_t const* rows, int64_t n, int64_t B, int64_t H, int64_t S, int64_t Dh, void* out,
+    cudaStream_t stream)
 {
     if (B < 0 || H < 0 || S < 0 || Dh < 0 || n < 0 || n > B || n > INT32_MAX)
     {

@@ -189,14 +189,19 @@ int32_t MoDCacheAppendPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginT
         MOD_VALIDATE(!any || (inputs[0] != nullptr && outputs[0] != nullptr), "cache or out is null");
         MOD_VALIDATE(!any || n == 0 || (inputs[1] != nullptr && inputs[2] != nullptr && inputs[3] != nullptr),
             "entry, length or rows is null");
-        cudaError_t const status = launchCacheAppend(inputs[0], type, inputs[1], inputs[2],
-            inputDesc[2].type == DataType::kINT64, static_cast<int32_t const*>(inputs[3]), n, c.d[0], c.d[1], c.d[2],
-            c.d[3], outputs[0], stream);
+        cudaError_t const status
+            = launchCacheAppend(inputs[0], type, inputs[1], inputs[2], inputDesc[2].type == DataType::kINT64,
+                static_cast<int32_t const*>(inputs[3]), n, c.d[0], c.d[1], c.d[2], c.d[3], outputs[0], stream);
         MOD_VALIDATE(status == cudaSuccess, std::string("kernel launch failed: ") + cudaGetErrorString(status));
         return 0;
     }
     MOD_CATCH_AND_REPORT(kName, errorRecorder())
     return -1;
+}
+
+MoDCacheAppendCreator::MoDCacheAppendCreator()
+{
+    // No attributes (the parser's plugin_version / plugin_namespace are not fields).
 }
 
 IPluginV3* MoDCacheAppendCreator::createPlugin(

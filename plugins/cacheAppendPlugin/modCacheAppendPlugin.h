@@ -51,6 +51,7 @@ public:
 class MoDCacheAppendCreator final : public ModPluginCreatorBase<MoDCacheAppendPlugin>
 {
 public:
+    MoDCacheAppendCreator();
     nvinfer1::IPluginV3* createPlugin(
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
 };

@@ -52,8 +52,8 @@ MOD_HD int64_t entryOffset(int64_t r, int64_t h, int64_t H, int64_t Dh)
 
 //! Bytes a MoDCacheAppend call moves: n rows x H heads x Dh elements read from entry and written into the cache
 //! (+ the row list and lengths); plus a full cache copy when the output does not alias the input.
-inline int64_t cacheAppendBytes(int64_t B, int64_t H, int64_t S, int64_t Dh, int64_t n, int64_t elementBytes,
-    bool aliased)
+inline int64_t cacheAppendBytes(
+    int64_t B, int64_t H, int64_t S, int64_t Dh, int64_t n, int64_t elementBytes, bool aliased)
 {
     int64_t const moved = 2 * n * H * Dh * elementBytes + n * (4 + 8);
     return aliased ? moved : moved + 2 * B * H * S * Dh * elementBytes;

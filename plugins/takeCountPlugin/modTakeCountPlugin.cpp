@@ -141,6 +141,11 @@ int32_t MoDTakeCountPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTen
     return -1;
 }
 
+MoDTakeCountCreator::MoDTakeCountCreator()
+{
+    // No attributes (the parser's plugin_version / plugin_namespace are not fields).
+}
+
 IPluginV3* MoDTakeCountCreator::createPlugin(char const*, PluginFieldCollection const* fc, TensorRTPhase phase) noexcept
 {
     try

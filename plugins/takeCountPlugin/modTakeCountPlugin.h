@@ -49,6 +49,7 @@ public:
 class MoDTakeCountCreator final : public ModPluginCreatorBase<MoDTakeCountPlugin>
 {
 public:
+    MoDTakeCountCreator();
     nvinfer1::IPluginV3* createPlugin(
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
 };

@@ -115,8 +115,8 @@ public:
         sizeTensorOpt = &opt;
         sizeTensorUpper = &upper;
         auto const& fu = static_cast<FakeDimExpr const&>(upper);
-        mExprs.push_back(std::make_unique<FakeDimExpr>(
-            [&fu](int64_t b, int64_t s) { return fu.eval(b, s); }, false, 0, true));
+        mExprs.push_back(
+            std::make_unique<FakeDimExpr>([&fu](int64_t b, int64_t s) { return fu.eval(b, s); }, false, 0, true));
         return mExprs.back().get();
     }
     bool allowSizeTensors{false};

@@ -97,8 +97,8 @@ TEST(TakeCountPlugin, RoundTripsThroughItsStateAndRejectsOthers)
     EXPECT_NE(restored, nullptr);
     std::unique_ptr<IPluginV3> cloned(plugin->clone());
     EXPECT_NE(cloned, nullptr);
-    EXPECT_STREQ(static_cast<IPluginV3OneCore*>(plugin->getCapabilityInterface(PluginCapabilityType::kCORE))
-                     ->getPluginName(),
+    EXPECT_STREQ(
+        static_cast<IPluginV3OneCore*>(plugin->getCapabilityInterface(PluginCapabilityType::kCORE))->getPluginName(),
         "MoDTakeCount");
 
     CapturingLogger& logger = testLogger();
@@ -196,8 +196,8 @@ TEST(CacheAppendPlugin, AliasesTheCacheAndKeepsItsShape)
             DataType const inTypes[4] = {cacheType, cacheType, lengthType, DataType::kINT32};
             ASSERT_EQ(build->getOutputDataTypes(types, 1, inTypes, 4), 0);
             EXPECT_EQ(types[0], cacheType);
-            DynamicPluginTensorDesc io[5] = {
-                desc(cacheType), desc(cacheType), desc(lengthType), desc(DataType::kINT32), desc(cacheType)};
+            DynamicPluginTensorDesc io[5]
+                = {desc(cacheType), desc(cacheType), desc(lengthType), desc(DataType::kINT32), desc(cacheType)};
             for (int32_t pos = 0; pos < 5; ++pos)
             {
                 EXPECT_TRUE(build->supportsFormatCombination(pos, io, 4, 1)) << pos;

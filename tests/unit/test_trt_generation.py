@@ -153,3 +153,45 @@ def test_trt_stepper_drives_the_generate_loop_and_refuses_a_full_cache_mock_tens
     with pytest.raises(InputError, match="cache is full"):
         for _ in range(4):
             trt.step(np.array([5]), np.array([True]))
+
+
+def test_target_trt_writes_one_engine_per_phase_and_names_them_mock_tensorrt(
+    mock_tensorrt, monkeypatch, trained, tmp_path
+):
+    """`--target trt` builds the generation engines from the plugin-form pair next to model.engine, records them in
+    the manifest (what Session.generate and examples/cpp/generate.cpp read), and they generate like ONNX Runtime."""
+    import json
+
+    from mod_export.backends.trt.builder import EngineSettings
+    from mod_export.pipeline import OnnxJob, run_onnx_job
+
+    _, _, ckpt = trained
+    library = tmp_path / "libmod_export_plugins.so"
+    library.write_bytes(b"\x7fELF mock")
+    monkeypatch.setattr("mod_export.backends.trt.availability.cuda_device_count", lambda: 1)
+    out = tmp_path / "trt"
+    report = run_onnx_job(
+        OnnxJob(
+            ckpt, out, validate=False, target="trt", plugin_library=library, engine=EngineSettings(show_progress=False)
+        )
+    )
+    built = report["engine"]["generation"]
+    assert [built[p]["engine"] for p in ("prefill", "decode")] == ["model.prefill.engine", "model.decode.engine"]
+    assert all(built[p]["aliased_plugin_io"] for p in built)
+    manifest = json.loads((out / "manifest.json").read_text())
+    generation = manifest["generation"]
+    assert (
+        generation["prefill_engine"] == "model.prefill.engine" and generation["decode_engine"] == "model.decode.engine"
+    )
+    assert {"model.prefill.engine", "model.decode.engine", "model.plugin.decode.onnx"} <= set(manifest["files"])
+    profile = json.loads((out / "model.decode.engine").read_bytes())["profiles"][0]
+    assert profile["past_key_values.0.key"][2][2] == generation["max_context"] == 4096
+    layout = DecodeLayout(
+        generation["layers"], tuple(generation["routed_layers"]), generation["heads"], generation["head_dim"]
+    )
+    trt = TrtStepper(
+        out / "model.prefill.engine", out / "model.decode.engine", layout, out / library.name, device="cpu"
+    )
+    ort = OrtStepper(onnx.load(out / "model.prefill.onnx"), onnx.load(out / "model.decode.onnx"))
+    prompts = [list(b"def main("), list(b"import os\n")]
+    assert generate(trt, prompts, 6).tokens == generate(ort, prompts, 6).tokens

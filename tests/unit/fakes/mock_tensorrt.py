@@ -9,6 +9,7 @@ for an aliased plugin output."""
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import json
 
@@ -102,7 +103,7 @@ class OnnxParser:
             if not (plugins_loaded and key in PLUGIN_CREATORS):
                 self.errors.append(_ParserError(i, node))
         self.network.inputs = [i.name for i in model.graph.input]
-        self.network.onnx_path = str(path)
+        self.network.onnx_model = base64.b64encode(model.SerializeToString()).decode()  # the engine holds the network
         self.network.layers = [_Layer(list(node.output)) for node in model.graph.node]
         return not self.errors
 
@@ -134,7 +135,7 @@ class _Layer:
 class _Network:
     def __init__(self):
         self.inputs, self.layers, self.marked = [], [], []
-        self.onnx_path = None
+        self.onnx_model = None
 
     @property
     def num_layers(self):
@@ -223,7 +224,7 @@ class Builder:
             "plugins": list(config.plugins_to_serialize),
             "flags": self.network_flags,
             "marked": network.marked,
-            "onnx": network.onnx_path,
+            "onnx": network.onnx_model,
             "preview": {str(k): v for k, v in config.preview.items()},
         }
         return json.dumps(payload).encode()
@@ -258,8 +259,8 @@ class Runtime:
 
 
 class _Engine:
-    def __init__(self, onnx_path):
-        self.model = onnx.load(onnx_path)
+    def __init__(self, onnx_model: str):
+        self.model = onnx.load_from_string(base64.b64decode(onnx_model))
         graph = self.model.graph
         self.io = [(v, TensorIOMode.INPUT) for v in graph.input] + [(v, TensorIOMode.OUTPUT) for v in graph.output]
         self.by_name = {v.name: (v, mode) for v, mode in self.io}
