@@ -144,7 +144,7 @@ def _generation(job: OnnxJob, model, art_files: dict) -> dict:
         "decode_ops": [TAKE_COUNT, CACHE_APPEND],
         "layers": decode.layers,
         "routed_layers": decode.routed_layers,
-        "heads": cfg.n_heads,
+        "heads": cfg.kv_heads,
         "head_dim": cfg.d_model // cfg.n_heads,
         "max_context": job.max_context,
         "precision": "fp32",

@@ -145,7 +145,7 @@ def export_decode_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET) -> De
     model = model.eval()
     cfg = model.config
     B, P, S = 2, 8, 16
-    H, Dh = cfg.n_heads, cfg.d_model // cfg.n_heads
+    H, Dh = cfg.kv_heads, cfg.d_model // cfg.n_heads  # the cache holds key/value heads
     routed = routed_layers(model)
     n = len(model.blocks)
     batch = torch.export.Dim("batch", min=1, max=4096)

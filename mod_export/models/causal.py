@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from mod_export.models import routing
-from mod_export.models.model import Block, MoDTransformer, RoutedBlock, apply_rotary, attention_bias, rotary_cos_sin
+from mod_export.models.attention import attend, attention_bias, repeat_kv
+from mod_export.models.model import MoDTransformer, RoutedBlock
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -27,49 +28,28 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
-    B, n, D = t.shape
-    return t.view(B, n, heads, D // heads).transpose(1, 2)  # [B,H,n,Dh]
-
-
-def qkv(block: Block, x: torch.Tensor, positions: torch.Tensor):
-    """ln1 + projections + rotary at `positions`. x[B,n,D] -> q, k, v [B,H,n,Dh]."""
-    attn = block.attn
-    q, k, v = attn.qkv(block.ln1(x)).split(x.shape[-1], dim=-1)
-    q, k, v = (_heads(t, attn.n_heads) for t in (q, k, v))
-    cos, sin = rotary_cos_sin(positions, attn.head_dim, attn.rope_base)
-    return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
-
-
-def finish_block(block: Block, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
-    """x[B,n,D] + proj(attended[B,H,n,Dh]), then the MLP with its residual: the block's output [B,n,D]."""
-    B, H, n, Dh = attended.shape
-    y = x + block.attn.proj(attended.transpose(1, 2).reshape(B, n, H * Dh))
-    return y + block.mlp(block.ln2(y))
-
-
-def block_full(block: Block, x: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor):
+def block_full(block, x: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor):
     """The block over a whole sequence where only `key_valid` tokens may be attended to (plus each query itself).
-    x[B,T,D], positions[B,T], key_valid[B,T] bool -> (y[B,T,D], k[B,H,T,Dh], v[B,H,T,Dh])."""
-    q, k, v = qkv(block, x, positions)
-    att = torch.matmul(q, k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1]) + attention_bias(key_valid)
-    attended = torch.matmul(F.softmax(att, dim=-1).to(v.dtype), v)  # [B,H,T,Dh]
-    return finish_block(block, x, attended), k, v
+    x[B,T,D], positions[B,T], key_valid[B,T] bool -> (y[B,T,D], k[B,Hkv,T,Dh], v[B,Hkv,T,Dh])."""
+    q, k, v = block.qkv(x, positions)
+    return block.finish(x, attend(q, k, v, attention_bias(key_valid))), k, v
 
 
-def block_step(block: Block, x, positions, past_k, past_v, past_len):
-    """One new token per row against the row's cached entries. x[B,1,D], positions[B,1], past_k/v[B,H,S,Dh],
-    past_len[B] (valid entries, left-aligned) -> (y[B,1,D], k_new[B,H,1,Dh], v_new[B,H,1,Dh])."""
-    q, k, v = qkv(block, x, positions)
+def block_step(block, x, positions, past_k, past_v, past_len):
+    """One new token per row against the row's cached entries. x[B,1,D], positions[B,1], past_k/v[B,Hkv,S,Dh],
+    past_len[B] (valid entries, left-aligned) -> (y[B,1,D], k_new[B,Hkv,1,Dh], v_new[B,Hkv,1,Dh])."""
+    q, k, v = block.qkv(x, positions)
+    heads = q.shape[1]
     scale = 1.0 / math.sqrt(q.shape[-1])
     S = past_k.shape[2]
     cached = torch.arange(S, device=x.device)[None, :] < past_len[:, None]  # [B,S]
-    past_scores = torch.matmul(q, past_k.transpose(-2, -1)).float() * scale  # [B,H,1,S]
+    past_scores = torch.matmul(q, repeat_kv(past_k, heads).transpose(-2, -1)).float() * scale  # [B,H,1,S]
     past_scores = past_scores.masked_fill(~cached[:, None, None, :], torch.finfo(torch.float32).min)
-    self_score = (q * k).sum(-1, keepdim=True).float() * scale  # [B,H,1,1]
+    k_rep, v_rep = repeat_kv(k, heads), repeat_kv(v, heads)
+    self_score = (q * k_rep).sum(-1, keepdim=True).float() * scale  # [B,H,1,1]
     probs = F.softmax(torch.cat([past_scores, self_score], dim=-1), dim=-1).to(v.dtype)  # [B,H,1,S+1]
-    attended = torch.matmul(probs[..., :S], past_v) + probs[..., S:] * v  # [B,H,1,Dh]
-    return finish_block(block, x, attended), k, v
+    attended = torch.matmul(probs[..., :S], repeat_kv(past_v, heads)) + probs[..., S:] * v_rep  # [B,H,1,Dh]
+    return block.finish(x, attended), k, v
 
 
 def decision(block: RoutedBlock, x: torch.Tensor):

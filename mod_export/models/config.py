@@ -11,6 +11,7 @@ from typing import Any
 from mod_export.errors import ConfigError
 
 GATES = ("sigmoid", "identity")
+ARCHITECTURES = ("gpt", "llama")  # gpt: LayerNorm, GELU, biases; llama: RMSNorm, SwiGLU, grouped-query attention
 
 
 def parse_capacity(capacity: str | Fraction) -> tuple[int, int]:
@@ -62,6 +63,9 @@ class MoDConfig:
     aux_loss_weight: float = 0.01
     predictor_hidden: int = 64
     layer_norm_eps: float = 1e-5
+    arch: str = "gpt"
+    n_kv_heads: int | None = None  # llama: key/value heads (grouped-query attention); None = n_heads
+    tie_embeddings: bool = False  # the LM head shares the embedding matrix
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,6 +73,15 @@ class MoDConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"config.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.arch, str) or self.arch not in ARCHITECTURES:
+            raise ConfigError(f"config.arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        if self.n_kv_heads is not None:
+            if isinstance(self.n_kv_heads, bool) or not isinstance(self.n_kv_heads, int) or self.n_kv_heads <= 0:
+                raise ConfigError(f"config.n_kv_heads must be a positive integer or null, got {self.n_kv_heads!r}")
+            if self.arch != "llama" and self.n_kv_heads != self.n_heads:
+                raise ConfigError("config.n_kv_heads other than n_heads needs arch 'llama' (grouped-query attention)")
+            if self.n_heads % self.n_kv_heads:
+                raise ConfigError(f"config.n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"config.d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
@@ -76,7 +89,7 @@ class MoDConfig:
         _check_number("rope_base", self.rope_base, positive=True)
         _check_number("layer_norm_eps", self.layer_norm_eps, positive=True)
         _check_number("aux_loss_weight", self.aux_loss_weight, positive=False)
-        for name in ("causal_predictor", "aux_loss"):
+        for name in ("causal_predictor", "aux_loss", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"config.{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.extra, dict):
@@ -104,12 +117,25 @@ class MoDConfig:
             return tuple(range(1, self.n_layers, 2))
         return self.routed_layers
 
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    def block_parameters(self) -> int:
+        """Parameters of one block of this architecture (norms, attention, MLP)."""
+        D, F = self.d_model, self.d_mlp
+        if self.arch == "llama":
+            kv = self.kv_heads * (D // self.n_heads)
+            return 2 * D + (D * D + 2 * D * kv + D * D) + 3 * D * F  # 2 RMSNorm, q/k/v/o, SwiGLU
+        return 2 * 2 * D + (3 * D * D + 3 * D) + (D * D + D) + (D * F + F) + (F * D + D)  # 2 LN, qkv, proj, MLP
+
     def parameter_count(self) -> int:
         """Parameters of MoDTransformer(self), computed from the config alone (before anything is allocated)."""
-        D, F, V, H = self.d_model, self.d_mlp, self.vocab_size, self.predictor_hidden
-        block = 2 * 2 * D + (3 * D * D + 3 * D) + (D * D + D) + (D * F + F) + (F * D + D)  # 2 LN, qkv, proj, MLP
+        D, V, H = self.d_model, self.vocab_size, self.predictor_hidden
         routed = D + 1 + ((D * H + H) + (H + 1) if self.causal_predictor else 0)  # router (+ predictor)
-        return V * D + self.n_layers * block + len(self.routed) * routed + 2 * D + D * V  # embed, blocks, ln_f, head
+        final_norm = D if self.arch == "llama" else 2 * D
+        head = 0 if self.tie_embeddings else D * V
+        return V * D + self.n_layers * self.block_parameters() + len(self.routed) * routed + final_norm + head
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

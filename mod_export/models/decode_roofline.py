@@ -23,14 +23,13 @@ class Machine:
 
 def block_weights(cfg: MoDConfig) -> int:
     """Parameters of one block (norms, attention, MLP)."""
-    D, F = cfg.d_model, cfg.d_mlp
-    return 4 * D + (3 * D * D + 3 * D) + (D * D + D) + (D * F + F) + (F * D + D)
+    return cfg.block_parameters()
 
 
 def block_step_cost(cfg: MoDConfig, rows: int, cache_len: float) -> tuple[float, float]:
     """(bytes, FLOPs) of one block for `rows` new tokens attending to `cache_len` cached entries each."""
     weights = block_weights(cfg)
-    kv = 2 * cfg.d_model * FLOAT_BYTES  # one cached token: key and value
+    kv = 2 * cfg.kv_heads * (cfg.d_model // cfg.n_heads) * FLOAT_BYTES  # one cached token: key and value
     bytes_moved = weights * FLOAT_BYTES + rows * cache_len * kv + rows * kv
     flops = 2 * rows * weights + rows * 4 * cache_len * cfg.d_model
     return bytes_moved, flops
@@ -57,5 +56,5 @@ def step_time(
 
 def kv_bytes_per_token(cfg: MoDConfig, take_rates: dict[int, float], routing: bool = True) -> float:
     """Cache bytes one generated token adds, over every layer."""
-    per_layer = 2 * cfg.d_model * FLOAT_BYTES
+    per_layer = 2 * cfg.kv_heads * (cfg.d_model // cfg.n_heads) * FLOAT_BYTES
     return sum(per_layer * (take_rates.get(layer, 1.0) if routing else 1.0) for layer in range(cfg.n_layers))

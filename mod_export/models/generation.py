@@ -37,7 +37,7 @@ class KVCache:
     @classmethod
     def empty(cls, model: MoDTransformer, batch: int, capacity: int) -> KVCache:
         cfg = model.config
-        shape = (batch, cfg.n_heads, capacity, cfg.d_model // cfg.n_heads)
+        shape = (batch, cfg.kv_heads, capacity, cfg.d_model // cfg.n_heads)  # grouped-query: key/value heads
         n = len(model.blocks)
         return cls(
             [torch.zeros(shape) for _ in range(n)],

@@ -1,4 +1,5 @@
-"""A decoder-only Mixture-of-Depths language model (Raposo et al. 2024), in one readable file.
+"""A decoder-only Mixture-of-Depths language model (Raposo et al. 2024), in one readable file: GPT-style blocks
+here, Llama-style blocks in mod_export.models.llama (config arch), the same routing for both.
 
 Shapes: B batch, T sequence, D d_model, H heads, Dh = D/H head width, V vocab, k selected tokens.
 Routed blocks follow docs/design.md (routing semantics) through `mod_export.models.routing`; `RoutingOps` lets the
@@ -7,7 +8,6 @@ exporter swap the two routing steps for custom ops without touching the model.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mod_export.models import capture, routing
+from mod_export.models.attention import apply_rotary, attend, attention_bias, rotary_cos_sin, split_heads
 from mod_export.models.config import MoDConfig
+from mod_export.models.llama import LlamaBlock, RMSNorm
 from mod_export.models.memory import check_parameter_memory
 
 
@@ -38,21 +40,9 @@ class RoutingTrace:
     predictor_logits: torch.Tensor | None  # [B,T] f32 or None
 
 
-def rotary_cos_sin(positions: torch.Tensor, head_dim: int, base: float):
-    """positions[B,n] (int) -> cos, sin [B,1,n,Dh/2] in float32."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
-    angles = positions.float().unsqueeze(-1) * inv_freq  # [B,n,Dh/2]
-    return angles.cos().unsqueeze(1), angles.sin().unsqueeze(1)
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x[B,H,n,Dh] rotated pairwise (first half, second half) by the angles of its positions."""
-    x1, x2 = x.chunk(2, dim=-1)  # [B,H,n,Dh/2] each
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
-
 class CausalSelfAttention(nn.Module):
+    """The attention projections of the GPT-style block (its math is in mod_export.models.attention)."""
+
     def __init__(self, cfg: MoDConfig):
         super().__init__()
         self.n_heads = cfg.n_heads
@@ -60,34 +50,6 @@ class CausalSelfAttention(nn.Module):
         self.rope_base = cfg.rope_base
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
-        """x[B,n,D], positions[B,n] original token positions (ascending), attn_bias[B,1,n,n] f32 -> [B,n,D]."""
-        B, n, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=-1)  # [B,n,D] each
-        q = q.view(B, n, self.n_heads, self.head_dim).transpose(1, 2)  # [B,H,n,Dh]
-        k = k.view(B, n, self.n_heads, self.head_dim).transpose(1, 2)
-        v = v.view(B, n, self.n_heads, self.head_dim).transpose(1, 2)
-        cos, sin = rotary_cos_sin(positions, self.head_dim, self.rope_base)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        att = torch.matmul(q, k.transpose(-2, -1)).float() * (1.0 / math.sqrt(self.head_dim))  # [B,H,n,n]
-        att = F.softmax(att + attn_bias, dim=-1).to(v.dtype)
-        y = torch.matmul(att, v).transpose(1, 2).reshape(B, n, D)  # [B,n,D]
-        return self.proj(y)
-
-
-def attention_bias(key_valid: torch.Tensor) -> torch.Tensor:
-    """key_valid[B,n] bool, tokens in ascending original order -> additive bias [B,1,n,n] f32: 0 where a query
-    may attend (causal in original order, key not padding, or the query itself), float32 min elsewhere.
-    Built once per forward for the dense blocks and once per routed block (a padding query still attends
-    to itself, so no softmax row is empty)."""
-    n = key_valid.shape[1]
-    order = torch.arange(n, device=key_valid.device)
-    causal = order[:, None] >= order[None, :]  # [n,n] lower triangle
-    eye = order[:, None] == order[None, :]  # [n,n]
-    allowed = (causal & key_valid[:, None, None, :]) | eye  # [B,1,n,n]
-    # one Where with scalar branches: no [B,1,n,n] zeros tensor to build and then overwrite
-    return torch.where(allowed, 0.0, torch.finfo(torch.float32).min)
 
 
 class MLP(nn.Module):
@@ -101,7 +63,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """The ordinary pre-LN transformer block, residuals included: y = x + attn(ln(x)); y + mlp(ln(y))."""
+    """The ordinary pre-LN transformer block, residuals included: y = x + attn(ln(x)); y + mlp(ln(y)).
+
+    forward(x, positions, attn_bias) is qkv() then attention then finish(); generation calls the two halves
+    around its own cached attention (mod_export.models.causal)."""
 
     def __init__(self, cfg: MoDConfig):
         super().__init__()
@@ -110,9 +75,23 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         self.mlp = MLP(cfg)
 
+    def qkv(self, x: torch.Tensor, positions: torch.Tensor):
+        """x[B,n,D], positions[B,n] original token positions -> q, k, v [B,H,n,Dh], rotary applied."""
+        attn = self.attn
+        q, k, v = attn.qkv(self.ln1(x)).split(x.shape[-1], dim=-1)  # [B,n,D] each
+        q, k, v = (split_heads(t, attn.n_heads) for t in (q, k, v))  # [B,H,n,Dh]
+        cos, sin = rotary_cos_sin(positions, attn.head_dim, attn.rope_base)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v
+
+    def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """x[B,n,D], attended[B,H,n,Dh] -> the block's output [B,n,D] (projection, MLP, both residuals)."""
+        B, H, n, Dh = attended.shape
+        y = x + self.attn.proj(attended.transpose(1, 2).reshape(B, n, H * Dh))
+        return y + self.mlp(self.ln2(y))
+
     def forward(self, x: torch.Tensor, positions: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), positions, attn_bias)
-        return x + self.mlp(self.ln2(x))
+        q, k, v = self.qkv(x, positions)
+        return self.finish(x, attend(q, k, v, attn_bias))
 
 
 class CausalPredictor(nn.Module):
@@ -131,13 +110,19 @@ class CausalPredictor(nn.Module):
         return self.net(x.detach()).squeeze(-1)  # [B,T]
 
 
+def make_block(cfg: MoDConfig) -> nn.Module:
+    """The block of the config's architecture: "gpt" (LayerNorm, GELU MLP, biases) or "llama" (RMSNorm, SwiGLU,
+    grouped-query attention, no biases)."""
+    return LlamaBlock(cfg) if cfg.arch == "llama" else Block(cfg)
+
+
 class RoutedBlock(nn.Module):
-    """A Block that only the top-k tokens of each row go through (docs/design.md (routing semantics))."""
+    """A block that only the top-k tokens of each row go through (docs/design.md (routing semantics))."""
 
     def __init__(self, cfg: MoDConfig, layer: int):
         super().__init__()
         self.layer = layer
-        self.block = Block(cfg)
+        self.block = make_block(cfg)
         self.router = nn.Linear(cfg.d_model, 1)
         self.capacity_num, self.capacity_den = cfg.capacity_fraction
         self.gate_id = routing.GATE_IDS[cfg.gate]
@@ -167,10 +152,17 @@ class MoDTransformer(nn.Module):
         self.routing_ops = RoutingOps()
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         routed = set(cfg.routed)
-        self.blocks = nn.ModuleList(RoutedBlock(cfg, i) if i in routed else Block(cfg) for i in range(cfg.n_layers))
-        self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.blocks = nn.ModuleList(
+            RoutedBlock(cfg, i) if i in routed else make_block(cfg) for i in range(cfg.n_layers)
+        )
+        llama = cfg.arch == "llama"
+        self.ln_f = (
+            RMSNorm(cfg.d_model, cfg.layer_norm_eps) if llama else nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        )
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.apply(self._init_weights)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
