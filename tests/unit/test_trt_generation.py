@@ -195,3 +195,24 @@ def test_target_trt_writes_one_engine_per_phase_and_names_them_mock_tensorrt(
     ort = OrtStepper(onnx.load(out / "model.prefill.onnx"), onnx.load(out / "model.decode.onnx"))
     prompts = [list(b"def main("), list(b"import os\n")]
     assert generate(trt, prompts, 6).tokens == generate(ort, prompts, 6).tokens
+
+
+def test_llama_gqa_model_plugin_form_and_trt_stepper_follow_the_kv_heads_mock_tensorrt(mock_tensorrt, tmp_path):
+    """A Llama-style model with grouped-query attention (4 query heads, 2 key/value heads): the plugin form and the
+    TensorRT stepper size the caches by the key/value heads and generate like the portable pair on ONNX Runtime."""
+    import dataclasses
+
+    torch.manual_seed(5)
+    cfg = dataclasses.replace(example_config(), arch="llama", n_kv_heads=2)
+    forms = export_decode_forms(MoDTransformer(cfg).eval())
+    paths = {"prefill": tmp_path / "p.onnx", "decode": tmp_path / "d.onnx"}
+    onnx.save(plugin_prefill_graph(forms.prefill), paths["prefill"])
+    onnx.save(plugin_decode_graph(forms.decode), paths["decode"])
+    layout = DecodeLayout.of(forms.decode)
+    assert layout.heads == 2 == cfg.kv_heads
+    engines, _, library = _engines((forms, paths, layout), tmp_path)
+    trt = TrtStepper(engines["prefill"], engines["decode"], layout, library, device="cpu")
+    ort = OrtStepper(forms.prefill, forms.decode)
+    prompts = [[3, 1, 4, 1, 5], [9, 2, 6]]
+    assert generate(trt, prompts, 6).tokens == generate(ort, prompts, 6).tokens
+    assert trt.keys[0].shape[1] == 2, "caches hold the key/value heads"
