@@ -5,6 +5,7 @@ bandwidth measured in the same run. GPU only: without one it prints one line and
     python benchmarks/kernels.py [--library PATH] [--shapes 8x4096x4096,1x65536x1024] [--capacity 1/8]
                                  [--dtypes float16,float32] [--warmup 10] [--repeats 50] [--no-write]
     python benchmarks/kernels.py --dry-run      # any machine: the bytes accounting per shape, nothing timed
+    python benchmarks/kernels.py --decode [--dry-run]   # the decode-step kernels (MoDTakeCount, MoDCacheAppend)
 
 Timing: CUDA events around each repetition, after a warm-up; before each repetition a buffer twice the size
 of L2 is zeroed, so no operand starts in cache and the GPU is busy while the host enqueues the kernel.
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from mod_export.contract import PEAK_BANDWIDTH
 from mod_export.models.routing import capacity_k
 
 # The shapes of the plugin READMEs (plugins/topkGatherPlugin/README.md, plugins/scatterPlugin/README.md).
@@ -100,6 +102,112 @@ def dry_run(shapes: list[Shape], dtypes: list[str]) -> None:
                 parts = bytes_moved(op, shape, dtype)
                 detail = ", ".join(f"{name} {value:,}" for name, value in parts.items())
                 print(f"  {op:<16} {sum(parts.values()):>15,} bytes ({sum(parts.values()) / 1e6:.2f} MB)  [{detail}]")
+
+
+# ---------------------------------------------------------------- decode-step kernels (docs/generation.md)
+
+DECODE_OPS = ("take_count", "cache_append", "cache_append_copy")
+
+
+@dataclass(frozen=True)
+class DecodeShape:
+    """One decode step of one block: B rows, H heads, cache capacity S, head width Dh, n rows taking the block."""
+
+    name: str
+    B: int
+    H: int
+    S: int
+    Dh: int
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.B}x{self.H}x{self.S}x{self.Dh} n={self.n}"
+
+
+# Orin: batch 1, a 7B-class layer (32 heads of 128, 4096 cached); H100: batch 64 at the same width. n = B is a
+# dense block (or every row taking), n = B/8 a routed block at the paper's 12.5% capacity.
+DECODE_SHAPES = (
+    DecodeShape("Orin, batch 1, taking", 1, 32, 4096, 128, 1),
+    DecodeShape("H100, batch 64, dense", 64, 32, 4096, 128, 64),
+    DecodeShape("H100, batch 64, 1/8 take", 64, 32, 4096, 128, 8),
+)
+
+
+def decode_bytes(op: str, shape: DecodeShape, dtype: str) -> dict[str, int]:
+    """Minimum traffic of one call. take_count reads the flags and writes the rows and the count; cache_append
+    reads each listed row's length and its entry and writes it into the cache (in place, the plugin's aliased
+    case); cache_append_copy adds the full cache copy TensorRT makes when it does not alias (plugins/common/
+    modDecode.h cacheAppendBytes is the same formula)."""
+    B, H, S, Dh, n, e = shape.B, shape.H, shape.S, shape.Dh, shape.n, ELEMENT_BYTES[dtype]
+    if op == "take_count":
+        return {"take": B, "rows": 4 * n, "count": 4}
+    append = {"rows": 4 * n, "length": 8 * n, "entry": e * n * H * Dh, "cache slots": e * n * H * Dh}
+    if op == "cache_append":
+        return append
+    if op == "cache_append_copy":
+        return {"cache (copy read)": e * B * H * S * Dh, "out (copy write)": e * B * H * S * Dh, **append}
+    raise ValueError(f"unknown decode op {op}")
+
+
+def roofline_us(total_bytes: int, bandwidth: float) -> float:
+    """Bytes over the peak bandwidth, in microseconds: the floor a call cannot beat (launch overhead aside)."""
+    return total_bytes / bandwidth * 1e6
+
+
+def decode_dry_run(dtypes: list[str]) -> None:
+    devices = list(PEAK_BANDWIDTH.items())
+    print("roofline = bytes / datasheet peak bandwidth: " + ", ".join(f"{k} {v / 1e9:.1f} GB/s" for k, v in devices))
+    for shape in DECODE_SHAPES:
+        for dtype in dtypes:
+            print(f"{shape.name}: {shape} {dtype}:")
+            for op in DECODE_OPS:
+                parts = decode_bytes(op, shape, dtype)
+                total = sum(parts.values())
+                times = "  ".join(f"{roofline_us(total, bw):9.3f} us ({name.split(' (')[0]})" for name, bw in devices)
+                print(f"  {op:<18} {total:>13,} bytes  {times}")
+
+
+def _decode_calls(lib, take, cache, entry, length, listed, n: int, out) -> dict:
+    return {
+        "take_count": lambda: lib.take_count(take),
+        "cache_append": lambda: lib.cache_append(cache, entry, length, listed, n, out=cache),  # in place
+        "cache_append_copy": lambda: lib.cache_append(cache, entry, length, listed, n, out=out),
+    }
+
+
+def measure_decode(lib, dtypes: list[str], warmup: int, repeats: int) -> list[dict]:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    flush = torch.empty(2 * max(getattr(props, "L2_cache_size", 0), 64 << 20), dtype=torch.uint8, device=DEVICE)
+    rows = []
+    for shape in DECODE_SHAPES:
+        B, H, S, Dh, n = shape.B, shape.H, shape.S, shape.Dh, shape.n
+        take = torch.zeros(B, dtype=torch.bool, device=DEVICE)
+        take[torch.randperm(B, device=DEVICE)[:n]] = True
+        for dtype in dtypes:
+            cache = torch.randn(B, H, S, Dh, device=DEVICE).to(getattr(torch, dtype))
+            out = torch.empty_like(cache)
+            entry = torch.randn(B, H, 1, Dh, device=DEVICE).to(cache.dtype)
+            length = torch.randint(0, S - 1, (B,), device=DEVICE)
+            listed, _ = lib.take_count(take)
+            calls = _decode_calls(lib, take, cache, entry, length, listed, n, out)
+            for op, run in calls.items():
+                times = time_op(run, flush, warmup, repeats)
+                total = sum(decode_bytes(op, shape, dtype).values())
+                median = _percentile(times, 0.5)
+                rows.append(
+                    {
+                        "op": op,
+                        "shape": str(shape),
+                        "dtype": dtype,
+                        "bytes": total,
+                        "median_ms": median,
+                        "p90_ms": _percentile(times, 0.9),
+                        "gbps": total / (median * 1e-3) / 1e9,
+                    }
+                )
+    return rows
 
 
 # ---------------------------------------------------------------- timing (GPU only)
@@ -348,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
     parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
     parser.add_argument("--dry-run", action="store_true", help="print the bytes accounting; needs no GPU")
+    parser.add_argument("--decode", action="store_true", help="the decode-step kernels (Orin and H100 shapes)")
     args = parser.parse_args(argv)
     shapes = parse_shapes(args.shapes, args.capacity)
     dtypes = args.dtypes.split(",")
@@ -355,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         if dtype not in ELEMENT_BYTES:
             parser.error(f"unknown dtype {dtype} (float32, float16, bfloat16)")
     if args.dry_run:
-        dry_run(shapes, dtypes)
+        (decode_dry_run(dtypes) if args.decode else dry_run(shapes, dtypes))
         return 0
 
     import torch
@@ -370,6 +479,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lib = KernelLibrary(args.library or kernel_library_path())
         copy_gbps, copy_bytes = copy_bandwidth(args.warmup, args.repeats)
+        if args.decode:
+            print(f"device-to-device copy: {copy_gbps:.0f} GB/s")
+            for r in measure_decode(lib, dtypes, args.warmup, args.repeats):
+                print(
+                    f"{r['op']:<18} {r['shape']:>24} {r['dtype']:<8} {r['bytes'] / 1e6:9.3f} MB "
+                    f"{r['median_ms'] * 1e3:9.1f} us  {r['gbps']:6.0f} GB/s"
+                )
+            return 0
         rows = measure(lib, shapes, dtypes, args.warmup, args.repeats)
     except ModExportError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,6 +18,8 @@ PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "mod_export"
 TOPK_GATHER = "MoDTopKGather"
 SCATTER = "MoDScatter"
+TAKE_COUNT = "MoDTakeCount"  # decode step: the rows that take a block -> compact list + count (size tensor)
+CACHE_APPEND = "MoDCacheAppend"  # decode step: one new entry per listed row into a KV cache, in place
 GATE_IDS = {"identity": 0, "sigmoid": 1}
 
 # ---------------------------------------------------------------- graph I/O
@@ -33,6 +35,11 @@ ENGINE_FILE = "model.engine"
 LIBRARY_NAME = "libmod_export_plugins.so"  # the TensorRT plugin library, copied next to an engine
 PREFILL_FILE = "model.prefill.onnx"  # generation: the prompt pass (docs/generation.md)
 DECODE_FILE = "model.decode.onnx"  # generation: one token per row per step
+PLUGIN_PREFILL_FILE = "model.plugin.prefill.onnx"  # generation, plugin form (TensorRT; docs/generation.md)
+PLUGIN_DECODE_FILE = "model.plugin.decode.onnx"  # decode step whose key.l/value.l are the caches, appended in place
+PREFILL_ENGINE_FILE = "model.prefill.engine"  # TensorRT generation: one engine per phase (docs/generation.md)
+DECODE_ENGINE_FILE = "model.decode.engine"
+CUDA_GRAPH_BATCHES = (1, 2, 4, 8)  # decode batch sizes captured as CUDA graphs (a batch is padded up to one)
 REPORT_FILE = "report.json"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "mod_export.manifest/1"
@@ -51,6 +58,9 @@ DEFAULT_SEQ_RANGE = "1:256:4096"
 DEFAULT_WORKSPACE_MB = 1024  # Orin shares memory with the CPU: keep this modest there
 DEFAULT_MAX_CONTEXT = 4096  # generation: the longest prompt + new tokens a Session accepts (per export)
 CUDA_ARCHS = "80;86;87;89;90"  # A100, RTX 30xx/A10, Orin, L4/L40, H100/H200
+# Datasheet peak DRAM bandwidth (bytes/s) of the two targets the kernel rooflines are stated for (never a
+# measurement: benchmarks/kernels.py measures the copy bandwidth of the GPU it runs on).
+PEAK_BANDWIDTH = {"Jetson AGX Orin 64GB (LPDDR5)": 204.8e9, "H100 SXM5 (HBM3)": 3.35e12}
 
 # ---------------------------------------------------------------- serving (--target triton)
 DEFAULT_TRITON_INSTANCES = 1  # scoring model instances (one Python-backend process each)

@@ -17,7 +17,7 @@ import torch
 
 from mod_export.errors import ModExportError
 
-ABI_VERSION = 1
+ABI_VERSION = 2  # 2: the decode-step kernels (take_count, cache_append)
 STATUS_NAMES = {0: "OK", 1: "NULL_POINTER", 2: "BAD_SIZE", 3: "BAD_DTYPE", 4: "BAD_ATTRIBUTE", 5: "CUDA_ERROR"}
 STATUS = {name: code for code, name in STATUS_NAMES.items()}
 DTYPE_CODES = {"float32": 0, "float16": 1, "bfloat16": 2}
@@ -41,6 +41,8 @@ _SIGNATURES = {
     "mod_kernels_gather_rows": (_I32, [_P, _I32, _P, _I64, _I64, _I64, _I64, _P, _P]),
     "mod_kernels_topk_gather": (_I32, [_P, _I32, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _P]),
     "mod_kernels_scatter": (_I32, [_P, _I32, _P, _P, _P, _P, _I64, _I64, _I64, _I64, _I32, _P, _P]),
+    "mod_kernels_take_count": (_I32, [_P, _I64, _P, _P, _P]),
+    "mod_kernels_cache_append": (_I32, [_P, _I32, _P, _P, _P, _I64, _I64, _I64, _I64, _I64, _P, _P]),
 }
 
 
@@ -218,5 +220,54 @@ class KernelLibrary:
                 self._stream(stream),
             ),
             "scatter",
+        )
+        return out
+
+    # ------------------------------------------------------------------ decode-step ops (docs/generation.md)
+
+    def take_count(self, take, stream=None):
+        """The MoDTakeCount op: take [B] bool -> (rows [B] int32, valid up to count; count [] int32), on device."""
+        self._require("take", take, torch.bool, 1)
+        B = take.shape[0]
+        rows = torch.full((B,), -1, dtype=torch.int32, device=take.device)
+        count = torch.zeros((), dtype=torch.int32, device=take.device)
+        self.check(
+            self.raw.mod_kernels_take_count(
+                self._ptr(take), B, self._ptr(rows), count.data_ptr(), self._stream(stream)
+            ),
+            "take_count",
+        )
+        return rows, count
+
+    def cache_append(self, cache, entry, length, rows, n: int, out=None, stream=None):
+        """The MoDCacheAppend op: cache [B,H,S,Dh], entry [B,H,1,Dh], length [B] int64, rows [>= n] int32 (the
+        first n are used). `out` may be cache itself (in place: no copy). Returns out."""
+        self._require("cache", cache, dims=4)
+        self._require("entry", entry, cache.dtype, 4)
+        self._require("length", length, torch.int64, 1)
+        self._require("rows", rows, torch.int32, 1)
+        out = torch.empty_like(cache) if out is None else out
+        self._require("out", out, cache.dtype, 4)
+        B, H, S, Dh = cache.shape
+        for name, t, shape in (("entry", entry, (B, H, 1, Dh)), ("length", length, (B,)), ("out", out, (B, H, S, Dh))):
+            self._shape(name, t, shape)
+        if not 0 <= n <= min(B, rows.shape[0]):
+            raise KernelError(f"n = {n} must be within 0 .. min(B, len(rows))", STATUS["BAD_SIZE"])
+        self.check(
+            self.raw.mod_kernels_cache_append(
+                self._ptr(cache),
+                dtype_code(cache.dtype),
+                self._ptr(entry),
+                self._ptr(length),
+                self._ptr(rows),
+                n,
+                B,
+                H,
+                S,
+                Dh,
+                self._ptr(out),
+                self._stream(stream),
+            ),
+            "cache_append",
         )
         return out

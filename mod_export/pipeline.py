@@ -14,7 +14,10 @@ from calibration.fp16 import fp16_stage
 from mod_export.backends.onnxrt.decoder import OrtStepper
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.backends.trt.builder import EngineSettings, build_engine
+from mod_export.backends.trt.decoder import DecodeLayout, build_phase_engine, phase_profiles
 from mod_export.contract import (
+    CACHE_APPEND,
+    DECODE_ENGINE_FILE,
     DECODE_FILE,
     DEFAULT_ATOL,
     DEFAULT_MAX_CONTEXT,
@@ -22,11 +25,15 @@ from mod_export.contract import (
     DOMAIN,
     ENGINE_FILE,
     MANIFEST_FILE,
+    PLUGIN_DECODE_FILE,
     PLUGIN_FILE,
+    PLUGIN_PREFILL_FILE,
     PORTABLE_FILE,
+    PREFILL_ENGINE_FILE,
     PREFILL_FILE,
     REPORT_FILE,
     SCATTER,
+    TAKE_COUNT,
     TOPK_GATHER,
 )
 from mod_export.errors import MissingDependencyError, ParityError
@@ -35,6 +42,7 @@ from mod_export.exporter.decode_export import export_decode_forms
 from mod_export.exporter.manifest import build_manifest
 from mod_export.exporter.onnx_export import ExportedForms, check_model, check_opset, export_forms
 from mod_export.exporter.triton import TritonSettings, write_repository
+from mod_export.graph.decode_plugin_form import plugin_decode_graph, plugin_prefill_graph
 from mod_export.models.flops import forward_flops, ideal_speedup
 from mod_export.models.sources import LoadedModel, load_source
 from mod_export.plugins import LIBRARY_NAME, library_path
@@ -74,7 +82,7 @@ def _pair(forms: ExportedForms) -> dict:
     return {"portable": forms.portable, "plugin": forms.plugin}
 
 
-def _build_engine_into(art: ArtifactDir, job: OnnxJob, forms: ExportedForms) -> dict:
+def _build_engine_into(art: ArtifactDir, job: OnnxJob, forms: ExportedForms, generation: dict | None = None) -> dict:
     """model.engine (+ the plugin library beside it), every routed layer's idx marked as an engine output too.
     Raises MissingDependencyError without TensorRT or a GPU."""
     import_tensorrt()
@@ -88,7 +96,31 @@ def _build_engine_into(art: ArtifactDir, job: OnnxJob, forms: ExportedForms) -> 
     source = art.path(PLUGIN_FILE if job.use_plugins else PORTABLE_FILE)
     logger.info("building TensorRT engine from %s ...", source.name)
     info = build_engine(source, art.path(ENGINE_FILE), settings)
-    return {"built": True, "from": source.name, **info}
+    report = {"built": True, "from": source.name, **info}
+    if generation is not None and job.use_plugins:
+        report["generation"] = _build_generation_engines(art, job, settings, generation)
+    return report
+
+
+def _build_generation_engines(art: ArtifactDir, job: OnnxJob, settings: EngineSettings, generation: dict) -> dict:
+    """One engine per phase from the plugin-form pair (docs/generation.md), each with its profile; names recorded
+    in the generation entry (and so in the manifest) for Session.generate and examples/cpp/generate.cpp."""
+    layout = DecodeLayout(
+        generation["layers"], tuple(generation["routed_layers"]), generation["heads"], generation["head_dim"]
+    )
+    b = settings.batch
+    profiles = phase_profiles(layout, b.max, job.max_context, opt_batch=b.opt)
+    built = {}
+    for phase, onnx_name, engine_name in (
+        ("prefill", PLUGIN_PREFILL_FILE, PREFILL_ENGINE_FILE),
+        ("decode", PLUGIN_DECODE_FILE, DECODE_ENGINE_FILE),
+    ):
+        logger.info("building the TensorRT %s engine from %s ...", phase, onnx_name)
+        built[phase] = build_phase_engine(
+            art.path(onnx_name), art.path(engine_name), profiles[phase], settings.plugin_library, settings.workspace_mb
+        )
+    generation["prefill_engine"], generation["decode_engine"] = PREFILL_ENGINE_FILE, DECODE_ENGINE_FILE
+    return built
 
 
 def run_onnx_job(job: OnnxJob) -> dict:
@@ -112,11 +144,16 @@ def _generation(job: OnnxJob, src: LoadedModel, art_files: dict) -> dict:
     logger.info("exporting the prefill and decode graphs for generation ...")
     decode = export_decode_forms(model, job.opset)
     art_files[PREFILL_FILE], art_files[DECODE_FILE] = decode.prefill, decode.decode
+    plugin_prefill, plugin_decode = plugin_prefill_graph(decode.prefill), plugin_decode_graph(decode.decode)
+    art_files[PLUGIN_PREFILL_FILE], art_files[PLUGIN_DECODE_FILE] = plugin_prefill, plugin_decode
     cfg = model.config
     entry = {
         "mode": "causal routing",
         "prefill": PREFILL_FILE,
         "decode": DECODE_FILE,
+        "plugin_prefill": PLUGIN_PREFILL_FILE,  # TensorRT: MoDTakeCount + MoDCacheAppend, caches appended in place
+        "plugin_decode": PLUGIN_DECODE_FILE,
+        "decode_ops": [TAKE_COUNT, CACHE_APPEND],
         "layers": decode.layers,
         "routed_layers": decode.routed_layers,
         "heads": cfg.kv_heads,
@@ -126,8 +163,16 @@ def _generation(job: OnnxJob, src: LoadedModel, art_files: dict) -> dict:
     }
     if job.validate:
         logger.info("validating generation: prefill + 64 decode steps on ONNX Runtime against PyTorch ...")
-        stepper = OrtStepper(decode.prefill, decode.decode)
-        entry["parity"] = judge_generation(model, stepper, generation_cases(evaluation_text(), cfg.vocab_size))
+        cases = generation_cases(evaluation_text(), cfg.vocab_size)
+        entry["parity"] = judge_generation(model, OrtStepper(decode.prefill, decode.decode), cases)
+        logger.info("validating the plugin-form generation graphs (reference functions) the same way ...")
+        plugin = judge_generation(model, OrtStepper(plugin_prefill, plugin_decode), cases)
+        entry["plugin_parity"] = plugin
+        parity = entry["parity"]
+        parity["mismatches"] += [f"plugin form: {m}" for m in plugin["mismatches"]]
+        if plugin["passed"] != parity["passed"]:
+            parity["mismatches"].append("plugin form and portable form of the decode graphs reach different verdicts")
+        parity["passed"] = parity["passed"] and plugin["passed"]
     return entry
 
 
@@ -160,7 +205,7 @@ def _flops(cfg) -> dict:
 def _manifest_generation(entry: dict | None) -> dict | None:
     if not entry or "skipped" in entry:
         return None
-    return {k: v for k, v in entry.items() if k != "parity"}
+    return {k: v for k, v in entry.items() if k not in ("parity", "plugin_parity")}
 
 
 def _run_locked(job: OnnxJob) -> dict:
@@ -219,7 +264,7 @@ def _run_locked(job: OnnxJob) -> dict:
         engine = None
         if job.target in ("trt", "triton"):
             try:
-                report["engine"] = _build_engine_into(art, job, forms)
+                report["engine"] = _build_engine_into(art, job, forms, report.get("generation"))
                 engine = art.path(ENGINE_FILE)
             except MissingDependencyError as exc:
                 report["engine"] = {"built": False, "reason": str(exc)}

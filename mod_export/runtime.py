@@ -221,14 +221,15 @@ class Session:
         """The prefill/decode graphs of an export directory, loaded on first use."""
         if self._stepper is not None:
             return self._stepper
-        if self.backend != "onnxruntime":
-            raise ModExportError("generation runs on the ONNX Runtime backend in this version")
         info = (self._manifest or {}).get("generation")
         directory = self._source if self._source.is_dir() else self._source.parent
         if not info:
             raise InputError(
                 f"{directory} was exported without the generation graphs (re-export it without --no-decode)"
             )
+        if self.backend == "tensorrt":
+            self._stepper = self._tensorrt_stepper(directory, info)
+            return self._stepper
         names = [info["prefill"], info["decode"]]
         _check_integrity(directory, names, self._skip_integrity)
         try:
@@ -240,6 +241,28 @@ class Session:
         self.max_context = int(info.get("max_context") or 0) or None
         self._stepper = OrtStepper(prefill, decode, providers=["CPUExecutionProvider"], threads=self._threads)
         return self._stepper
+
+    def _tensorrt_stepper(self, directory: Path, info: dict):
+        """The TensorRT backend of generate(): the two engines of `--target trt` (docs/generation.md)."""
+        from mod_export.backends.trt.decoder import DecodeLayout, TrtStepper  # noqa: PLC0415 - TensorRT only
+
+        names = [info.get("prefill_engine"), info.get("decode_engine")]
+        if not all(names):
+            raise InputError(f"{directory} has no generation engines (export it with --target trt on a GPU)")
+        _check_integrity(directory, names, self._skip_integrity)
+        library = directory / LIBRARY_NAME
+        layout = DecodeLayout(
+            int(info["layers"]), tuple(info["routed_layers"]), int(info["heads"]), int(info["head_dim"])
+        )
+        self.max_context = int(info.get("max_context") or 0) or None
+        return TrtStepper(
+            directory / names[0],
+            directory / names[1],
+            layout,
+            library if library.is_file() else None,
+            max_cache=self.max_context,
+            torch_module=sys.modules.get("torch"),
+        )
 
     def _prompts(self, prompts) -> list[list[int]]:
         """One prompt (a sequence of token ids) or a list of them -> list of int lists, checked against the vocabulary."""

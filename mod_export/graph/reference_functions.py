@@ -1,5 +1,5 @@
 """ONNX function bodies (standard ops only) for MoDTopKGather and MoDScatter, same semantics as
-mod_export.models.routing. Attached to the plugin form when it runs in ONNX Runtime, and inlined to
+mod_export.models.routing, and for the decode-step ops MoDTakeCount and MoDCacheAppend (docs/generation.md). Attached to the plugin form when it runs in ONNX Runtime, and inlined to
 produce the portable form; the file for TensorRT carries none (docs/design.md (custom ONNX ops)).
 """
 
@@ -9,7 +9,7 @@ import onnx
 import onnx.inliner
 from onnx import TensorProto, helper
 
-from mod_export.contract import DOMAIN, OPSET_VERSION, SCATTER, TOPK_GATHER
+from mod_export.contract import CACHE_APPEND, DOMAIN, OPSET_VERSION, SCATTER, TAKE_COUNT, TOPK_GATHER
 
 
 def _attr_ref(name: str, ref: str, kind: int) -> onnx.AttributeProto:
@@ -108,9 +108,79 @@ def scatter_function(opset: int) -> onnx.FunctionProto:
     )
 
 
+def take_count_function(opset: int) -> onnx.FunctionProto:
+    """take[B] bool -> rows[n] int32 (the taking rows, ascending: NonZero's order), count [] int32 (= n)."""
+    nodes = [
+        _node("NonZero", ["take"], ["nonzero"]),  # [1,n] int64, ascending
+        _node("Constant", [], ["axis0"], value_ints=[0]),
+        _node("Squeeze", ["nonzero", "axis0"], ["rows64"]),  # [n]
+        _node("Cast", ["rows64"], ["rows"], to=TensorProto.INT32),
+        _node("Size", ["rows64"], ["n64"]),  # [] int64
+        _node("Cast", ["n64"], ["count"], to=TensorProto.INT32),
+    ]
+    return helper.make_function(
+        DOMAIN,
+        TAKE_COUNT,
+        ["take"],
+        ["rows", "count"],
+        nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=["plugin_version", "plugin_namespace"],
+    )
+
+
+def cache_append_function(opset: int) -> onnx.FunctionProto:
+    """(cache[B,H,S,Dh], entry[B,H,1,Dh], length[B] int32/int64, rows[n] int32) -> out[B,H,S,Dh]: cache with
+    out[r,:,length[r],:] = entry[r,:,0,:] for r in rows (a length out of [0,S) writes nothing). Out of place here
+    (a Where over the whole cache, like ScatterND's copy); the TensorRT plugin writes in place."""
+    nodes = [
+        _node("Constant", [], ["axis1"], value_ints=[1]),
+        _node("Constant", [], ["zero_i"], value_int=0),
+        _node("Constant", [], ["one_i"], value_int=1),
+        _node("Constant", [], ["zero_32"], value=helper.make_tensor("zero_32", TensorProto.INT32, [], [0])),
+        _node("Shape", ["cache"], ["B1"], start=0, end=1),
+        _node("Squeeze", ["B1"], ["B"]),
+        _node("Shape", ["cache"], ["S1"], start=2, end=3),
+        _node("Squeeze", ["S1"], ["S"]),
+        _node("Range", ["zero_i", "B", "one_i"], ["batch"]),  # [B]
+        _node("Unsqueeze", ["batch", "axis1"], ["batch_col"]),  # [B,1]
+        _node("Cast", ["rows"], ["rows64"], to=TensorProto.INT64),
+        _node("Constant", [], ["axis0"], value_ints=[0]),
+        _node("Unsqueeze", ["rows64", "axis0"], ["rows_row"]),  # [1,n]
+        _node("Equal", ["batch_col", "rows_row"], ["listed_bn"]),  # [B,n]
+        _node("Cast", ["listed_bn"], ["listed_i"], to=TensorProto.INT32),
+        _node("ReduceSum", ["listed_i", "axis1"], ["listed_sum"], keepdims=0),  # [B] (0 when n = 0)
+        _node("Greater", ["listed_sum", "zero_32"], ["listed"]),  # [B] bool
+        _node("Range", ["zero_i", "S", "one_i"], ["slots"]),  # [S]
+        _node("Unsqueeze", ["slots", "axis0"], ["slots_row"]),  # [1,S]
+        _node("Cast", ["length"], ["length64"], to=TensorProto.INT64),
+        _node("Unsqueeze", ["length64", "axis1"], ["length_col"]),  # [B,1]
+        _node("Equal", ["slots_row", "length_col"], ["at_length"]),  # [B,S]
+        _node("Unsqueeze", ["listed", "axis1"], ["listed_col"]),  # [B,1]
+        _node("And", ["at_length", "listed_col"], ["write_bs"]),  # [B,S]
+        _node("Constant", [], ["axes13"], value_ints=[1, 3]),
+        _node("Unsqueeze", ["write_bs", "axes13"], ["write"]),  # [B,1,S,1]
+        _node("Where", ["write", "entry", "cache"], ["out"]),  # entry [B,H,1,Dh] broadcasts over S
+    ]
+    return helper.make_function(
+        DOMAIN,
+        CACHE_APPEND,
+        ["cache", "entry", "length", "rows"],
+        ["out"],
+        nodes,
+        [helper.make_opsetid("", opset)],
+        attributes=["plugin_version", "plugin_namespace"],
+    )
+
+
 def reference_functions(opset: int) -> list[onnx.FunctionProto]:
     """Bodies written against the model's own default-domain opset (the inliner requires a match)."""
-    return [topk_gather_function(opset), scatter_function(opset)]
+    return [
+        topk_gather_function(opset),
+        scatter_function(opset),
+        take_count_function(opset),
+        cache_append_function(opset),
+    ]
 
 
 def default_opset(model: onnx.ModelProto) -> int:

@@ -1,4 +1,5 @@
-"""ONNX op schemas of MoDTopKGather and MoDScatter (docs/design.md), so that onnx.checker, shape inference and
+"""ONNX op schemas of MoDTopKGather and MoDScatter (docs/design.md) and of the decode-step MoDTakeCount and
+MoDCacheAppend (docs/generation.md), so that onnx.checker, shape inference and
 onnxscript know the two custom ops. ONNX only: the torch-free runtime and the graph passes use it too."""
 
 from __future__ import annotations
@@ -7,7 +8,16 @@ import functools
 
 from onnx import TensorProto, TypeProto, defs
 
-from mod_export.contract import DOMAIN, OPSET_VERSION, PLUGIN_NAMESPACE, PLUGIN_VERSION, SCATTER, TOPK_GATHER
+from mod_export.contract import (
+    CACHE_APPEND,
+    DOMAIN,
+    OPSET_VERSION,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    SCATTER,
+    TAKE_COUNT,
+    TOPK_GATHER,
+)
 
 FLOAT_TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"]
 MASK_TYPES = ["tensor(int32)"]  # the model casts attention_mask to int32; the TensorRT plugin accepts int32 only
@@ -39,6 +49,18 @@ def _infer_scatter(ctx) -> None:
     out = TypeProto()
     out.CopyFrom(ctx.get_input_type(0))
     ctx.set_output_type(0, out)
+
+
+def _infer_take_count(ctx) -> None:
+    """rows: int32 [n] (n data-dependent); count: int32 []."""
+    rows = TypeProto()
+    rows.tensor_type.elem_type = TensorProto.INT32
+    rows.tensor_type.shape.dim.add()
+    count = TypeProto()
+    count.tensor_type.elem_type = TensorProto.INT32
+    count.tensor_type.shape.SetInParent()
+    ctx.set_output_type(0, rows)
+    ctx.set_output_type(1, count)
 
 
 @functools.cache
@@ -82,7 +104,28 @@ def register_onnx_schemas() -> None:
         attributes=[Attr("gate", AT.INT, "0 identity, 1 sigmoid"), *plugin_attrs],
     )
     scatter.set_type_and_shape_inference_function(_infer_scatter)
-    for schema in (gather, scatter):
+    take_count = defs.OpSchema(
+        TAKE_COUNT,
+        DOMAIN,
+        OPSET_VERSION,
+        "rows = the indices b with take[b] set, ascending (int32 [n]); count = n (int32 [], a size tensor).",
+        inputs=[FP("take", "tensor(bool)")],
+        outputs=[FP("rows", "tensor(int32)"), FP("count", "tensor(int32)")],
+        attributes=list(plugin_attrs),
+    )
+    take_count.set_type_and_shape_inference_function(_infer_take_count)
+    cache_append = defs.OpSchema(
+        CACHE_APPEND,
+        DOMAIN,
+        OPSET_VERSION,
+        "out = cache; out[r, :, length[r], :] = entry[r, :, 0, :] for r in rows (in place in TensorRT).",
+        inputs=[FP("cache", "T"), FP("entry", "T"), FP("length", "L"), FP("rows", "tensor(int32)")],
+        outputs=[FP("out", "T")],
+        type_constraints=[("T", FLOAT_TYPES, "cache entries"), ("L", ["tensor(int32)", "tensor(int64)"], "lengths")],
+        attributes=list(plugin_attrs),
+    )
+    cache_append.set_type_and_shape_inference_function(_infer_scatter)  # out: cache's type and shape
+    for schema in (gather, scatter, take_count, cache_append):
         try:
             defs.get_schema(schema.name, OPSET_VERSION, DOMAIN)
         except defs.SchemaError:

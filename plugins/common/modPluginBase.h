@@ -1,4 +1,4 @@
-// What both IPluginV3 plugins share: the capability dispatch, the core (name/version/namespace), clone and
+// What the IPluginV3 plugins share: the capability dispatch, the core (name/version/namespace), clone and
 // attachToContext, the error recorder of the execution context, and the creator's field list. Every
 // noexcept entry point that does more than return a constant catches everything and reports it.
 #pragma once
@@ -55,10 +55,12 @@ private:
     nvinfer1::IErrorRecorder* mRecorder{nullptr};
 };
 
-template <typename Derived>
+//! Build: the build capability the plugin implements, IPluginV3OneBuild or IPluginV3OneBuildV2 (which adds
+//! getAliasedInput, honoured by TensorRT 10.3 only with PreviewFeature::kALIASED_PLUGIN_IO_10_03).
+template <typename Derived, typename Build = nvinfer1::IPluginV3OneBuild>
 class ModPluginBase : public nvinfer1::IPluginV3,
                       public nvinfer1::IPluginV3OneCore,
-                      public nvinfer1::IPluginV3OneBuild,
+                      public Build,
                       public nvinfer1::IPluginV3OneRuntime
 {
 public:
@@ -69,7 +71,7 @@ public:
             switch (type)
             {
             case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-            case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+            case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<Build*>(this);
             case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
             }
             throwPluginError(
@@ -224,6 +226,29 @@ inline std::vector<int32_t> readStateField(nvinfer1::PluginField const& field, P
     DecodedState const state = decodeState(field.data, field.length, kind, nbValues);
     MOD_VALIDATE(state.status == StateStatus::kOK, describeState(state));
     return state.values;
+}
+
+//! The fields of a plugin without attributes (MoDTakeCount, MoDCacheAppend): at build time only the parser's
+//! plugin_version / plugin_namespace (anything else is logged and ignored); at run time a state of `kind` with no
+//! values. Throws PluginError on a bad collection or state.
+inline void parseNoAttributeFields(
+    nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase, PluginKind kind, char const* plugin)
+{
+    nvinfer1::PluginField const* state = findStateField(fc, phase);
+    if (state != nullptr)
+    {
+        readStateField(*state, kind, 0);
+        return;
+    }
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        char const* name = fc->fields[i].name;
+        if (std::strcmp(name, "plugin_version") != 0 && std::strcmp(name, "plugin_namespace") != 0)
+        {
+            logPluginMessage(nvinfer1::ILogger::Severity::kWARNING,
+                (std::string(plugin) + ": ignoring unknown field '" + name + "'").c_str());
+        }
+    }
 }
 
 } // namespace mod_export

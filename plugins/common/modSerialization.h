@@ -28,6 +28,8 @@ enum class PluginKind : uint32_t
 {
     kTOPK_GATHER = 1,
     kSCATTER = 2,
+    kTAKE_COUNT = 3,
+    kCACHE_APPEND = 4,
 };
 
 enum class StateStatus : int32_t

@@ -3,7 +3,9 @@
  * Polygraphy --plugins: getCreators (V3) and setLoggerFinder. No libnvinfer symbol is needed to link.
  * Neither lets an exception cross the C boundary.
  */
+#include "../cacheAppendPlugin/modCacheAppendPlugin.h"
 #include "../scatterPlugin/modScatterPlugin.h"
+#include "../takeCountPlugin/modTakeCountPlugin.h"
 #include "../topkGatherPlugin/modTopKGatherPlugin.h"
 
 #define MOD_PLUGIN_API extern "C" __attribute__((visibility("default")))
@@ -15,8 +17,11 @@ MOD_PLUGIN_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nb
     {
         static mod_export::MoDTopKGatherCreator topKGatherCreator;
         static mod_export::MoDScatterCreator scatterCreator;
-        static nvinfer1::IPluginCreatorInterface* const creators[] = {&topKGatherCreator, &scatterCreator};
-        nbCreators = 2;
+        static mod_export::MoDTakeCountCreator takeCountCreator;
+        static mod_export::MoDCacheAppendCreator cacheAppendCreator;
+        static nvinfer1::IPluginCreatorInterface* const creators[]
+            = {&topKGatherCreator, &scatterCreator, &takeCountCreator, &cacheAppendCreator};
+        nbCreators = 4;
         return creators;
     }
     MOD_CATCH_AND_REPORT("mod_export", nullptr)

@@ -1,8 +1,11 @@
 // The C ABI of libmod_export_kernels.so (modKernelApi.h): argument checks, then the plugins' host launchers.
 #include "modKernelApi.h"
 
+#include "../cacheAppendPlugin/modCacheAppendKernel.h"
+#include "../common/modDecode.h"
 #include "../common/modRouting.h"
 #include "../scatterPlugin/modScatterKernel.h"
+#include "../takeCountPlugin/modTakeCountKernel.h"
 #include "../topkGatherPlugin/modTopKGatherKernel.h"
 
 #include <cstdint>
@@ -192,4 +195,44 @@ MOD_C_API int32_t mod_kernels_scatter(void const* x, int32_t dtype, int32_t cons
     }
     return fromCuda(mod_export::launchScatter(
         x, type, idx, x_sel, y_sel, s_sel, B, T, D, k, static_cast<mod_export::Gate>(gate), out, asStream(stream)));
+}
+
+MOD_C_API int32_t mod_kernels_take_count(uint8_t const* take, int64_t B, int32_t* rows, int32_t* count, void* stream)
+{
+    if (B < 0 || B > mod_export::kMaxDecodeBatch)
+    {
+        return MOD_STATUS_BAD_SIZE;
+    }
+    if (count == nullptr || !present(take, B) || !present(rows, B))
+    {
+        return MOD_STATUS_NULL_POINTER;
+    }
+    return fromCuda(mod_export::launchTakeCount(take, B, rows, count, asStream(stream)));
+}
+
+MOD_C_API int32_t mod_kernels_cache_append(void const* cache, int32_t dtype, void const* entry, int64_t const* length,
+    int32_t const* rows, int64_t n, int64_t B, int64_t H, int64_t S, int64_t Dh, void* out, void* stream)
+{
+    ElementType type{};
+    if (!dtypeOk(dtype, type))
+    {
+        return MOD_STATUS_BAD_DTYPE;
+    }
+    int64_t bh = 0;
+    int64_t bhs = 0;
+    int64_t total = 0;
+    int64_t bytes = 0;
+    if (B < 0 || H < 0 || S < 0 || Dh < 0 || n < 0 || n > B || B > mod_export::kMaxDecodeBatch || !multiply(B, H, bh)
+        || !multiply(bh, S, bhs) || !multiply(bhs, Dh, total) || !multiply(total, 4, bytes))
+    {
+        return MOD_STATUS_BAD_SIZE;
+    }
+    int64_t const written = n * H * Dh;
+    if (!present(cache, total) || !present(out, total) || !present(entry, written) || !present(length, written)
+        || !present(rows, written))
+    {
+        return MOD_STATUS_NULL_POINTER;
+    }
+    return fromCuda(
+        mod_export::launchCacheAppend(cache, type, entry, length, true, rows, n, B, H, S, Dh, out, asStream(stream)));
 }

@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-#define MOD_KERNELS_ABI_VERSION 1
+#define MOD_KERNELS_ABI_VERSION 2 /* 2: the decode-step kernels (take_count, cache_append) */
 
 /* Status codes. */
 #define MOD_STATUS_OK 0
@@ -56,6 +56,16 @@ int32_t mod_kernels_topk_gather(void const* x, int32_t dtype, float const* score
  * gate 0 identity, 1 sigmoid; g = 0 at padding (s = -inf). */
 int32_t mod_kernels_scatter(void const* x, int32_t dtype, int32_t const* idx, void const* x_sel, void const* y_sel,
     float const* s_sel, int64_t B, int64_t T, int64_t D, int64_t k, int32_t gate, void* out, void* stream);
+
+/* MoDTakeCount: rows[0..n) = the b with take[b] != 0, ascending (int32; rows holds B entries), *count = n
+ * (int32, device). take is bool bytes [B]; B = 0 writes count = 0 only. B <= 2^20. */
+int32_t mod_kernels_take_count(uint8_t const* take, int64_t B, int32_t* rows, int32_t* count, void* stream);
+
+/* MoDCacheAppend: out = cache (skipped when out == cache: in place), then out[r, :, length[r], :] = entry[r, :, 0, :]
+ * for r in rows[0..n). cache/out [B,H,S,Dh], entry [B,H,1,Dh] of dtype; length [B] int64; rows [n] int32,
+ * n <= B. A listed row out of [0,B) or a length out of [0,S) writes nothing; n = 0 launches no kernel. */
+int32_t mod_kernels_cache_append(void const* cache, int32_t dtype, void const* entry, int64_t const* length,
+    int32_t const* rows, int64_t n, int64_t B, int64_t H, int64_t S, int64_t Dh, void* out, void* stream);
 
 #ifdef __cplusplus
 }

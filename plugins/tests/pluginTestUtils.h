@@ -29,7 +29,8 @@ class FakeDimExpr final : public nvinfer1::IDimensionExpr, public nvinfer1::apiv
 {
 public:
     using Eval = std::function<int64_t(int64_t, int64_t)>;
-    FakeDimExpr(Eval eval, bool constant, int64_t value) : mEval(std::move(eval)), mConstant(constant), mValue(value)
+    FakeDimExpr(Eval eval, bool constant, int64_t value, bool sizeTensor = false)
+        : mEval(std::move(eval)), mConstant(constant), mValue(value), mSizeTensor(sizeTensor)
     {
         mImpl = this;
     }
@@ -43,7 +44,7 @@ public:
     }
     bool isSizeTensor() const override
     {
-        return false;
+        return mSizeTensor;
     }
     int64_t eval(int64_t batch, int64_t seq) const
     {
@@ -54,6 +55,7 @@ private:
     Eval mEval;
     bool mConstant;
     int64_t mValue;
+    bool mSizeTensor;
 };
 
 //! Records expressions and evaluates them; implements every DimensionOperation TensorRT defines.
@@ -99,12 +101,28 @@ public:
         bool const both = fa.isConstant() && fb.isConstant();
         return make(eval, both, both ? eval(0, 0) : 0);
     }
+    //! Size tensors are refused unless a test allows them (MoDTopKGather's k is a shape expression of T, never
+    //! one); an allowed one evaluates to its upper bound and records (output index, opt, upper).
     nvinfer1::IDimensionExpr const* declareSizeTensor(
-        int32_t, nvinfer1::IDimensionExpr const&, nvinfer1::IDimensionExpr const&) override
+        int32_t outputIndex, nvinfer1::IDimensionExpr const& opt, nvinfer1::IDimensionExpr const& upper) override
     {
-        ADD_FAILURE() << "k is a shape expression of T, never a size tensor";
-        return nullptr;
+        if (!allowSizeTensors)
+        {
+            ADD_FAILURE() << "k is a shape expression of T, never a size tensor";
+            return nullptr;
+        }
+        sizeTensorOutput = outputIndex;
+        sizeTensorOpt = &opt;
+        sizeTensorUpper = &upper;
+        auto const& fu = static_cast<FakeDimExpr const&>(upper);
+        mExprs.push_back(
+            std::make_unique<FakeDimExpr>([&fu](int64_t b, int64_t s) { return fu.eval(b, s); }, false, 0, true));
+        return mExprs.back().get();
     }
+    bool allowSizeTensors{false};
+    int32_t sizeTensorOutput{-1};
+    nvinfer1::IDimensionExpr const* sizeTensorOpt{nullptr};
+    nvinfer1::IDimensionExpr const* sizeTensorUpper{nullptr};
 
 private:
     nvinfer1::IDimensionExpr const* make(FakeDimExpr::Eval eval, bool constant, int64_t value)

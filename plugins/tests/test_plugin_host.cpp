@@ -8,11 +8,11 @@ using namespace nvinfer1;
 using namespace mod_export;
 using namespace mod_test;
 
-TEST(Registry, GetCreatorsExposesBothV3CreatorsWithNamespaceAndVersion)
+TEST(Registry, GetCreatorsExposesEveryV3CreatorWithNamespaceAndVersion)
 {
     int32_t n = 0;
     IPluginCreatorInterface* const* creators = getCreators(n);
-    ASSERT_EQ(n, 2);
+    ASSERT_EQ(n, 4);
     for (int32_t i = 0; i < n; ++i)
     {
         auto* c = dynamic_cast<IPluginCreatorV3One*>(creators[i]);

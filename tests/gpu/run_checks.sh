@@ -7,7 +7,8 @@
 #    with the host tests where GoogleTest is installed;
 # 2. runs the kernel tests against the PyTorch reference (tests/gpu/test_kernels.py) and the C ABI's
 #    argument checks (tests/unit/test_kernel_abi.py, test_kernel_harness.py);
-# 3. times the kernels against the copy bandwidth and writes the kernels section of benchmarks/RESULTS.md.
+# 3. times the kernels against the copy bandwidth and writes the kernels section of benchmarks/RESULTS.md,
+#    then times the decode-step kernels (MoDTakeCount, MoDCacheAppend in place and with the copy).
 # Stops at the first failure. Needs nothing installed beyond torch, numpy and pytest (no pip, no network):
 # the package runs from this checkout. tests/gpu/README.md says what it prints.
 set -euo pipefail
@@ -36,4 +37,5 @@ echo "== 2/3 kernel tests"
 
 echo "== 3/3 timing"
 "$PY" benchmarks/kernels.py --library "$MOD_EXPORT_KERNEL_LIBRARY"
+"$PY" benchmarks/kernels.py --decode --library "$MOD_EXPORT_KERNEL_LIBRARY"
 echo "== all GPU checks passed in $(( $(date +%s) - start )) s"

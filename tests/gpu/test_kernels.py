@@ -79,3 +79,35 @@ def test_argument_errors_on_the_device_are_typed_errors(lib):
     with pytest.raises(KernelError, match="BAD_ATTRIBUTE"):
         idx = torch.zeros(2, 1, device="cuda", dtype=torch.int32)
         lib.scatter(x, idx, x[:, :1].contiguous(), x[:, :1].contiguous(), scores[:, :1].contiguous(), 3)
+
+
+def test_decode_step_kernels_match_the_reference(lib):
+    """MoDTakeCount and MoDCacheAppend on the device against torch: n = 0, n = B, odd widths (scalar path),
+    16-byte rows (vector path), int64 lengths at and past S (skipped), in place and out of place."""
+    gen = torch.Generator(device="cpu").manual_seed(18)
+    for B, H, S, Dh, p, dtype in (
+        (1, 8, 64, 64, 1.0, torch.float16),
+        (1, 8, 64, 64, 0.0, torch.float16),
+        (37, 3, 17, 5, 0.4, torch.float32),
+        (64, 32, 128, 128, 0.125, torch.bfloat16),
+        (1000, 1, 3, 1, 0.5, torch.float32),
+    ):
+        take = (torch.rand(B, generator=gen) < p).cuda()
+        rows, count = lib.take_count(take)
+        want = torch.nonzero(take).flatten().to(torch.int32)
+        n = int(count)
+        assert n == want.numel() and torch.equal(rows[:n], want), (B, p)
+        cache = torch.randn(B, H, S, Dh, generator=gen).to(dtype).cuda()
+        entry = torch.randn(B, H, 1, Dh, generator=gen).to(dtype).cuda()
+        length = torch.randint(0, S + 2, (B,), generator=gen).cuda()
+        expected = cache.clone()
+        for r in want.tolist():
+            if int(length[r]) < S:
+                expected[r, :, int(length[r])] = entry[r, :, 0]
+        out = lib.cache_append(cache, entry, length, rows, n)
+        torch.cuda.synchronize()
+        assert torch.equal(out, expected), (B, H, S, Dh, dtype, "out of place")
+        in_place = cache.clone()
+        lib.cache_append(in_place, entry, length, rows, n, out=in_place)
+        torch.cuda.synchronize()
+        assert torch.equal(in_place, expected), (B, H, S, Dh, dtype, "in place")

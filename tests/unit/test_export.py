@@ -35,7 +35,9 @@ def test_export_writes_every_artifact_with_manifest_hashes(exported):
         "manifest.json",
         "model.decode.onnx",
         "model.onnx",
+        "model.plugin.decode.onnx",
         "model.plugin.onnx",
+        "model.plugin.prefill.onnx",
         "model.prefill.onnx",
         "report.json",
     ]
@@ -60,6 +62,10 @@ def test_export_writes_every_artifact_with_manifest_hashes(exported):
         assert layer["selected_fraction"] == pytest.approx(1 / 8) and "predictor_topk_agreement" in layer
     generation = on_disk["generation"]
     assert generation["parity"]["passed"] and [r["steps"] for r in generation["parity"]["cases"]] == [64, 64]
+    plugin = generation["plugin_parity"]  # the plugin-form pair (reference functions), same verdict
+    assert plugin["passed"] and [r["steps"] for r in plugin["cases"]] == [64, 64]
+    assert manifest["generation"]["plugin_decode"] == "model.plugin.decode.onnx"
+    assert "plugin_parity" not in manifest["generation"]
     assert manifest["generation"]["decode"] == "model.decode.onnx" and manifest["generation"]["routed_layers"] == [1, 3]
     assert "parity" not in manifest["generation"] and manifest["generation"]["max_context"] == 4096
     ideal = on_disk["flops_per_forward"]["1024"]["ideal_speedup"]

@@ -29,6 +29,8 @@ EXPORTED = {
     "mod_kernels_gather_rows",
     "mod_kernels_topk_gather",
     "mod_kernels_scatter",
+    "mod_kernels_take_count",
+    "mod_kernels_cache_append",
 }
 
 
@@ -87,7 +89,7 @@ def test_the_library_exports_only_the_c_abi(kernel_build):
 
 
 def test_version_status_strings_and_capacity(lib):
-    assert lib.raw.mod_kernels_abi_version() == 1
+    assert lib.raw.mod_kernels_abi_version() == 2
     strings = {lib.status_string(code) for code in STATUS.values()}
     assert len(strings) == len(STATUS) and lib.status_string(99) == "unknown status"
     for T in (0, 1, 2, 7, 8, 9, 97, 4096, 30721, 65536, 2**31 - 1):
@@ -196,3 +198,38 @@ def test_a_failed_call_becomes_a_typed_error(lib):
         lib.check(lib.raw.mod_kernels_topk_select(None, None, -1, 5, 1, None, None, None), "topk_select")
     assert info.value.status == STATUS["BAD_SIZE"]
     assert isinstance(lib.raw, ctypes.CDLL)
+
+
+def test_decode_kernels_refuse_bad_arguments_before_any_cuda_call(lib):
+    """MoDTakeCount / MoDCacheAppend through the C ABI: null pointers, bad sizes and dtypes come back as codes."""
+    f32, i32, f, i = buffers()
+    i64 = np.zeros(64, np.int64).ctypes.data
+    u8 = np.zeros(64, np.uint8).ctypes.data
+    raw, S = lib.raw, STATUS
+    assert raw.mod_kernels_take_count(u8, -1, i, i, None) == S["BAD_SIZE"]
+    assert raw.mod_kernels_take_count(u8, (1 << 20) + 1, i, i, None) == S["BAD_SIZE"]
+    assert raw.mod_kernels_take_count(u8, 4, i, None, None) == S["NULL_POINTER"], "count is always needed"
+    assert raw.mod_kernels_take_count(None, 4, i, i, None) == S["NULL_POINTER"]
+    assert raw.mod_kernels_take_count(u8, 4, None, i, None) == S["NULL_POINTER"]
+
+    def append(dtype=0, n=1, B=2, H=2, Sn=4, Dh=3, **null):
+        args = dict(cache=f, entry=f, length=i64, rows=i, out=f) | null
+        return raw.mod_kernels_cache_append(
+            args["cache"], dtype, args["entry"], args["length"], args["rows"], n, B, H, Sn, Dh, args["out"], None
+        )
+
+    assert append(dtype=3) == S["BAD_DTYPE"]
+    assert [append(n=3), append(n=-1), append(B=-1), append(Dh=-2)] == [S["BAD_SIZE"]] * 4
+    assert append(B=2, H=1 << 40, Sn=1 << 30) == S["BAD_SIZE"], "overflow"
+    assert [append(**{name: None}) for name in ("cache", "entry", "length", "rows", "out")] == [S["NULL_POINTER"]] * 5
+    assert raw.mod_kernels_last_cuda_error() == 0, "no CUDA call was made"
+    with pytest.raises(KernelError, match="must be a CUDA tensor"):
+        lib.take_count(torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(KernelError, match="must be a CUDA tensor"):
+        lib.cache_append(
+            torch.zeros(1, 1, 2, 2),
+            torch.zeros(1, 1, 1, 2),
+            torch.zeros(1, dtype=torch.int64),
+            torch.zeros(1, dtype=torch.int32),
+            1,
+        )

@@ -190,3 +190,22 @@ def test_the_timing_path_runs_end_to_end_with_fakes(bench, capsys, monkeypatch, 
     text = results.read_text()
     assert "Fake GPU (sm_90" in text and "--shapes 2x64x16" in text
     assert text.count("| 2x64x16 | 8 |") == len(bench.OPS) * 2
+
+
+def test_decode_kernel_bytes_and_rooflines_by_hand(bench, capsys):
+    orin, dense, routed = bench.DECODE_SHAPES
+    assert (orin.B, orin.H, orin.S, orin.Dh, orin.n) == (1, 32, 4096, 128, 1)
+    fp16 = {op: sum(bench.decode_bytes(op, orin, "float16").values()) for op in bench.DECODE_OPS}
+    assert fp16["take_count"] == 1 + 4 + 4
+    assert fp16["cache_append"] == 12 + 2 * (2 * 32 * 128) == 16_396  # entry read + slot written, rows + length
+    assert fp16["cache_append_copy"] - fp16["cache_append"] == 2 * (2 * 32 * 4096 * 128) == 67_108_864
+    h100 = sum(bench.decode_bytes("cache_append", routed, "float16").values())
+    assert h100 == 8 * 12 + 8 * 2 * (2 * 32 * 128)
+    assert sum(bench.decode_bytes("cache_append", dense, "float32").values()) == 64 * 12 + 64 * 2 * (4 * 32 * 128)
+    # roofline: bytes / peak bandwidth; the copy dominates by three orders of magnitude at Orin's 204.8 GB/s
+    assert bench.roofline_us(fp16["cache_append_copy"], 204.8e9) == pytest.approx(327.76, abs=0.01)
+    assert bench.roofline_us(fp16["cache_append"], 204.8e9) == pytest.approx(0.0801, abs=1e-4)
+    assert bench.main(["--decode", "--dry-run", "--dtypes", "float16"]) == 0
+    out = capsys.readouterr().out
+    assert "Jetson AGX Orin 64GB (LPDDR5) 204.8 GB/s" in out and "H100 SXM5 (HBM3) 3350.0 GB/s" in out
+    assert out.count("cache_append_copy") == 3

@@ -19,6 +19,8 @@ PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 CONFIGS = {
     contract.TOPK_GATHER: ("topkGatherPlugin", "modTopKGatherPlugin.cpp", "MoDTopKGatherCreator"),
     contract.SCATTER: ("scatterPlugin", "modScatterPlugin.cpp", "MoDScatterCreator"),
+    contract.TAKE_COUNT: ("takeCountPlugin", "modTakeCountPlugin.cpp", "MoDTakeCountCreator"),
+    contract.CACHE_APPEND: ("cacheAppendPlugin", "modCacheAppendPlugin.cpp", "MoDCacheAppendCreator"),
 }
 ONNX_TO_YAML = {
     "tensor(float)": "float32",

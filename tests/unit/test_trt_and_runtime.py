@@ -28,6 +28,7 @@ def mock_tensorrt(monkeypatch):
     fake.REGISTRY.libraries.clear()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr("mod_export.backends.trt.builder.require_gpu", lambda: None)
+    monkeypatch.setattr("mod_export.backends.trt.decoder.require_gpu", lambda: None)
     return fake
 
 

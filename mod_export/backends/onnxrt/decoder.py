@@ -5,7 +5,11 @@ The cache buffers ([B,H,S,Dh] per layer, float32, and valid lengths [B]) are bou
 per generation with IOBinding, as OrtValues over the very numpy arrays (no copy on the CPU); each step ONNX
 Runtime reads them in place, and the new entries (key.l/value.l, [B,H,1,Dh]) are written at each taking row's
 length here. No step copies a cache. The CUDA execution provider path (device buffers) is not implemented yet:
-ONNX Runtime has no in-place slice write, so it needs a device-side writer (see docs/generation.md)."""
+ONNX Runtime has no in-place slice write, so it needs a device-side writer (see docs/generation.md).
+
+The plugin form (mod_export.graph.decode_plugin_form) appends inside the graph: its key.l/value.l are the whole
+caches. Here (reference functions, out of place) the stepper copies them back into its buffers, a cache copy per
+layer per step that only validation pays; TensorRT writes them in place (mod_export.backends.trt.decoder)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from mod_export.backends.onnxrt.session import create_session
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS
 from mod_export.decoding.loop import Step
 from mod_export.errors import InputError
+from mod_export.graph.decode_plugin_form import is_plugin_decode
 
 POSITION_IDS, ACTIVE = "position_ids", "active"
 
@@ -52,8 +57,12 @@ def write_prefill(outs: dict, mask: np.ndarray, keys: list, values: list, length
             lengths[layer][row] = len(chosen)
 
 
-def write_step(outs: dict, active: np.ndarray, keys: list, values: list, lengths: list) -> None:
-    """A decode step's new entries (key.l/value.l [B,H,1,Dh]) at each taking, active row's length, in place."""
+def write_step(
+    outs: dict, active: np.ndarray, keys: list, values: list, lengths: list, appends_in_graph: bool = False
+) -> None:
+    """A decode step's new entries (key.l/value.l [B,H,1,Dh]) at each taking, active row's length, in place.
+    appends_in_graph: the plugin-form decode graph already wrote them (key.l/value.l are the whole caches
+    [B,H,S,Dh]); the caches are adopted as they are."""
     for layer in range(len(keys)):
         rows = np.flatnonzero(outs[f"take.{layer}"].astype(bool) & active)
         if rows.size == 0:
@@ -61,8 +70,12 @@ def write_step(outs: dict, active: np.ndarray, keys: list, values: list, lengths
         at = lengths[layer][rows]
         if int(at.max()) >= keys[layer].shape[2]:
             raise InputError("the KV cache is full: ask for fewer new tokens")
-        keys[layer][rows, :, at] = outs[f"key.{layer}"][rows, :, 0]
-        values[layer][rows, :, at] = outs[f"value.{layer}"][rows, :, 0]
+        if appends_in_graph:
+            np.copyto(keys[layer], outs[f"key.{layer}"])
+            np.copyto(values[layer], outs[f"value.{layer}"])
+        else:
+            keys[layer][rows, :, at] = outs[f"key.{layer}"][rows, :, 0]
+            values[layer][rows, :, at] = outs[f"value.{layer}"][rows, :, 0]
         lengths[layer][rows] += 1  # in place: a bound OrtValue sees it
 
 
@@ -80,6 +93,7 @@ class OrtStepper:
         if providers[0] != "CPUExecutionProvider":
             raise InputError("generation on ONNX Runtime runs on the CPU execution provider here (docs/generation.md)")
         self.layers, self.routed_layers, self.heads, self.head_dim = decode_layout(decode)
+        self.appends_in_graph = is_plugin_decode(decode)  # key.l/value.l are the appended caches [B,H,S,Dh]
         self.prefill_session = create_session(prefill, providers=providers, threads=threads)
         self.decode_session = create_session(decode, providers=providers, threads=threads)
         self.output_names = [o.name for o in self.decode_session.get_outputs()]
@@ -154,7 +168,7 @@ class OrtStepper:
         # copies: ONNX Runtime reuses its output buffers on the next run
         outs = dict(zip(self.output_names, (np.array(v.numpy()) for v in binding.get_outputs())))
         active = np.asarray(active, bool)
-        write_step(outs, active, self.keys, self.values, self.lengths)
+        write_step(outs, active, self.keys, self.values, self.lengths, self.appends_in_graph)
         self.positions += active.astype(np.int64)
         return Step(
             outs[LOGITS][:, 0],
