@@ -104,9 +104,7 @@ def causal_take(decision_logits: torch.Tensor, mask: torch.Tensor | None = None)
 
 def causal_update(x, y, scores, take, gate: str | int = "sigmoid") -> torch.Tensor:
     """x where a token skips, x + g(s) (y - x) where it takes. x/y[B,T,D], scores[B,T] f32, take[B,T] bool."""
-    g = routing.apply_gate(scores.float(), _gate_id(gate)).unsqueeze(-1)  # [B,T,1]
-    updated = (x.float() + g * (y.float() - x.float())).to(x.dtype)
-    return torch.where(take.unsqueeze(-1), updated, x)
+    return routing.gated_update(x, y, scores, take, _gate_id(gate))
 
 
 class Routed(nn.Module):

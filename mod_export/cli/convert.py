@@ -1,7 +1,8 @@
 """`mod-export convert SRC DST`: a built-in model between a mod_export/1 checkpoint and a safetensors folder.
 
 model.pt -> DST folder (config.json + model.safetensors, sharded with --max-shard-size); folder -> DST.pt. Tensors are
-copied bit for bit; the content hash of the checkpoint is recomputed from them."""
+copied bit for bit; the content hash of the checkpoint is recomputed from them. Training metrics stay in the
+checkpoint: the folder holds config and weights only."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from mod_export.cli.types import byte_size
 from mod_export.errors import CheckpointError
-from mod_export.models.checkpoint import check_destination, load_checkpoint, read_checkpoint, save_checkpoint
+from mod_export.models.checkpoint import check_destination, load_checkpoint, save_checkpoint
 from mod_export.models.safetensors_folder import CONFIG_FILE, MODEL_TYPE, is_model_folder, load_folder, save_folder
 
 
@@ -51,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(f"{src} is a folder without {CONFIG_FILE} (expected config.json + *.safetensors)")
     else:
         _check_folder_destination(dst, args.force)
-        metrics = read_checkpoint(src, unsafe=args.unsafe_load).get("metrics")
         model = load_checkpoint(src, unsafe=args.unsafe_load)
         shard = args.max_shard_size
         if dst.exists():  # checked above: a model folder of ours, replaced
@@ -60,6 +60,5 @@ def run(args: argparse.Namespace) -> int:
             staged.rename(dst)
         else:
             save_folder(model, dst, shard)
-        del metrics  # training metrics stay in the checkpoint; the folder holds config and weights only
     print(f"wrote {dst}")
     return 0

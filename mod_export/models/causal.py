@@ -61,9 +61,7 @@ def decision(block: RoutedBlock, x: torch.Tensor):
 
 def gated_update(block: RoutedBlock, x, y, scores, take):
     """x where a token skips; x + g(s) (y - x) where it takes. take[B,n] bool."""
-    g = routing.apply_gate(scores, block.gate_id).unsqueeze(-1)  # [B,n,1] f32
-    updated = (x.float() + g * (y.float() - x.float())).to(x.dtype)
-    return torch.where(take.unsqueeze(-1), updated, x)
+    return routing.gated_update(x, y, scores, take, block.gate_id)
 
 
 @dataclass

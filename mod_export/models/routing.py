@@ -56,6 +56,14 @@ def apply_gate(s_sel: torch.Tensor, gate: int) -> torch.Tensor:
     raise ValueError(f"unknown gate id {gate}")
 
 
+def gated_update(x: torch.Tensor, y: torch.Tensor, scores: torch.Tensor, take: torch.Tensor, gate: int) -> torch.Tensor:
+    """Causal routing's update: x where a token skips, x + g(s) (y - x) where it takes, computed in float32.
+    x/y[B,n,D], scores[B,n] f32, take[B,n] bool -> [B,n,D] (dtype of x)."""
+    g = apply_gate(scores.float(), gate).unsqueeze(-1)  # [B,n,1]
+    updated = (x.float() + g * (y.float() - x.float())).to(x.dtype)
+    return torch.where(take.unsqueeze(-1), updated, x)
+
+
 def topk_gather(x: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor | None, num: int, den: int):
     """The MoDTopKGather op. x[B,T,D], scores[B,T] f32, mask[B,T] or None ->
     x_sel[B,k,D] (dtype of x), idx[B,k] int32 ascending, s_sel[B,k] f32 (-inf at padding)."""

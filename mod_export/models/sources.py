@@ -63,11 +63,14 @@ class LoadedModel:
         return [r.capacity[1] for r in self.capture_once().records]
 
     def capture_once(self) -> RoutingCapture:
-        """One eager forward on the example inputs with every routing call recorded."""
-        ids, mask = self.inputs()
-        with torch.no_grad(), RoutingCapture() as capture:
-            self.module(ids, mask)
-        return capture
+        """One eager forward on the example inputs with every routing call recorded (run once per LoadedModel:
+        routed_count and capacity_denominators both ask; dataclasses.replace starts a new cache)."""
+        if "_capture" not in self.__dict__:
+            ids, mask = self.inputs()
+            with torch.no_grad(), RoutingCapture() as capture:
+                self.module(ids, mask)
+            self.__dict__["_capture"] = capture
+        return self.__dict__["_capture"]
 
     def vocab_size(self) -> int:
         builtin = self.builtin
