@@ -91,11 +91,13 @@ def loading_notes(has_engine: bool, settings, has_generation: bool = False) -> s
         "Inputs: `input_ids` [P] int64 (one prompt), and optional `max_new_tokens` [1] int32 (default 64), "
         "`temperature` [1] fp32 (0: greedy), `top_k` [1] int32, `top_p` [1] fp32, `seed` [1] int64, `stop_tokens` "
         "[N] int64. Requests that arrive while others generate join the running batch between two decode steps "
-        "(in-flight batching on the per-row MoD cache: each request owns a cache row with its own lengths); one "
-        "that finishes, is cancelled, or whose client disconnects frees its row at the next step. Use a streaming "
+        "(in-flight batching on the per-row MoD cache: each request owns a cache row with its own lengths; prompts "
+        "of one length that arrive together share one prefill run); one that finishes frees its row at once, one "
+        "that is cancelled or whose client disconnects within 20 ms. Use a streaming "
         "client (gRPC `stream_infer`, or HTTP `generate_stream`).\n",
         f"Settings (`--triton-slots`, `--triton-context` at export): {settings.slots} rows, {settings.context} "
         "cache entries (prompt + new tokens) per row. Metrics on Triton's /metrics: "
-        "`mod_export_generate_busy_rows`, `_waiting`, `_steps`, `_row_steps`, `_joined`, `_cancelled`, `_finished`.\n",
+        "`mod_export_generate_busy_rows`, `_waiting`, `_steps`, `_row_steps`, `_prefills`, `_joined`, `_cancelled`, "
+        "`_finished`.\n",
     ]
     return "\n".join(text)

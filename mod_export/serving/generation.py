@@ -2,7 +2,8 @@
 sampling parameters per request, and in-flight batching on the per-row MoD cache (mod_export.serving.inflight):
 execute() only checks a request and queues it; one loop thread admits queued requests into the running batch
 between decode steps, steps every busy row at once and streams each row's token to its request's sender. A request
-that finishes frees its cache row; so does one that the client cancels or disconnects from (polled every step).
+that finishes frees its cache row; so does one that the client cancels or disconnects from (polled every 20 ms,
+and a send that fails). Responses go out from sender threads while the next decode step runs.
 
 Inputs per request: input_ids [P] int64 (the prompt); optional max_new_tokens [1] int32, temperature [1] fp32,
 top_k [1] int32, top_p [1] fp32, seed [1] int64, stop_tokens [N] int64. Output per response: token_id [1] int64;
@@ -22,7 +23,7 @@ from mod_export.contract import INPUT_IDS, TOKEN_ID, VERSION
 from mod_export.decoding.sampling import Sampling
 from mod_export.errors import InputError, ModExportError
 from mod_export.runtime import Session
-from mod_export.serving.inflight import Job, Scheduler
+from mod_export.serving.inflight import Job, Outbox, Scheduler
 from mod_export.serving.scoring import int_parameter
 
 logger = logging.getLogger(__name__)
@@ -36,10 +37,17 @@ OPTIONS = {
     "seed": (np.int64, 0),
 }
 STOP_TOKENS = "stop_tokens"
+CANCEL_POLL_SECONDS = 0.02  # how often a running request asks the server whether it was cancelled (a round trip)
+SENDER_THREADS = 2  # threads sending responses: each send is a round trip to the server, different requests' overlap
 METRICS = {  # metric name -> (kind, description, value from the scheduler)
     "mod_export_generate_busy_rows": ("GAUGE", "cache rows held by running requests", lambda s: s.busy_rows),
     "mod_export_generate_waiting": ("GAUGE", "requests waiting for a cache row", lambda s: len(s.waiting)),
     "mod_export_generate_steps": ("GAUGE", "decode steps run", lambda s: s.counters.steps),
+    "mod_export_generate_prefills": (
+        "GAUGE",
+        "prefill runs (prompts of one length share one)",
+        lambda s: s.counters.prefills,
+    ),
     "mod_export_generate_row_steps": ("GAUGE", "busy rows summed over decode steps", lambda s: s.counters.row_steps),
     "mod_export_generate_joined": ("GAUGE", "requests that joined a running batch", lambda s: s.counters.joined),
     "mod_export_generate_cancelled": ("GAUGE", "requests cancelled or disconnected", lambda s: s.counters.cancelled),
@@ -69,7 +77,12 @@ class GenerationModel:
         stepper = self.session.generation_stepper()
         self.context = min(context, self.session.max_context or context)
         self._published = None
-        self.scheduler = Scheduler(SlotDecoder(stepper, slots, self.context), on_change=self._publish)
+        self.scheduler = Scheduler(
+            SlotDecoder(stepper, slots, self.context),
+            on_change=self._publish,
+            outbox=Outbox(SENDER_THREADS),  # responses go out while the next decode step runs
+            poll_interval=CANCEL_POLL_SECONDS,
+        )
         self._metrics = self._make_metrics(config.get("name", "generate"))
         self.scheduler.start()
         logger.info("generation: %d slots of %d cache entries from %s", slots, self.context, folder)

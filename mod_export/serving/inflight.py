@@ -2,15 +2,22 @@
 own slot of the per-row MoD cache (mod_export.backends.onnxrt.slots), and leave it when they finish, hit a stop
 token, or are cancelled. Pure numpy over a SlotDecoder; Triton's generation model drives it from one thread.
 
-One loop iteration: drop cancelled requests (their slots are freed), admit waiting requests while slots are free
-(a one-row prefill each, whose next-token logits give its first token at once), then one decode step over every
-busy row. Per request the tokens follow mod_export.decoding.loop.stream exactly (the same sampling, a generator
-seeded by (seed, row 0)), so a request's tokens are those of Session.generate of that prompt alone."""
+One loop iteration: drop cancelled requests (their slots are freed; each request is polled at most every
+`poll_interval` seconds, a poll being a call to the server), admit waiting requests while slots are free (prompts
+of one length share one prefill run, whose next-token logits give each its first token at once), then one decode
+step over every busy row. Per request the tokens follow mod_export.decoding.loop.stream exactly (the same sampling,
+a generator seeded by (seed, row 0)), so a request's tokens are those of Session.generate of that prompt alone:
+prompts of different lengths are not padded into one prefill, since padding changes the attention's rounding.
+
+Sending: with an Outbox, tokens are handed to sender threads that call each Job.emit in order while the next
+decode step runs (ONNX Runtime releases the GIL), so sending overlaps the model; a send that fails marks its job,
+which the next iteration drops. Without one, emit() runs inline."""
 
 from __future__ import annotations
 
 import collections
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +47,8 @@ class Job:
     produced: int = 0
     last: int = 0
     generator: np.random.Generator | None = None
+    failed: str | None = None  # set (by an outbox thread) when a send to the client failed
+    polled: float = 0.0  # when cancelled() was last called (perf_counter seconds)
 
 
 @dataclass
@@ -51,14 +60,69 @@ class Counters:
     finished: int = 0
     cancelled: int = 0
     tokens: int = 0
+    prefills: int = 0  # prefill runs (one per prompt length among the prompts admitted together)
     model_seconds: float = 0.0  # in prefill and decode steps
-    send_seconds: float = 0.0  # in emit() (sampling excluded)
+    send_seconds: float = 0.0  # in emit() (sampling excluded), inline or on the outbox's thread
     poll_seconds: float = 0.0  # in cancelled()
 
 
+class Outbox:
+    """Sender threads: the calls handed in for one job run in order on one thread (a job's stream stays in order),
+    off the decode loop; different jobs' sends overlap (each is a round trip to the server). A call that raises
+    marks its job failed (the scheduler drops it at its next iteration); `seconds` sums the time in the calls."""
+
+    def __init__(self, threads: int = 1):
+        self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(max(1, threads))]
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(q,), name=f"mod-export-outbox-{i}", daemon=True)
+            for i, q in enumerate(self._queues)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, job: Job, call: Callable[[], None], what: str) -> None:
+        self._queues[id(job) % len(self._queues)].put((job, call, what))
+
+    def _run(self, calls: queue.SimpleQueue) -> None:
+        while True:
+            item = calls.get()
+            if item is None:
+                return
+            job, call, what = item
+            if job.failed is not None:  # the client is gone: drop the rest of its stream
+                continue
+            start = time.perf_counter()
+            try:
+                call()
+            except Exception as exc:
+                logger.info("%s could not be sent (client gone?): %s", what, exc)
+                job.failed = f"the stream could not be sent: {exc}"
+            with self._lock:
+                self.seconds += time.perf_counter() - start
+
+    def close(self, timeout: float = 10) -> None:
+        """Send what is queued, then stop the threads."""
+        for calls in self._queues:
+            calls.put(None)
+        for thread in self._threads:
+            thread.join(timeout)
+
+
 class Scheduler:
-    def __init__(self, decoder: SlotDecoder, on_change: Callable[[Scheduler], None] | None = None):
+    def __init__(
+        self,
+        decoder: SlotDecoder,
+        on_change: Callable[[Scheduler], None] | None = None,
+        outbox: Outbox | None = None,
+        poll_interval: float = 0.0,
+    ):
+        """outbox: send tokens from its thread (None: inline). poll_interval: seconds between two cancellation
+        polls of one request (0: every iteration)."""
         self.decoder = decoder
+        self.outbox = outbox
+        self.poll_interval = poll_interval
         self.running: dict[int, Job] = {}  # slot -> job
         self.waiting: collections.deque[Job] = collections.deque()
         self.counters = Counters()
@@ -82,8 +146,15 @@ class Scheduler:
 
     def _drop(self, job: Job, reason: str) -> None:
         self.counters.cancelled += 1
-        try:
+
+        def tell() -> None:
             job.on_cancel(reason)
+
+        if self.outbox is not None:
+            self.outbox.put(job, tell, "a cancellation")
+            return
+        try:
+            tell()
         except Exception:  # the client is gone: nothing to tell it
             logger.debug("on_cancel failed", exc_info=True)
 
@@ -102,44 +173,77 @@ class Scheduler:
         job.produced += 1
         self.counters.tokens += 1
         final = token in job.stop_tokens or job.produced >= job.max_new_tokens
-        start = time.perf_counter()
-        try:
-            job.emit(token, job.produced - 1, final)
-            self.counters.send_seconds += time.perf_counter() - start
-        except Exception:
-            logger.info("a stream could not be sent to (client gone?): freeing slot %d", job.slot)
-            self._finish(job, "the stream could not be sent")
-            return
+        index = job.produced - 1
         job.last = token
+        if self.outbox is not None:
+            self.outbox.put(job, lambda: job.emit(token, index, final), "a token")
+        else:
+            start = time.perf_counter()
+            try:
+                job.emit(token, index, final)
+            except Exception:
+                logger.info("a stream could not be sent to (client gone?): freeing slot %d", job.slot)
+                self._finish(job, "the stream could not be sent")
+                return
+            finally:
+                self.counters.send_seconds += time.perf_counter() - start
         if final:
             self._finish(job)
 
+    def _gone(self, job: Job, now: float) -> str | None:
+        """Why the job must be dropped now (its client is gone or cancelled it), else None."""
+        if job.failed is not None:
+            return job.failed
+        if now - job.polled < self.poll_interval:
+            return None
+        job.polled = now
+        return "cancelled" if job.cancelled() else None
+
     def _admit(self) -> None:
-        while self.decoder.free_slots:
-            with self._cond:
-                if not self.waiting:
-                    return
-                job = self.waiting.popleft()
-            if job.cancelled():
-                self._drop(job, "cancelled")
-                continue
-            joined = bool(self.running)
+        """Admit waiting jobs while slots are free: one prefill run per prompt length."""
+        jobs: list[Job] = []
+        with self._cond:
+            while self.waiting and len(jobs) < self.decoder.free_slots:
+                jobs.append(self.waiting.popleft())
+        now = time.perf_counter()
+        live = []
+        for job in jobs:
+            reason = self._gone(job, now)
+            if reason is not None:
+                self._drop(job, reason)
+            else:
+                live.append(job)
+        joined = bool(self.running)
+        groups: dict[int, list[Job]] = {}
+        for job in live:
+            groups.setdefault(len(job.prompt), []).append(job)
+        for group in groups.values():
             start = time.perf_counter()
-            job.slot, logits = self.decoder.admit(job.prompt)
-            self.counters.model_seconds += time.perf_counter() - start
-            job.generator = job.sampling.generators(1)[0]
-            self.running[job.slot] = job
-            self.counters.admitted += 1
-            self.counters.joined += joined
-            self._emit(job, logits)
+            try:
+                admitted = self.decoder.admit_many([job.prompt for job in group])
+            except Exception as exc:  # fails these requests, never the loop (their slots were not taken)
+                logger.exception("prefill failed: ending %d request(s)", len(group))
+                for job in group:
+                    self._drop(job, f"prefill failed: {type(exc).__name__}: {exc}")
+                continue
+            finally:
+                self.counters.model_seconds += time.perf_counter() - start
+            self.counters.prefills += 1
+            for job, (slot, logits) in zip(group, admitted):
+                job.slot, job.generator = slot, job.sampling.generators(1)[0]
+                self.running[slot] = job
+                self.counters.admitted += 1
+                self.counters.joined += joined
+                self._emit(job, logits)
 
     def run_once(self) -> bool:
         """One iteration; False when there was nothing to do."""
         start = time.perf_counter()
         for job in list(self.running.values()):
-            if job.cancelled():
-                logger.info("request cancelled: freeing slot %d", job.slot)
-                self._finish(job, "cancelled")
+            reason = self._gone(job, start)
+            if reason is not None:
+                logger.info("request %s: freeing slot %d", reason, job.slot)
+                self._finish(job, reason)
         self.counters.poll_seconds += time.perf_counter() - start
         self._admit()
         if self.running:
@@ -153,6 +257,8 @@ class Scheduler:
             self.counters.row_steps += len(self.running)
             for slot, job in list(self.running.items()):
                 self._emit(job, logits[slot])
+        if self.outbox is not None:
+            self.counters.send_seconds = self.outbox.seconds
         self._on_change(self)
         return bool(self.running or self.waiting)
 
@@ -183,3 +289,5 @@ class Scheduler:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.outbox is not None:
+            self.outbox.close(timeout)

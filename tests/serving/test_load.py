@@ -116,8 +116,10 @@ def test_generation_load_faults_and_disconnects(server, triton_export, capsys):
     local = Session(triton_export / "model_repository" / TRITON_GENERATE_MODEL / "1", threads=1)
     rng = np.random.default_rng(29)
     kinds = list(GEN_BAD)
-    lines = ["concurrency | streams | bad | tokens | first token p50 / p99 ms | token gap p50 / p99 ms | tokens/s"]
-    rates = {}
+    lines = [
+        "concurrency | streams | bad | tokens | first token p50 / p99 ms | token gap p50 / p99 ms | tokens/s | rows/step"
+    ]
+    rates, rows = {}, {}  # tokens/s, and the mean rows per decode step, per level
     for concurrency in LEVELS:
         jobs, meta = [], []
         for i in range(GEN_PER_LEVEL):
@@ -150,12 +152,15 @@ def test_generation_load_faults_and_disconnects(server, triton_export, capsys):
         first = np.array([r["seconds"][0] for _, r in good]) * 1e3
         gaps = np.concatenate([np.diff(r["seconds"]) for _, r in good]) * 1e3
         rates[concurrency] = tokens / wall
+        rows[concurrency] = (after["row_steps"] - before["row_steps"]) / max(after["steps"] - before["steps"], 1)
         lines.append(
             f"{concurrency} | {GEN_PER_LEVEL} | {GEN_PER_LEVEL // 10} | {tokens} | {np.percentile(first, 50):.1f} / "
             f"{np.percentile(first, 99):.1f} | {np.percentile(gaps, 50):.2f} / {np.percentile(gaps, 99):.2f} | "
-            f"{rates[concurrency]:.0f}"
+            f"{rates[concurrency]:.0f} | {rows[concurrency]:.1f}"
         )
-    lines.append(f"tokens/s at concurrency 8 / concurrency 1: {rates[8] / rates[1]:.2f}x")
+    lines.append(f"tokens/s at concurrency 8 / concurrency 1: {rates[8] / rates[1]:.2f}x (not asserted: a timing)")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
-    assert rates[8] > 1.5 * rates[1], rates  # in-flight batching pays (benchmarks/serving.py: the 3x target)
+    # The batching itself, not its speed (a timed assertion fails on a loaded machine; benchmarks/serving.py
+    # measures throughput): at concurrency 8 the decode steps run several rows at once.
+    assert rows[1] <= 1.5 and rows[8] > 2.0, rows

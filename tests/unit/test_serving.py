@@ -18,12 +18,13 @@ import pytest
 from mod_export.backends.onnxrt.slots import SlotDecoder
 from mod_export.contract import TRITON_GENERATE_MODEL, TRITON_SCORE_MODEL
 from mod_export.decoding.sampling import Sampling
+from mod_export.errors import InputError
 from mod_export.exporter.artifacts import why_not_ours
 from mod_export.exporter.triton import TritonSettings, score_config, score_model_py, write_repository
 from mod_export.runtime import Session
 from mod_export.serving.batching import Request, merge
 from mod_export.serving.generation import GenerationModel
-from mod_export.serving.inflight import Job, Scheduler
+from mod_export.serving.inflight import Job, Outbox, Scheduler
 from mod_export.serving.scoring import ScoringModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -277,6 +278,70 @@ def test_scheduler_joins_running_batches_and_matches_generate_alone(exported):
     c = scheduler.counters
     assert c.joined >= 4 and c.cancelled == 1 and c.finished == 6 and c.row_steps > c.steps
     assert scheduler.busy_rows == 0 and not scheduler.decoder.busy.any()
+
+
+def test_prompts_admitted_together_share_a_prefill_per_length_and_match_generate_alone(exported):
+    """Waiting requests are admitted in one prefill run per prompt length (equal lengths: bitwise the rows of each
+    prompt alone); every request's tokens are Session.generate's of its prompt alone, with tokens sent from the
+    outbox's thread."""
+    _, out = exported
+    session = Session(out, threads=1)
+    rng = np.random.default_rng(11)
+    lengths = [7, 7, 7, 3, 7, 3, 12]  # three lengths: three prefill runs for seven requests
+    prompts = [[int(t) for t in rng.integers(0, 256, n)] for n in lengths]
+    got: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
+    outbox = Outbox()
+    scheduler = Scheduler(SlotDecoder(session.generation_stepper(), 8, 48), outbox=outbox)
+    for i, prompt in enumerate(prompts):
+        scheduler.submit(Job(prompt, 10, lambda t, k, f, i=i: got[i].append(t)))
+    while scheduler.run_once():
+        pass
+    outbox.close()
+    assert scheduler.counters.prefills == 3 and scheduler.counters.admitted == 7
+    for i, prompt in enumerate(prompts):
+        assert got[i] == session.generate(prompt, 10).tokens[0], i
+    assert scheduler.counters.send_seconds > 0 and not scheduler.decoder.busy.any()
+
+
+def test_equal_length_prompts_prefill_exactly_as_alone_and_padding_stays_within_rounding(exported):
+    _, out = exported
+    stepper = Session(out, threads=1).generation_stepper()
+    rng = np.random.default_rng(5)
+    same = [[int(t) for t in rng.integers(0, 256, 9)] for _ in range(3)]
+    mixed = [[int(t) for t in rng.integers(0, 256, n)] for n in (2, 9, 5)]
+    for prompts, tolerance in ((same, 0.0), (mixed, 1e-5)):
+        together, alone = SlotDecoder(stepper, 4, 32), SlotDecoder(stepper, 4, 32)
+        for (slot, logits), prompt in zip(together.admit_many(prompts), prompts):
+            (own, want) = alone.admit(prompt)
+            assert slot == own and np.abs(logits - want).max() <= tolerance
+            for layer in range(stepper.layers):
+                n = int(alone.lengths[layer][own])
+                assert int(together.lengths[layer][slot]) == n
+                diff = together.keys[layer][slot, :, :n] - alone.keys[layer][own, :, :n]  # [H,n,Dh]
+                assert diff.size == 0 or np.abs(diff).max() <= tolerance
+    with pytest.raises(InputError, match="free slots"):
+        SlotDecoder(stepper, 2, 32).admit_many(same)
+
+
+def test_a_send_that_fails_on_the_outbox_thread_frees_the_row_and_stops_the_stream(exported):
+    _, out = exported
+    session = Session(out, threads=1)
+    sent, told = [], []
+
+    def emit(token, index, final):
+        if index == 2:
+            raise ConnectionError("client gone")
+        sent.append(index)
+
+    outbox = Outbox()
+    scheduler = Scheduler(SlotDecoder(session.generation_stepper(), 2, 48), outbox=outbox)
+    scheduler.submit(Job([1, 2, 3], 40, emit, on_cancel=told.append))
+    deadline = time.monotonic() + 30
+    while scheduler.run_once() and time.monotonic() < deadline:
+        time.sleep(0.002)  # the outbox's thread sends meanwhile
+    outbox.close()
+    assert sent == [0, 1] and scheduler.busy_rows == 0 and scheduler.counters.cancelled == 1
+    assert scheduler.counters.tokens < 40  # the stream stopped early: the failed send freed its row
 
 
 def test_generation_model_streams_checks_and_cancels(repository):

@@ -1,11 +1,12 @@
 """In-flight batching on the per-row MoD-aware KV cache: a pool of cache rows ("slots") that requests take and give
-back while others keep generating. One decode step runs every busy row of the pool at once.
+back while others keep generating. One decode step runs every busy row of the pool at once; prompts admitted
+together are prefilled in one run.
 
 Each slot owns its row of every block's cache ([slots,H,S,Dh] per block, float32), its valid length per block
 ([slots] int64: MoD blocks store only the tokens that took them, so rows differ) and its next position. A request
-joins by a one-row prefill whose taken entries are compacted into a free slot (the same compaction as
-OrtStepper.prefill), so its tokens equal those of generating it alone; a finished or cancelled request frees its
-slot (length 0) for the next. The decode step runs rows [0, n) with n = one past the highest busy slot (free slots
+joins by a prefill (a row of a batch of prompts) whose taken entries are compacted into a free slot (the same
+compaction as OrtStepper.prefill), so its tokens equal those of generating it alone; a finished or cancelled
+request frees its slot (length 0) for the next. The decode step runs rows [0, n) with n = one past the highest busy slot (free slots
 below it run with active=False: they take no block and write nothing); admissions take the lowest free slot, so n
 stays as small as the load allows. The cache views of rows [0, n) are bound with IOBinding, rebound when n changes.
 """
@@ -25,6 +26,7 @@ from mod_export.backends.onnxrt.decoder import (
     write_step,
 )
 from mod_export.contract import INPUT_IDS, LOGITS
+from mod_export.decoding.loop import left_pad
 from mod_export.errors import InputError
 
 
@@ -55,22 +57,30 @@ class SlotDecoder:
 
     def admit(self, prompt: list[int]) -> tuple[int, np.ndarray]:
         """Prefill one prompt into the lowest free slot; returns (slot, next-token logits [V] float32)."""
-        if len(prompt) == 0:
+        ((slot, logits),) = self.admit_many([prompt])
+        return slot, logits
+
+    def admit_many(self, prompts: list[list[int]]) -> list[tuple[int, np.ndarray]]:
+        """Prefill several prompts in one run into the lowest free slots; returns (slot, next-token logits [V]
+        float32) per prompt, in order. Prompts of one length give each row exactly the cache and logits of its
+        prompt alone; shorter prompts are left-padded (positions count real tokens, padding takes no block), which
+        changes the attention's rounding (measured <= 1e-6 on the logits), so a scheduler that promises
+        Session.generate's tokens groups prompts by length (mod_export.serving.inflight)."""
+        if not prompts or any(len(p) == 0 for p in prompts):
             raise InputError("every prompt needs at least one token")
-        if len(prompt) >= self.capacity:
-            raise InputError(f"a prompt of {len(prompt)} tokens leaves no room in a cache row of {self.capacity}")
+        longest = max(len(p) for p in prompts)
+        if longest >= self.capacity:
+            raise InputError(f"a prompt of {longest} tokens leaves no room in a cache row of {self.capacity}")
         free = np.flatnonzero(~self.busy)
-        if free.size == 0:
-            raise InputError(f"all {self.slots} slots are busy")
-        slot = int(free[0])
-        ids = np.asarray(prompt, np.int64).reshape(1, -1)  # [1,P]
-        mask = np.ones_like(ids)
-        positions = positions_from_mask(mask)
-        outs = self.stepper.run_prefill(ids, mask, positions)
-        write_prefill(outs, mask, self.keys, self.values, self.lengths, rows=np.array([slot]))
-        self.positions[slot] = ids.shape[1]
-        self.busy[slot] = True
-        return slot, outs[LOGITS][0, -1]
+        if free.size < len(prompts):
+            raise InputError(f"{len(prompts)} prompts for {free.size} free slots of {self.slots}")
+        slots = free[: len(prompts)]
+        ids, mask = left_pad(prompts)  # [b,P] each
+        outs = self.stepper.run_prefill(ids, mask, positions_from_mask(mask))
+        write_prefill(outs, mask, self.keys, self.values, self.lengths, rows=slots)
+        self.positions[slots] = [len(p) for p in prompts]
+        self.busy[slots] = True
+        return [(int(slot), outs[LOGITS][row, -1]) for row, slot in enumerate(slots)]
 
     def free(self, slot: int) -> None:
         """Give the slot back: its cache row is empty for the next request."""
