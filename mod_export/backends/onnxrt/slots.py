@@ -6,9 +6,9 @@ Each slot owns its row of every block's cache ([slots,H,S,Dh] per block, float32
 ([slots] int64: MoD blocks store only the tokens that took them, so rows differ) and its next position. A request
 joins by a prefill (a row of a batch of prompts) whose taken entries are compacted into a free slot (the same
 compaction as OrtStepper.prefill), so its tokens equal those of generating it alone; a finished or cancelled
-request frees its slot (length 0) for the next. The decode step runs rows [0, n) with n = one past the highest busy slot (free slots
-below it run with active=False: they take no block and write nothing); admissions take the lowest free slot, so n
-stays as small as the load allows. The cache views of rows [0, n) are bound with IOBinding, rebound when n changes.
+request frees its slot (length 0) for the next. The decode step runs rows [0, n) with n = one past the highest
+busy slot (free slots below it run with active=False: they take no block and write nothing); admissions take the
+lowest free slot, so n stays as small as the load allows. The cache views of rows [0, n) are bound with IOBinding, rebound when n changes.
 """
 
 from __future__ import annotations
