@@ -8,7 +8,8 @@ joins by a prefill (a row of a batch of prompts) whose taken entries are compact
 compaction as OrtStepper.prefill), so its tokens equal those of generating it alone; a finished or cancelled
 request frees its slot (length 0) for the next. The decode step runs rows [0, n) with n = one past the highest
 busy slot (free slots below it run with active=False: they take no block and write nothing); admissions take the
-lowest free slot, so n stays as small as the load allows. The cache views of rows [0, n) are bound with IOBinding, rebound when n changes.
+lowest free slot, so n stays as small as the load allows. The cache views of rows [0, n) are bound with IOBinding,
+rebound when n changes.
 """
 
 from __future__ import annotations
