@@ -21,7 +21,6 @@ import json
 import platform
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from mod_export.exporter.triton import TritonSettings, write_repository
 from mod_export.models.flops import ideal_speedup
 from mod_export.serving.bundled import BundledServer
 from mod_export.validate.artifacts import evaluation_text
-from tests.serving.client import client, generate_inputs, send, tensor
+from tests.serving.client import client, fan_out, generate_inputs, send, tensor
 from tests.serving.environment import serving_env
 from tests.serving.test_generation_server import idle, run_streams
 
@@ -99,33 +98,20 @@ def generation_level(server, prompts: list[list[int]], new_tokens: int, concurre
 
 def run_level(server, requests: list[np.ndarray], concurrency: int) -> tuple[list[float], float, int]:
     """(latencies in s, wall seconds, errors) of sending every request from `concurrency` threads."""
-    latencies, errors, lock = [], [0], threading.Lock()
-    cursor = iter(range(len(requests)))
 
-    def worker():
-        conn = client(server)
-        while True:
-            with lock:
-                i = next(cursor, None)
-            if i is None:
-                return
-            start = time.perf_counter()
-            try:
-                send(conn, [tensor(INPUT_IDS, requests[i])])
-            except Exception:
-                with lock:
-                    errors[0] += 1
-                continue
-            with lock:
-                latencies.append(time.perf_counter() - start)
+    def call(conn, i: int) -> dict:
+        start = time.perf_counter()
+        try:
+            send(conn, [tensor(INPUT_IDS, requests[i])])
+        except Exception:
+            return {"seconds": None}
+        return {"seconds": time.perf_counter() - start}
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
-    return latencies, time.perf_counter() - start, errors[0]
+    records = fan_out(len(requests), concurrency, lambda: client(server), call, timeout=600)
+    wall = time.perf_counter() - start
+    latencies = [r["seconds"] for r in records if r["seconds"] is not None]
+    return latencies, wall, len(records) - len(latencies)
 
 
 def plot(results: dict, path: str, title: str, key: str = "throughput", unit: str = "requests / s") -> None:

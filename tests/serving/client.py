@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -103,3 +105,39 @@ def stream_tokens(server, inputs: list, timeout: float = 60, cancel_after: int |
         return streamer.run(inputs, timeout, cancel_after)
     finally:
         streamer.close()
+
+
+def fan_out(
+    count: int,
+    concurrency: int,
+    connect: Callable,
+    call: Callable,
+    close: Callable = lambda conn: None,
+    timeout: float = 300,
+) -> list:
+    """call(conn, i) for every i in range(count), from `concurrency` threads that take the next index as they
+    finish one; each thread has its own conn = connect() (tritonclient clients are not thread-safe), closed with
+    close(conn) at the end. Returns the results in index order (a call must return something other than None)."""
+    results: list = [None] * count
+    cursor = iter(range(count))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        conn = connect()
+        try:
+            while True:
+                with lock:
+                    i = next(cursor, None)
+                if i is None:
+                    return
+                results[i] = call(conn, i)
+        finally:
+            close(conn)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert all(r is not None for r in results), "a client thread did not finish"
+    return results

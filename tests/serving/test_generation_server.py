@@ -4,7 +4,6 @@ the model's metrics), bad requests get one clear error each, and a client that g
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 
 from mod_export.contract import TRITON_GENERATE_MODEL
 from mod_export.runtime import Session
-from tests.serving.client import Streamer, generate_inputs, stream_tokens, tensor
+from tests.serving.client import Streamer, fan_out, generate_inputs, stream_tokens, tensor
 from tests.serving.conftest import GEN_CONTEXT
 
 PREFIX = "mod_export_generate_"
@@ -40,32 +39,14 @@ def local(triton_export):
 
 def run_streams(server, jobs: list[list], concurrency: int, **kwargs) -> list[dict]:
     """Stream every job's inputs from `concurrency` threads (one client and stream each); results in job order."""
-    results: list[dict | None] = [None] * len(jobs)
-    cursor = iter(range(len(jobs)))
-    lock = threading.Lock()
 
-    def worker() -> None:
-        streamer = Streamer(server)
+    def call(streamer: Streamer, i: int) -> dict:
         try:
-            while True:
-                with lock:
-                    i = next(cursor, None)
-                if i is None:
-                    return
-                try:
-                    results[i] = streamer.run(jobs[i], **kwargs)
-                except Exception as exc:  # reported below, with the job
-                    results[i] = {"tokens": [], "error": f"{type(exc).__name__}: {exc}", "seconds": []}
-        finally:
-            streamer.close()
+            return streamer.run(jobs[i], **kwargs)
+        except Exception as exc:  # reported by the caller, with the job
+            return {"tokens": [], "error": f"{type(exc).__name__}: {exc}", "seconds": []}
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert all(r is not None for r in results), "a client thread did not finish"
-    return results
+    return fan_out(len(jobs), concurrency, lambda: Streamer(server), call, close=Streamer.close)
 
 
 def test_greedy_and_sampled_streams_equal_session_generate_in_flight(server, local):

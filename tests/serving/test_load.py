@@ -6,14 +6,13 @@ level also goes away mid-stream and its row must come back."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS, TRITON_GENERATE_MODEL, TRITON_SCORE_MODEL
 from mod_export.runtime import Session
-from tests.serving.client import client, generate_inputs, send, tensor
+from tests.serving.client import client, fan_out, generate_inputs, send, tensor
 from tests.serving.conftest import GEN_CONTEXT, MAX_SEQ
 from tests.serving.test_generation_server import idle, run_streams
 
@@ -33,31 +32,16 @@ BAD = {  # kind -> (inputs builder, fragment the error message must hold)
 
 def run_level(server, requests: list, concurrency: int) -> list[dict]:
     """Send every request from `concurrency` threads (one client each); returns one record per request."""
-    records: list[dict | None] = [None] * len(requests)
-    cursor = iter(range(len(requests)))
-    lock = threading.Lock()
 
-    def worker() -> None:
-        conn = client(server)
-        while True:
-            with lock:
-                i = next(cursor, None)
-            if i is None:
-                return
-            start = time.perf_counter()
-            try:
-                logits, error = send(conn, requests[i]["inputs"]), None
-            except Exception as exc:  # tritonclient's InferenceServerException carries the server's message
-                logits, error = None, str(exc)
-            records[i] = {"seconds": time.perf_counter() - start, "logits": logits, "error": error}
+    def call(conn, i: int) -> dict:
+        start = time.perf_counter()
+        try:
+            logits, error = send(conn, requests[i]["inputs"]), None
+        except Exception as exc:  # tritonclient's InferenceServerException carries the server's message
+            logits, error = None, str(exc)
+        return {"seconds": time.perf_counter() - start, "logits": logits, "error": error}
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
-    assert all(r is not None for r in records), "a client thread did not finish"
-    return records
+    return fan_out(len(requests), concurrency, lambda: client(server), call)
 
 
 def test_load_and_faults(server, triton_export, capsys):
