@@ -97,7 +97,7 @@ def loading_notes(has_engine: bool, settings, has_generation: bool = False) -> s
         "client (gRPC `stream_infer`, or HTTP `generate_stream`).\n",
         f"Settings (`--triton-slots`, `--triton-context` at export): {settings.slots} rows, {settings.context} "
         "cache entries (prompt + new tokens) per row. Metrics on Triton's /metrics: "
-        "`mod_export_generate_busy_rows`, `_waiting`, `_steps`, `_row_steps`, `_prefills`, `_joined`, `_cancelled`, "
-        "`_finished`.\n",
+        "`mod_export_generate_busy_rows`, `_waiting`, `_steps`, `_row_steps`, `_routed_runs` (routed blocks that "
+        "ran: a block runs when any busy row takes it), `_prefills`, `_joined`, `_cancelled`, `_finished`.\n",
     ]
     return "\n".join(text)

@@ -39,9 +39,9 @@ OPTIONS = {
 STOP_TOKENS = "stop_tokens"
 CANCEL_POLL_SECONDS = 0.02  # how often a running request asks the server whether it was cancelled (a round trip)
 SENDER_THREADS = 2  # threads sending responses: each send is a round trip to the server, different requests' overlap
-METRICS = {  # metric name -> (kind, description, value from the scheduler)
-    "mod_export_generate_busy_rows": ("GAUGE", "cache rows held by running requests", lambda s: s.busy_rows),
-    "mod_export_generate_waiting": ("GAUGE", "requests waiting for a cache row", lambda s: len(s.waiting)),
+# metric name -> (kind, description, value from the scheduler). Published in this order, each a call to the server:
+# busy_rows and waiting come last, so a reader who sees the model idle also sees the counters of what just ended.
+METRICS = {
     "mod_export_generate_steps": ("GAUGE", "decode steps run", lambda s: s.counters.steps),
     "mod_export_generate_prefills": (
         "GAUGE",
@@ -49,13 +49,24 @@ METRICS = {  # metric name -> (kind, description, value from the scheduler)
         lambda s: s.counters.prefills,
     ),
     "mod_export_generate_row_steps": ("GAUGE", "busy rows summed over decode steps", lambda s: s.counters.row_steps),
+    "mod_export_generate_routed_runs": (
+        "GAUGE",
+        "routed (MoD) blocks that ran, summed over decode steps: a block runs when any busy row takes it",
+        lambda s: s.decoder.routed_runs,
+    ),
     "mod_export_generate_joined": ("GAUGE", "requests that joined a running batch", lambda s: s.counters.joined),
     "mod_export_generate_cancelled": ("GAUGE", "requests cancelled or disconnected", lambda s: s.counters.cancelled),
     "mod_export_generate_finished": ("GAUGE", "requests that finished", lambda s: s.counters.finished),
     "mod_export_generate_tokens": ("GAUGE", "tokens streamed", lambda s: s.counters.tokens),
     "mod_export_generate_model_seconds": ("GAUGE", "seconds in prefill and decode", lambda s: s.counters.model_seconds),
     "mod_export_generate_send_seconds": ("GAUGE", "seconds sending responses", lambda s: s.counters.send_seconds),
-    "mod_export_generate_poll_seconds": ("GAUGE", "seconds polling cancellation", lambda s: s.counters.poll_seconds),
+    "mod_export_generate_poll_seconds": (
+        "GAUGE",
+        "seconds polling cancellation",
+        lambda s: s.counters.poll_seconds + s.counters.outbox_poll_seconds,
+    ),
+    "mod_export_generate_waiting": ("GAUGE", "requests waiting for a cache row", lambda s: len(s.waiting)),
+    "mod_export_generate_busy_rows": ("GAUGE", "cache rows held by running requests", lambda s: s.busy_rows),
 }
 
 

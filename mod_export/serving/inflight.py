@@ -3,11 +3,12 @@ own slot of the per-row MoD cache (mod_export.backends.onnxrt.slots), and leave 
 token, or are cancelled. Pure numpy over a SlotDecoder; Triton's generation model drives it from one thread.
 
 One loop iteration: drop cancelled requests (their slots are freed; each request is polled at most every
-`poll_interval` seconds, a poll being a call to the server), admit waiting requests while slots are free (prompts
-of one length share one prefill run, whose next-token logits give each its first token at once), then one decode
-step over every busy row. Per request the tokens follow mod_export.decoding.loop.stream exactly (the same sampling,
-a generator seeded by (seed, row 0)), so a request's tokens are those of Session.generate of that prompt alone:
-prompts of different lengths are not padded into one prefill, since padding changes the attention's rounding.
+`poll_interval` seconds, a poll being a call to the server, made on the outbox's thread after one of the request's
+tokens when there is an outbox), admit waiting requests while slots are free (prompts of one length share one
+prefill run, whose next-token logits give each its first token at once), then one decode step over every busy
+row. Per request the tokens follow mod_export.decoding.loop.stream exactly (the same sampling, a generator seeded
+by (seed, row 0)), so a request's tokens are those of Session.generate of that prompt alone: prompts of different
+lengths are not padded into one prefill, since padding changes the attention's rounding.
 
 Sending: with an Outbox, tokens are handed to sender threads that call each Job.emit in order while the next
 decode step runs (ONNX Runtime releases the GIL), so sending overlaps the model; a send that fails marks its job,
@@ -16,6 +17,7 @@ which the next iteration drops. Without one, emit() runs inline."""
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import queue
 import threading
@@ -29,6 +31,8 @@ from mod_export.backends.onnxrt.slots import SlotDecoder
 from mod_export.decoding.sampling import Sampling, sample
 
 logger = logging.getLogger(__name__)
+
+TOKEN, CANCELLATION, POLL = "a token", "a cancellation", "a cancellation poll"  # kinds of outbox calls
 
 
 @dataclass
@@ -48,7 +52,9 @@ class Job:
     last: int = 0
     generator: np.random.Generator | None = None
     failed: str | None = None  # set (by an outbox thread) when a send to the client failed
+    cancel_seen: bool = False  # set (by an outbox thread) when its poll found the request cancelled
     polled: float = 0.0  # when cancelled() was last called (perf_counter seconds)
+    sender: int = -1  # the outbox thread that sends this job's calls (-1: none chosen yet)
 
 
 @dataclass
@@ -63,18 +69,21 @@ class Counters:
     prefills: int = 0  # prefill runs (one per prompt length among the prompts admitted together)
     model_seconds: float = 0.0  # in prefill and decode steps
     send_seconds: float = 0.0  # in emit() (sampling excluded), inline or on the outbox's thread
-    poll_seconds: float = 0.0  # in cancelled()
+    poll_seconds: float = 0.0  # in cancelled() on the loop's thread
+    outbox_poll_seconds: float = 0.0  # in cancelled() on the outbox's threads
 
 
 class Outbox:
     """Sender threads: the calls handed in for one job run in order on one thread (a job's stream stays in order),
     off the decode loop; different jobs' sends overlap (each is a round trip to the server). A call that raises
-    marks its job failed (the scheduler drops it at its next iteration); `seconds` sums the time in the calls."""
+    marks its job failed (the scheduler drops it at its next iteration); `seconds` sums the time in the calls, per
+    kind of call (the `what` they were handed in with)."""
 
     def __init__(self, threads: int = 1):
         self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(max(1, threads))]
-        self.seconds = 0.0
+        self.seconds: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
+        self._deal = itertools.count()
         self._threads = [
             threading.Thread(target=self._run, args=(q,), name=f"mod-export-outbox-{i}", daemon=True)
             for i, q in enumerate(self._queues)
@@ -83,7 +92,11 @@ class Outbox:
             thread.start()
 
     def put(self, job: Job, call: Callable[[], None], what: str) -> None:
-        self._queues[id(job) % len(self._queues)].put((job, call, what))
+        """Queue a call for the job's thread (jobs are dealt to the threads in turn, at their first call).
+        Called from one thread only (the scheduler's loop)."""
+        if job.sender < 0:
+            job.sender = next(self._deal) % len(self._queues)
+        self._queues[job.sender].put((job, call, what))
 
     def _run(self, calls: queue.SimpleQueue) -> None:
         while True:
@@ -100,7 +113,7 @@ class Outbox:
                 logger.info("%s could not be sent (client gone?): %s", what, exc)
                 job.failed = f"the stream could not be sent: {exc}"
             with self._lock:
-                self.seconds += time.perf_counter() - start
+                self.seconds[what] += time.perf_counter() - start
 
     def close(self, timeout: float = 10) -> None:
         """Send what is queued, then stop the threads."""
@@ -151,7 +164,7 @@ class Scheduler:
             job.on_cancel(reason)
 
         if self.outbox is not None:
-            self.outbox.put(job, tell, "a cancellation")
+            self.outbox.put(job, tell, CANCELLATION)
             return
         try:
             tell()
@@ -176,7 +189,9 @@ class Scheduler:
         index = job.produced - 1
         job.last = token
         if self.outbox is not None:
-            self.outbox.put(job, lambda: job.emit(token, index, final), "a token")
+            self.outbox.put(job, lambda: job.emit(token, index, final), TOKEN)
+            if not final and self._poll_due(job, time.perf_counter()):  # after its token, on the same thread
+                self.outbox.put(job, lambda: self._poll_on_outbox(job), POLL)
         else:
             start = time.perf_counter()
             try:
@@ -190,13 +205,30 @@ class Scheduler:
         if final:
             self._finish(job)
 
+    def _poll_due(self, job: Job, now: float) -> bool:
+        """Whether to ask the server now whether the job was cancelled (at most every poll_interval seconds)."""
+        if now - job.polled < self.poll_interval:
+            return False
+        job.polled = now
+        return True
+
+    @staticmethod
+    def _poll_on_outbox(job: Job) -> None:
+        if job.cancelled():
+            job.cancel_seen = True  # the loop drops it at its next iteration
+
     def _gone(self, job: Job, now: float) -> str | None:
-        """Why the job must be dropped now (its client is gone or cancelled it), else None."""
+        """Why the job must be dropped now (its client is gone or cancelled it), else None. With an outbox, a
+        running job is polled on the outbox's thread after its tokens (each poll is a round trip to the server,
+        kept off the decode loop); a waiting one, and every job without an outbox, is polled here."""
         if job.failed is not None:
             return job.failed
-        if now - job.polled < self.poll_interval:
+        if job.cancel_seen:
+            return "cancelled"
+        if self.outbox is not None and job.slot >= 0:
             return None
-        job.polled = now
+        if not self._poll_due(job, now):
+            return None
         return "cancelled" if job.cancelled() else None
 
     def _admit(self) -> None:
@@ -258,7 +290,9 @@ class Scheduler:
             for slot, job in list(self.running.items()):
                 self._emit(job, logits[slot])
         if self.outbox is not None:
-            self.counters.send_seconds = self.outbox.seconds
+            seconds = self.outbox.seconds
+            self.counters.send_seconds = seconds[TOKEN] + seconds[CANCELLATION]
+            self.counters.outbox_poll_seconds = seconds[POLL]
         self._on_change(self)
         return bool(self.running or self.waiting)
 

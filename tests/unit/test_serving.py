@@ -323,6 +323,29 @@ def test_equal_length_prompts_prefill_exactly_as_alone_and_padding_stays_within_
         SlotDecoder(stepper, 2, 32).admit_many(same)
 
 
+def test_routed_block_runs_count_the_steps_where_some_busy_row_took_the_block(exported):
+    """SlotDecoder.routed_runs (the metric of how much of the MoD skipping a batch keeps): one busy row runs a
+    routed block exactly when it takes it (its cache length there grows by one); two rows run it when either does."""
+    _, out = exported
+    stepper = Session(out, threads=1).generation_stepper()
+    assert stepper.routed_layers
+    rng = np.random.default_rng(8)
+    for rows in (1, 2):
+        decoder = SlotDecoder(stepper, 3, 40)
+        slots = [decoder.admit([int(t) for t in rng.integers(0, 256, 6)])[0] for _ in range(rows)]
+        start = {layer: decoder.lengths[layer][slots].copy() for layer in stepper.routed_layers}
+        tokens = np.zeros(3, np.int64)
+        for _ in range(20):
+            tokens[: decoder.rows] = decoder.step(tokens).argmax(-1)
+        grown = {layer: decoder.lengths[layer][slots] - start[layer] for layer in stepper.routed_layers}
+        if rows == 1:
+            assert decoder.routed_runs == sum(int(g[0]) for g in grown.values())
+        else:
+            assert max(int(g.max()) for g in grown.values()) <= decoder.routed_runs
+            assert decoder.routed_runs <= sum(int(g.sum()) for g in grown.values())
+        assert 0 < decoder.routed_runs < 20 * len(stepper.routed_layers)  # some blocks skipped, some ran
+
+
 def test_a_send_that_fails_on_the_outbox_thread_frees_the_row_and_stops_the_stream(exported):
     _, out = exported
     session = Session(out, threads=1)
@@ -342,6 +365,54 @@ def test_a_send_that_fails_on_the_outbox_thread_frees_the_row_and_stops_the_stre
     outbox.close()
     assert sent == [0, 1] and scheduler.busy_rows == 0 and scheduler.counters.cancelled == 1
     assert scheduler.counters.tokens < 40  # the stream stopped early: the failed send freed its row
+
+
+def test_outbox_deals_jobs_to_every_thread_and_keeps_each_jobs_calls_in_order():
+    """Jobs are dealt to the sender threads in turn (all of them on one thread would serialise every send), and a
+    job's calls run on one thread, in the order handed in."""
+    outbox = Outbox(3)
+    jobs = [Job([1], 5, lambda *a: None) for _ in range(6)]
+    seen: dict[int, list[tuple[str, int]]] = {i: [] for i in range(len(jobs))}
+    for k in range(5):
+        for i, job in enumerate(jobs):
+            outbox.put(job, lambda i=i, k=k: seen[i].append((threading.current_thread().name, k)), "a token")
+    outbox.close()
+    assert sorted(job.sender for job in jobs) == [0, 0, 1, 1, 2, 2]
+    for i, calls in seen.items():
+        assert [k for _, k in calls] == list(range(5)), i
+        assert len({name for name, _ in calls}) == 1, calls
+    assert len({calls[0][0] for calls in seen.values()}) == 3
+    assert outbox.seconds["a token"] > 0
+
+
+def test_with_an_outbox_running_requests_are_polled_on_its_thread_and_a_cancel_frees_the_row(exported):
+    """Cancellation polls of running requests (each a round trip to the server) run on the outbox's thread after
+    their tokens, not on the decode loop; a cancel seen there frees the row and tells the client once."""
+    _, out = exported
+    session = Session(out, threads=1)
+    polled_on, told = [], []
+    state = {"cancel": False}
+
+    def cancelled():
+        polled_on.append(threading.current_thread().name)
+        return state["cancel"]
+
+    def emit(token, index, final):
+        if index == 3:
+            state["cancel"] = True
+
+    outbox = Outbox(2)
+    scheduler = Scheduler(SlotDecoder(session.generation_stepper(), 2, 48), outbox=outbox, poll_interval=0.0)
+    scheduler.submit(Job([1, 2, 3], 40, emit, cancelled=cancelled, on_cancel=told.append))
+    deadline = time.monotonic() + 30
+    while scheduler.run_once() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    outbox.close()
+    assert told == ["cancelled"] and scheduler.counters.cancelled == 1 and scheduler.busy_rows == 0
+    assert scheduler.counters.tokens < 40 and not scheduler.decoder.busy.any()
+    on_loop = [name for name in polled_on if not name.startswith("mod-export-outbox")]
+    assert len(on_loop) == 1, polled_on  # the one poll at admission; every later one on the outbox's thread
+    assert len(polled_on) >= 4 and scheduler.counters.outbox_poll_seconds > 0
 
 
 def test_generation_model_streams_checks_and_cancels(repository):

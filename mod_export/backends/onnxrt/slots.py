@@ -8,8 +8,9 @@ joins by a prefill (a row of a batch of prompts) whose taken entries are compact
 compaction as OrtStepper.prefill), so its tokens equal those of generating it alone; a finished or cancelled
 request frees its slot (length 0) for the next. The decode step runs rows [0, n) with n = one past the highest
 busy slot (free slots below it run with active=False: they take no block and write nothing); admissions take the
-lowest free slot, so n stays as small as the load allows. The cache views of rows [0, n) are bound with IOBinding,
-rebound when n changes.
+lowest free slot, so n stays as small as the load allows. The cache views of rows [0, n), the step's inputs and its
+outputs are numpy buffers bound with IOBinding, rebound when n changes: a step allocates and copies nothing but
+the logits it returns.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from mod_export.contract import INPUT_IDS, LOGITS
 from mod_export.decoding.loop import left_pad
 from mod_export.errors import InputError
 
+OUTPUT_DTYPES = {"tensor(float)": np.float32, "tensor(bool)": np.bool_, "tensor(int64)": np.int64}
+
 
 class SlotDecoder:
     def __init__(self, stepper: OrtStepper, slots: int, capacity: int):
@@ -45,6 +48,9 @@ class SlotDecoder:
         self.positions = np.zeros(slots, np.int64)
         self.busy = np.zeros(slots, bool)
         self._binding, self._bound_rows, self._views = None, 0, []
+        self._inputs: dict[str, np.ndarray] = {}  # input_ids [n,1], position_ids [n,1], active [n]
+        self._outputs: dict[str, np.ndarray] = {}  # outputs bound to buffers (batch the only free dimension)
+        self.routed_runs = 0  # routed blocks that ran (some busy row took them), summed over decode steps
 
     @property
     def free_slots(self) -> int:
@@ -93,14 +99,32 @@ class SlotDecoder:
     def _bind(self, n: int) -> None:
         binding = self.stepper.decode_session.io_binding()
         self._views = []
+
+        def bind(array: np.ndarray, name: str, output: bool = False) -> None:
+            value = ort.OrtValue.ortvalue_from_numpy(array)
+            (binding.bind_ortvalue_output if output else binding.bind_ortvalue_input)(name, value)
+            self._views.append(value)  # keep alive: ONNX Runtime reads and writes the numpy memory through it
+
         for layer in range(self.stepper.layers):
             arrays = (self.lengths[layer][:n], self.keys[layer][:n], self.values[layer][:n])  # contiguous views
             for name, array in zip(past_names(layer), arrays):
-                value = ort.OrtValue.ortvalue_from_numpy(array)
-                binding.bind_ortvalue_input(name, value)
-                self._views.append(value)  # keep alive: ONNX Runtime reads the numpy memory through it
-        for name in self.stepper.output_names:
-            binding.bind_output(name, "cpu")
+                bind(array, name)
+        self._inputs = {
+            INPUT_IDS: np.zeros((n, 1), np.int64),
+            POSITION_IDS: np.zeros((n, 1), np.int64),
+            ACTIVE: np.zeros(n, bool),
+        }
+        for name, array in self._inputs.items():
+            bind(array, name)
+        self._outputs = {}
+        for output in self.stepper.decode_session.get_outputs():
+            dims = [n if k == 0 else d for k, d in enumerate(output.shape)]
+            dtype = OUTPUT_DTYPES.get(output.type)
+            if dtype is None or not all(isinstance(d, int) for d in dims):
+                binding.bind_output(output.name, "cpu")  # ONNX Runtime allocates it: fetched after the run
+                continue
+            self._outputs[output.name] = np.empty(dims, dtype)
+            bind(self._outputs[output.name], output.name, output=True)
         self._binding, self._bound_rows = binding, n
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
@@ -110,20 +134,17 @@ class SlotDecoder:
             raise InputError("no busy slot to step")
         if n != self._bound_rows:
             self._bind(n)
-        active = self.busy[:n].copy()
-        feed = {
-            INPUT_IDS: np.asarray(tokens[:n], np.int64).reshape(n, 1),
-            POSITION_IDS: self.positions[:n].reshape(n, 1).copy(),
-            ACTIVE: active,
-        }
-        values = []
-        for name, array in feed.items():
-            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
-            self._binding.bind_ortvalue_input(name, value)
-            values.append(value)
+        self._inputs[INPUT_IDS][:, 0] = tokens[:n]
+        self._inputs[POSITION_IDS][:, 0] = self.positions[:n]
+        active = self._inputs[ACTIVE]
+        active[:] = self.busy[:n]
         self.stepper.decode_session.run_with_iobinding(self._binding)
-        outs = dict(zip(self.stepper.output_names, (np.array(v.numpy()) for v in self._binding.get_outputs())))
+        outs = dict(self._outputs)
+        if len(outs) < len(self.stepper.output_names):  # some outputs were left to ONNX Runtime to allocate
+            fetched = zip(self.stepper.output_names, self._binding.get_outputs())
+            outs.update((name, value.numpy()) for name, value in fetched if name not in outs)
         views = ([k[:n] for k in self.keys], [v[:n] for v in self.values], [L[:n] for L in self.lengths])
         write_step(outs, active, *views)
-        self.positions[:n] += active.astype(np.int64)
-        return outs[LOGITS][:, 0]  # [n,V]
+        self.routed_runs += sum(bool((outs[f"take.{layer}"] & active).any()) for layer in self.stepper.routed_layers)
+        self.positions[:n] += active
+        return outs[LOGITS][:, 0].copy()  # [n,V]: the buffer is the next step's
