@@ -2,8 +2,9 @@
 generation model (decoupled, in-flight batching, mod_export.serving.generation) of a MoD model against its dense
 twin (same weights, routing off), each in its own repository written the same way and served by its own real
 tritonserver (the nvidia-pytriton wheel's binary, torch-free serving environment from
-tests/serving/environment.py), at several client concurrencies. Rounds alternate the order of the two models so
-drift on a shared machine hits both alike. Scoring requests are single rows of random tokens of one length;
+tests/serving/environment.py), at several client concurrencies. Rounds alternate the order of the two models,
+and odd rounds run the concurrency levels in descending order, so drift on a shared machine hits both alike; the
+generation tokens/s ratio of concurrency 8 to 1 is printed per round (both measured within that round). Scoring requests are single rows of random tokens of one length;
 generation requests are greedy streams of --new-tokens tokens after a --prompt-len prompt, one gRPC stream per
 client thread, requests sent one after another on it.
 
