@@ -4,9 +4,9 @@ twin (same weights, routing off), each in its own repository written the same wa
 tritonserver (the nvidia-pytriton wheel's binary, torch-free serving environment from
 tests/serving/environment.py), at several client concurrencies. Rounds alternate the order of the two models,
 and odd rounds run the concurrency levels in descending order, so drift on a shared machine hits both alike; the
-generation tokens/s ratio of concurrency 8 to 1 is printed per round (both measured within that round). Scoring requests are single rows of random tokens of one length;
-generation requests are greedy streams of --new-tokens tokens after a --prompt-len prompt, one gRPC stream per
-client thread, requests sent one after another on it.
+generation tokens/s ratio of concurrency 8 to 1 is printed per round (both measured within that round). Scoring
+requests are single rows of random tokens of one length; generation requests are greedy streams of --new-tokens
+tokens after a --prompt-len prompt, one gRPC stream per client thread, requests sent one after another on it.
 
     python benchmarks/serving.py [--model synthetic:256x8] [--seq-len 256] [--concurrency 1,2,4,8,16]
            [--requests 48] [--streams 16] [--prompt-len 32] [--new-tokens 64] [--rounds 2] [--threads 1]
