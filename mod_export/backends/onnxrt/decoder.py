@@ -40,6 +40,19 @@ def decode_layout(decode: onnx.ModelProto) -> tuple[int, list[int], int, int]:
     return layers, routed, int(dims[1].dim_value), int(dims[3].dim_value)
 
 
+def bind_cache(binding: ort.IOBinding, lengths: list, keys: list, values: list) -> list[ort.OrtValue]:
+    """Bind every block's cache (valid lengths [B], keys/values [B,H,S,Dh], contiguous numpy arrays) as decode
+    inputs, as OrtValues over the arrays themselves (no copy on the CPU). Returns the OrtValues: keep them alive,
+    ONNX Runtime reads the numpy memory through them."""
+    kept = []
+    for layer, arrays in enumerate(zip(lengths, keys, values)):
+        for name, array in zip(past_names(layer), arrays):
+            value = ort.OrtValue.ortvalue_from_numpy(array)
+            binding.bind_ortvalue_input(name, value)
+            kept.append(value)
+    return kept
+
+
 def positions_from_mask(mask: np.ndarray) -> np.ndarray:
     """[B,P] mask -> [B,P] each real token's index among its row's real tokens (0 at padding)."""
     return np.clip(np.cumsum(mask, axis=-1) - 1, 0, None).astype(np.int64)
@@ -134,12 +147,7 @@ class OrtStepper:
     def _bind_cache(self) -> None:
         """Bind every cache buffer once, as an OrtValue over the numpy array itself (no copy on the CPU)."""
         binding = self.decode_session.io_binding()
-        self._cache_values = []
-        for layer in range(self.layers):
-            for name, array in zip(past_names(layer), (self.lengths[layer], self.keys[layer], self.values[layer])):
-                value = ort.OrtValue.ortvalue_from_numpy(array)
-                binding.bind_ortvalue_input(name, value)
-                self._cache_values.append(value)  # keep alive: ONNX Runtime reads the numpy memory through it
+        self._cache_values = bind_cache(binding, self.lengths, self.keys, self.values)
         for name in self.output_names:
             binding.bind_output(name, "cpu")
         self._binding = binding

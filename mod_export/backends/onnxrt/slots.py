@@ -22,7 +22,7 @@ from mod_export.backends.onnxrt.decoder import (
     ACTIVE,
     POSITION_IDS,
     OrtStepper,
-    past_names,
+    bind_cache,
     positions_from_mask,
     write_prefill,
     write_step,
@@ -98,17 +98,14 @@ class SlotDecoder:
 
     def _bind(self, n: int) -> None:
         binding = self.stepper.decode_session.io_binding()
-        self._views = []
+        rows = ([L[:n] for L in self.lengths], [k[:n] for k in self.keys], [v[:n] for v in self.values])  # contiguous
+        self._views = bind_cache(binding, *rows)
 
         def bind(array: np.ndarray, name: str, output: bool = False) -> None:
             value = ort.OrtValue.ortvalue_from_numpy(array)
             (binding.bind_ortvalue_output if output else binding.bind_ortvalue_input)(name, value)
             self._views.append(value)  # keep alive: ONNX Runtime reads and writes the numpy memory through it
 
-        for layer in range(self.stepper.layers):
-            arrays = (self.lengths[layer][:n], self.keys[layer][:n], self.values[layer][:n])  # contiguous views
-            for name, array in zip(past_names(layer), arrays):
-                bind(array, name)
         self._inputs = {
             INPUT_IDS: np.zeros((n, 1), np.int64),
             POSITION_IDS: np.zeros((n, 1), np.int64),
