@@ -39,9 +39,8 @@ from mod_export.exporter.triton import TritonSettings, write_repository
 from mod_export.models.flops import ideal_speedup
 from mod_export.serving.bundled import BundledServer
 from mod_export.validate.artifacts import evaluation_text
-from tests.serving.client import client, fan_out, generate_inputs, send, tensor
+from tests.serving.client import client, fan_out, generate_inputs, run_streams, send, settled, tensor
 from tests.serving.environment import serving_env
-from tests.serving.test_generation_server import idle, run_streams
 
 
 def write_repositories(
@@ -80,11 +79,11 @@ def write_repositories(
 def generation_level(server, prompts: list[list[int]], new_tokens: int, concurrency: int) -> dict:
     """Greedy streams of every prompt from `concurrency` client threads: tokens/s, first-token and inter-token
     latency, errors, and the mean rows per decode step the model ran (its metrics)."""
-    before = idle(server)
+    before = settled(server)
     start = time.perf_counter()
     results = run_streams(server, [generate_inputs(p, new_tokens) for p in prompts], concurrency)
     wall = time.perf_counter() - start
-    after = idle(server)
+    after = settled(server, before, ended=len(prompts))
     ok = [r for r in results if r["error"] is None and len(r["tokens"]) == new_tokens]
     tokens = sum(len(r["tokens"]) for r in ok)
     first = np.array([r["seconds"][0] for r in ok]) * 1e3

@@ -74,6 +74,7 @@ TRITON_GENERATE_MODEL = "mod_export_generate"  # Python backend, decoupled, mod_
 TOKEN_ID = "token_id"  # the generation model's output: one token per streamed response
 DEFAULT_TRITON_SLOTS = 16  # generation: requests generating at once (cache rows of the in-flight batch)
 DEFAULT_TRITON_CONTEXT = 512  # generation: prompt + new tokens per request (cache entries per row)
+TRITON_STEP_DELAY = "debug_step_delay_ms"  # generation config parameter: a wait after each decode step (tests only)
 
 
 def capacity_k(T, num: int, den: int):

@@ -40,3 +40,34 @@ def snapshot(root: Path) -> dict[str, str]:
         else:
             state[rel] = "dir"
     return state
+
+
+def split_predictors(model, input_ids, positions: slice, min_gap: float = 1e-3):
+    """Shift each routed block's causal-predictor bias so that, on `input_ids` [B,T] (teacher forcing), the tokens
+    at `positions` of row 0 take the block for a known, mixed pattern: the threshold sits in the widest gap between
+    two sorted decision logits around the middle, at least `min_gap` from both (so ONNX Runtime's rounding cannot
+    flip a decision). Block by block, as a shift changes the inputs of later blocks. Returns
+    {routed block: [n] bool}, the takes at those positions of row 0, each with some takes and some skips.
+
+    Tests that count taken or skipped blocks build their routing with it instead of hoping for a trained model's."""
+    import torch
+
+    from mod_export.models.causal import CausalRecord, causal_forward, routed_layers
+
+    pattern = {}
+    with torch.no_grad():
+        for layer in routed_layers(model):
+            record = CausalRecord()
+            causal_forward(model, input_ids, record=record)
+            values = record.decision[layer][0, positions].sort().values  # [n] ascending
+            n = values.numel()
+            gaps = values[1:] - values[:-1]  # gap i lies between values i and i+1
+            low, high = n // 4, n - n // 4  # keep both sides at least a quarter of the tokens
+            best = int(torch.argmax(gaps[low : high - 1])) + low
+            assert float(gaps[best]) > 2 * min_gap, f"block {layer}: decision logits too close to split"
+            threshold = float(values[best] + values[best + 1]) / 2
+            model.blocks[layer].predictor.net[-1].bias -= threshold
+            record = CausalRecord()
+            causal_forward(model, input_ids, record=record)
+            pattern[layer] = (record.decision[layer][0, positions] > 0).numpy()
+    return pattern

@@ -34,6 +34,7 @@ from mod_export.contract import (
     TRITON_ONNX_MODEL,
     TRITON_REPOSITORY,
     TRITON_SCORE_MODEL,
+    TRITON_STEP_DELAY,
     TRITON_TRT_MODEL,
     VERSION,
 )
@@ -58,6 +59,7 @@ class TritonSettings:
     max_seq_len: int = 4096  # longest request the scoring model accepts (the --seq-len maximum)
     slots: int = DEFAULT_TRITON_SLOTS  # generation: requests generating at once (in-flight batch rows)
     context: int = DEFAULT_TRITON_CONTEXT  # generation: prompt + new tokens per request
+    step_delay_ms: int = 0  # generation: a wait after each decode step (debugging and tests only; docs/serving.md)
 
 
 def _io_block(vocab: int, optional_mask: bool = False) -> str:
@@ -131,6 +133,8 @@ def generate_config(settings: TritonSettings) -> str:
     inputs = [f'  {{ name: "{INPUT_IDS}" data_type: TYPE_INT64 dims: [ -1 ] }}']
     inputs += [f'  {{ name: "{n}" data_type: {t} dims: {d} optional: true }}' for n, t, d in GENERATE_OPTIONS]
     params = {"max_slots": settings.slots, "max_context": settings.context, "intra_op_threads": settings.threads}
+    if settings.step_delay_ms:
+        params[TRITON_STEP_DELAY] = settings.step_delay_ms
     return (
         f'name: "{TRITON_GENERATE_MODEL}"\nbackend: "python"\nmax_batch_size: 0\n'
         + "model_transaction_policy { decoupled: true }\n"

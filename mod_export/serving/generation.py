@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mod_export.backends.onnxrt.slots import SlotDecoder
-from mod_export.contract import INPUT_IDS, TOKEN_ID, VERSION
+from mod_export.contract import INPUT_IDS, TOKEN_ID, TRITON_STEP_DELAY, VERSION
 from mod_export.decoding.sampling import Sampling
 from mod_export.errors import InputError, ModExportError
 from mod_export.runtime import Session
@@ -84,6 +84,7 @@ class GenerationModel:
         threads = int_parameter(config, "intra_op_threads", 0, 0)
         slots = int_parameter(config, "max_slots", 16, 1)
         context = int_parameter(config, "max_context", 512, 2)
+        delay_ms = int_parameter(config, TRITON_STEP_DELAY, 0, 0)
         self.session = Session(folder, backend="onnxruntime", threads=threads or None)
         stepper = self.session.generation_stepper()
         self.context = min(context, self.session.max_context or context)
@@ -93,6 +94,7 @@ class GenerationModel:
             on_change=self._publish,
             outbox=Outbox(SENDER_THREADS),  # responses go out while the next decode step runs
             poll_interval=CANCEL_POLL_SECONDS,
+            step_delay=delay_ms / 1000,
         )
         self._metrics = self._make_metrics(config.get("name", "generate"))
         self.scheduler.start()

@@ -83,6 +83,8 @@ class Outbox:
         self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(max(1, threads))]
         self.seconds: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pending = 0  # calls handed in and not yet run (or dropped)
         self._deal = itertools.count()
         self._threads = [
             threading.Thread(target=self._run, args=(q,), name=f"mod-export-outbox-{i}", daemon=True)
@@ -96,7 +98,15 @@ class Outbox:
         Called from one thread only (the scheduler's loop)."""
         if job.sender < 0:
             job.sender = next(self._deal) % len(self._queues)
+        with self._lock:
+            self._pending += 1
         self._queues[job.sender].put((job, call, what))
+
+    def wait_idle(self, timeout: float = 10) -> bool:
+        """Wait until every call handed in so far has run; False if the timeout passed first. (A caller that steps
+        the scheduler itself uses it to run the loop and the senders in lockstep, as the unit tests do.)"""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def _run(self, calls: queue.SimpleQueue) -> None:
         while True:
@@ -104,16 +114,17 @@ class Outbox:
             if item is None:
                 return
             job, call, what = item
-            if job.failed is not None:  # the client is gone: drop the rest of its stream
-                continue
             start = time.perf_counter()
-            try:
-                call()
-            except Exception as exc:
-                logger.info("%s could not be sent (client gone?): %s", what, exc)
-                job.failed = f"the stream could not be sent: {exc}"
-            with self._lock:
+            if job.failed is None:  # else the client is gone: drop the rest of its stream
+                try:
+                    call()
+                except Exception as exc:
+                    logger.info("%s could not be sent (client gone?): %s", what, exc)
+                    job.failed = f"the stream could not be sent: {exc}"
+            with self._idle:
                 self.seconds[what] += time.perf_counter() - start
+                self._pending -= 1
+                self._idle.notify_all()
 
     def close(self, timeout: float = 10) -> None:
         """Send what is queued, then stop the threads."""
@@ -130,12 +141,16 @@ class Scheduler:
         on_change: Callable[[Scheduler], None] | None = None,
         outbox: Outbox | None = None,
         poll_interval: float = 0.0,
+        step_delay: float = 0.0,
     ):
         """outbox: send tokens from its thread (None: inline). poll_interval: seconds between two cancellation
-        polls of one request (0: every iteration)."""
+        polls of one request (0: every iteration). step_delay: seconds to wait after each decode step, a debugging
+        knob that makes the model as slow as a bigger one (tests use it so that a cancel always lands before a
+        request ends, whatever the host's speed); 0 in production."""
         self.decoder = decoder
         self.outbox = outbox
         self.poll_interval = poll_interval
+        self.step_delay = step_delay
         self.running: dict[int, Job] = {}  # slot -> job
         self.waiting: collections.deque[Job] = collections.deque()
         self.counters = Counters()
@@ -289,6 +304,8 @@ class Scheduler:
             self.counters.row_steps += len(self.running)
             for slot, job in list(self.running.items()):
                 self._emit(job, logits[slot])
+            if self.step_delay > 0:
+                time.sleep(self.step_delay)
         if self.outbox is not None:
             seconds = self.outbox.seconds
             self.counters.send_seconds = seconds[TOKEN] + seconds[CANCELLATION]

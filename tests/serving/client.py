@@ -71,12 +71,14 @@ class Streamer:
         self.replies = self._queue_type()
         self.conn.start_stream(callback=lambda result, error: self.replies.put((result, error)))
 
-    def run(self, inputs: list, timeout: float = 60, cancel_after: int | None = None) -> dict:
+    def run(
+        self, inputs: list, timeout: float = 60, cancel_after: int | None = None, model: str = TRITON_GENERATE_MODEL
+    ) -> dict:
         """One request: {"tokens", "error", "seconds" (per token, from the send)}. cancel_after=N: close the
         stream, cancelling the request, after N tokens (a client that goes away); a new stream is opened."""
         out = {"tokens": [], "error": None, "seconds": []}
         start = time.perf_counter()
-        self.conn.async_stream_infer(TRITON_GENERATE_MODEL, inputs, enable_empty_final_response=True)
+        self.conn.async_stream_infer(model, inputs, enable_empty_final_response=True)
         while True:
             result, error = self.replies.get(timeout=timeout)
             if error is not None:
@@ -87,22 +89,28 @@ class Streamer:
                 out["tokens"].append(int(token[0]))
                 out["seconds"].append(time.perf_counter() - start)
             if cancel_after is not None and len(out["tokens"]) >= cancel_after:
-                self.conn.stop_stream(cancel_requests=True)
-                self._open()
+                self.cancel()
                 return out
             if result.get_response().parameters["triton_final_response"].bool_param:
                 return out
+
+    def cancel(self) -> None:
+        """Close the stream, cancelling whatever it still runs (a client that goes away), and open a new one."""
+        self.conn.stop_stream(cancel_requests=True)
+        self._open()
 
     def close(self) -> None:
         self.conn.stop_stream()
         self.conn.close()
 
 
-def stream_tokens(server, inputs: list, timeout: float = 60, cancel_after: int | None = None) -> dict:
+def stream_tokens(
+    server, inputs: list, timeout: float = 60, cancel_after: int | None = None, model: str = TRITON_GENERATE_MODEL
+) -> dict:
     """One generation request on a client of its own (Streamer.run)."""
     streamer = Streamer(server)
     try:
-        return streamer.run(inputs, timeout, cancel_after)
+        return streamer.run(inputs, timeout, cancel_after, model)
     finally:
         streamer.close()
 
@@ -141,3 +149,44 @@ def fan_out(
         t.join(timeout)
     assert all(r is not None for r in results), "a client thread did not finish"
     return results
+
+
+def run_streams(server, jobs: list[list], concurrency: int, **kwargs) -> list[dict]:
+    """Stream every job's inputs from `concurrency` threads (one client and stream each); results in job order."""
+
+    def call(streamer: Streamer, i: int) -> dict:
+        try:
+            return streamer.run(jobs[i], **kwargs)
+        except Exception as exc:  # reported by the caller, with the job
+            return {"tokens": [], "error": f"{type(exc).__name__}: {exc}", "seconds": []}
+
+    return fan_out(len(jobs), concurrency, lambda: Streamer(server), call, close=Streamer.close)
+
+
+GAUGE_PREFIX = "mod_export_generate_"
+
+
+def gauges(server, model: str = TRITON_GENERATE_MODEL) -> dict[str, float]:
+    """A generation model's metrics by short name (busy_rows, steps, row_steps, joined, cancelled, ...)."""
+    label = f'model="{model}"'
+    metrics = server.metrics(GAUGE_PREFIX).items()
+    return {k.split("{")[0][len(GAUGE_PREFIX) :]: v for k, v in metrics if label in k}
+
+
+def settled(
+    server, before: dict | None = None, ended: int = 0, model: str = TRITON_GENERATE_MODEL, timeout: float = 60
+) -> dict[str, float]:
+    """The metrics once `ended` more requests than in `before` have finished or been cancelled, no row is busy and
+    nothing waits. The model publishes after a loop iteration, later than the client sees its last token, so a
+    reader waits for the change it expects: idleness alone is also the state before a request was counted.
+    Returns the last metrics read when the timeout passes first (the caller's assertion then says what is off)."""
+    done = 0 if before is None else before.get("finished", 0) + before.get("cancelled", 0)
+    deadline = time.monotonic() + timeout
+    while True:
+        now = gauges(server, model)
+        quiet = now.get("busy_rows", 0) == 0 and now.get("waiting", 0) == 0
+        if quiet and now.get("finished", 0) + now.get("cancelled", 0) >= done + ended:
+            return now
+        if time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)

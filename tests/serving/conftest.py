@@ -4,6 +4,7 @@ the end of the session whatever happens. Server tests skip with one reason where
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from mod_export.exporter.triton import TritonSettings
 MAX_SEQ = 256  # the export's --seq-len maximum: the scoring model refuses longer requests
 MAX_BATCH = 16
 GEN_SLOTS, GEN_CONTEXT = 16, 96  # the generation model: 16 requests in flight, prompt + new tokens <= 96
+SLOW_MODEL = "mod_export_generate_slow"  # the same generation model, waiting SLOW_STEP_MS after each decode step
+SLOW_STEP_MS = 50  # so a request of GEN_CONTEXT - 3 new tokens runs >= 4.6 s: a cancel always lands before its end
 
 
 @pytest.fixture(scope="session")
@@ -38,14 +41,35 @@ def triton_export(trained, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(serving, triton_export, tmp_path_factory):
-    """A running tritonserver serving triton_export's repository (the session's one server)."""
+def slow_repository(triton_export, tmp_path_factory) -> Path:
+    """A second repository with SLOW_MODEL: the export's generation model, config renamed, with the
+    debug_step_delay_ms parameter (mod_export.serving.inflight.Scheduler's step_delay). Cancellation tests use it:
+    the server cannot finish a long request before the client's cancel arrives, however fast the host."""
+    from mod_export.contract import TRITON_GENERATE_MODEL, TRITON_STEP_DELAY
+    from mod_export.exporter.triton import generate_config
+
+    repo = tmp_path_factory.mktemp("slow") / "model_repository"
+    shutil.copytree(triton_export / "model_repository" / TRITON_GENERATE_MODEL, repo / SLOW_MODEL)
+    settings = TritonSettings(threads=1, slots=GEN_SLOTS, context=GEN_CONTEXT, step_delay_ms=SLOW_STEP_MS)
+    config = generate_config(settings)
+    assert f'"{TRITON_STEP_DELAY}"' in config
+    (repo / SLOW_MODEL / "config.pbtxt").write_text(
+        config.replace(f'name: "{TRITON_GENERATE_MODEL}"', f'name: "{SLOW_MODEL}"', 1)
+    )
+    return repo
+
+
+@pytest.fixture(scope="session")
+def server(serving, triton_export, slow_repository, tmp_path_factory):
+    """A running tritonserver serving triton_export's repository and the slow generation model (the session's one
+    server)."""
     from mod_export.serving.bundled import BundledServer
 
     if serving.skip_reason:
         pytest.skip(f"the bundled tritonserver cannot run here: {serving.skip_reason}")
     log = tmp_path_factory.mktemp("tritonserver") / "server.log"
-    instance = BundledServer(triton_export / "model_repository", serving.pytriton, serving.env, log=log)
+    repositories = [triton_export / "model_repository", slow_repository]
+    instance = BundledServer(repositories, serving.pytriton, serving.env, log=log)
     instance.start(timeout=120)
     try:
         yield instance

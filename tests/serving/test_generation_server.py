@@ -4,49 +4,18 @@ the model's metrics), bad requests get one clear error each, and a client that g
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from mod_export.contract import TRITON_GENERATE_MODEL
 from mod_export.runtime import Session
-from tests.serving.client import Streamer, fan_out, generate_inputs, stream_tokens, tensor
-from tests.serving.conftest import GEN_CONTEXT
-
-PREFIX = "mod_export_generate_"
-
-
-def gauges(server) -> dict[str, float]:
-    """The generation model's metrics by short name (busy_rows, steps, row_steps, joined, cancelled, ...)."""
-    return {k.split("{")[0][len(PREFIX) :]: v for k, v in server.metrics(PREFIX).items()}
-
-
-def idle(server, timeout: float = 30) -> dict[str, float]:
-    """The metrics once no row is busy and nothing waits (the model publishes just after a final response)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = gauges(server)
-        if (now["busy_rows"] == 0 and now["waiting"] == 0) or time.monotonic() > deadline:
-            return now
-        time.sleep(0.05)
+from tests.serving.client import Streamer, generate_inputs, run_streams, settled, stream_tokens, tensor
+from tests.serving.conftest import GEN_CONTEXT, SLOW_MODEL
 
 
 @pytest.fixture(scope="module")
 def local(triton_export):
     return Session(triton_export / "model_repository" / TRITON_GENERATE_MODEL / "1", threads=1)
-
-
-def run_streams(server, jobs: list[list], concurrency: int, **kwargs) -> list[dict]:
-    """Stream every job's inputs from `concurrency` threads (one client and stream each); results in job order."""
-
-    def call(streamer: Streamer, i: int) -> dict:
-        try:
-            return streamer.run(jobs[i], **kwargs)
-        except Exception as exc:  # reported by the caller, with the job
-            return {"tokens": [], "error": f"{type(exc).__name__}: {exc}", "seconds": []}
-
-    return fan_out(len(jobs), concurrency, lambda: Streamer(server), call, close=Streamer.close)
 
 
 def test_greedy_and_sampled_streams_equal_session_generate_in_flight(server, local):
@@ -55,9 +24,9 @@ def test_greedy_and_sampled_streams_equal_session_generate_in_flight(server, loc
     new = [int(n) for n in rng.integers(8, 48, 12)]
     sampled = {i: {"temperature": 0.8, "top_k": 50, "seed": 100 + i} for i in range(0, 12, 3)}
     jobs = [generate_inputs(p, n, **sampled.get(i, {})) for i, (p, n) in enumerate(zip(prompts, new))]
-    before = idle(server)
+    before = settled(server)
     results = run_streams(server, jobs, concurrency=6)
-    after = idle(server)
+    after = settled(server, before, ended=len(jobs))
     for i, (prompt, n, result) in enumerate(zip(prompts, new, results)):
         assert result["error"] is None, (i, result["error"])
         want = local.generate(prompt, max_new_tokens=n, **sampled.get(i, {})).tokens[0]
@@ -87,10 +56,28 @@ def test_bad_generation_requests_get_one_clear_error_each(server):
 
 
 def test_a_client_that_goes_away_mid_stream_frees_its_row(server):
-    before = idle(server)
-    result = stream_tokens(server, generate_inputs([5, 6, 7], GEN_CONTEXT - 3), cancel_after=3)
+    """On the slow model (SLOW_STEP_MS per decode step) the request cannot end before the cancel lands."""
+    before = settled(server, model=SLOW_MODEL)
+    result = stream_tokens(server, generate_inputs([5, 6, 7], GEN_CONTEXT - 3), cancel_after=3, model=SLOW_MODEL)
     assert len(result["tokens"]) == 3 and result["error"] is None
-    now = idle(server)
+    now = settled(server, before, ended=1, model=SLOW_MODEL)
     assert now["cancelled"] == before["cancelled"] + 1 and now["busy_rows"] == 0, (before, now)
     assert now["finished"] == before["finished"], "the cancelled request ran to its end"
-    assert server.model_ready(TRITON_GENERATE_MODEL)
+    assert now["tokens"] - before["tokens"] < GEN_CONTEXT - 3, (before, now)
+    assert server.model_ready(SLOW_MODEL)
+
+
+def test_a_cancel_that_arrives_after_the_end_counts_the_request_as_finished(server):
+    """A client that cancels after its final response: the request finished (not cancelled) and no row leaked."""
+    before = settled(server)
+    streamer = Streamer(server)
+    try:
+        result = streamer.run(generate_inputs([5, 6, 7], 4))
+        streamer.cancel()  # the stream is closed with cancellation, after the end
+    finally:
+        streamer.close()
+    assert len(result["tokens"]) == 4 and result["error"] is None
+    now = settled(server, before, ended=1)
+    assert now["finished"] == before["finished"] + 1 and now["cancelled"] == before["cancelled"], (before, now)
+    assert now["busy_rows"] == 0 and now["waiting"] == 0, now
+    assert stream_tokens(server, generate_inputs([1, 2], 3))["tokens"], "the model serves the next request"

@@ -12,9 +12,8 @@ import numpy as np
 
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS, TRITON_GENERATE_MODEL, TRITON_SCORE_MODEL
 from mod_export.runtime import Session
-from tests.serving.client import client, fan_out, generate_inputs, send, tensor
-from tests.serving.conftest import GEN_CONTEXT, MAX_SEQ
-from tests.serving.test_generation_server import idle, run_streams
+from tests.serving.client import client, fan_out, generate_inputs, run_streams, send, settled, tensor
+from tests.serving.conftest import GEN_CONTEXT, MAX_SEQ, SLOW_MODEL
 
 LEVELS = (1, 4, 8, 16)
 PER_LEVEL = 100  # requests per concurrency level; every 10th is bad
@@ -115,12 +114,16 @@ def test_generation_load_faults_and_disconnects(server, triton_export, capsys):
                 prompt = [int(t) for t in rng.integers(0, 256, GEN_PROMPT)]
                 jobs.append(generate_inputs(prompt, GEN_NEW))
                 meta.append((None, prompt))
-        before = idle(server)
+        before, slow_before = settled(server), settled(server, model=SLOW_MODEL)
         start = time.perf_counter()
         results = run_streams(server, jobs, concurrency)
         wall = time.perf_counter() - start
-        gone = run_streams(server, [generate_inputs([9, 8, 7], GEN_CONTEXT - 3)], 1, cancel_after=2)[0]
-        after = idle(server)
+        # a client that goes away, on the slow model: the cancel lands before the end, whatever the host's speed
+        slow_job = [generate_inputs([9, 8, 7], GEN_CONTEXT - 3)]
+        gone = run_streams(server, slow_job, 1, cancel_after=2, model=SLOW_MODEL)[0]
+        good_streams = sum(kind is None for kind, _ in meta)
+        after = settled(server, before, ended=good_streams)
+        slow_after = settled(server, slow_before, ended=1, model=SLOW_MODEL)
         good = [(prompt, r) for (kind, prompt), r in zip(meta, results) if kind is None]
         for _, r in good:
             assert r["error"] is None, f"concurrency {concurrency}: a good stream failed: {r['error']}"
@@ -130,7 +133,8 @@ def test_generation_load_faults_and_disconnects(server, triton_export, capsys):
                 assert "Traceback" not in r["error"], r["error"]
         for prompt, r in good[:3]:  # spot checks; test_generation_server checks every token of mixed requests
             assert r["tokens"] == local.generate(prompt, max_new_tokens=GEN_NEW).tokens[0]
-        assert len(gone["tokens"]) == 2 and after["busy_rows"] == 0 and after["cancelled"] == before["cancelled"] + 1
+        assert len(gone["tokens"]) == 2 and after["busy_rows"] == 0 and slow_after["busy_rows"] == 0, (after, gone)
+        assert slow_after["cancelled"] == slow_before["cancelled"] + 1, (slow_before, slow_after)
         assert server.model_ready(TRITON_GENERATE_MODEL), f"not READY after concurrency {concurrency}"
         tokens = sum(len(r["tokens"]) for _, r in good)
         first = np.array([r["seconds"][0] for _, r in good]) * 1e3

@@ -4,6 +4,7 @@ bytecode cache, and the torch-free runtime's import graph and distribution."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -14,18 +15,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from mod_export.backends.onnxrt.decoder import OrtStepper
 from mod_export.backends.onnxrt.slots import SlotDecoder
-from mod_export.contract import TRITON_GENERATE_MODEL, TRITON_SCORE_MODEL
+from mod_export.contract import TRITON_GENERATE_MODEL, TRITON_SCORE_MODEL, TRITON_STEP_DELAY
 from mod_export.decoding.sampling import Sampling
 from mod_export.errors import InputError
 from mod_export.exporter.artifacts import why_not_ours
+from mod_export.exporter.decode_export import export_decode_forms
 from mod_export.exporter.triton import TritonSettings, score_config, score_model_py, write_repository
 from mod_export.runtime import Session
 from mod_export.serving.batching import Request, merge
 from mod_export.serving.generation import GenerationModel
 from mod_export.serving.inflight import Job, Outbox, Scheduler
 from mod_export.serving.scoring import ScoringModel
+from tests.helpers import split_predictors
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -323,27 +328,41 @@ def test_equal_length_prompts_prefill_exactly_as_alone_and_padding_stays_within_
         SlotDecoder(stepper, 2, 32).admit_many(same)
 
 
-def test_routed_block_runs_count_the_steps_where_some_busy_row_took_the_block(exported):
+@pytest.fixture(scope="module")
+def split_routing(trained):
+    """(stepper, token rows [2,26], routing pattern): decode graphs of the trained model with its predictors shifted
+    so that row 0's 20 teacher-forced tokens (positions 6..25) take every routed block for a known, mixed pattern
+    (tests.helpers.split_predictors): the condition this module's routing-count test needs, built, not hoped for."""
+    model = copy.deepcopy(trained[0]).eval()
+    rows = torch.from_numpy(np.random.default_rng(8).integers(0, 256, (2, 26)))
+    pattern = split_predictors(model, rows[:1], slice(6, 26))
+    forms = export_decode_forms(model)
+    return OrtStepper(forms.prefill, forms.decode, threads=1), rows.numpy(), pattern
+
+
+def test_routed_block_runs_count_the_steps_where_some_busy_row_took_the_block(split_routing):
     """SlotDecoder.routed_runs (the metric of how much of the MoD skipping a batch keeps): one busy row runs a
     routed block exactly when it takes it (its cache length there grows by one); two rows run it when either does."""
-    _, out = exported
-    stepper = Session(out, threads=1).generation_stepper()
-    assert stepper.routed_layers
-    rng = np.random.default_rng(8)
+    stepper, seqs, pattern = split_routing
+    layers = stepper.routed_layers
+    assert layers and all(0 < p.sum() < len(p) for p in pattern.values()), pattern
     for rows in (1, 2):
         decoder = SlotDecoder(stepper, 3, 40)
-        slots = [decoder.admit([int(t) for t in rng.integers(0, 256, 6)])[0] for _ in range(rows)]
-        start = {layer: decoder.lengths[layer][slots].copy() for layer in stepper.routed_layers}
+        slots = [decoder.admit([int(t) for t in seqs[r, :6]])[0] for r in range(rows)]
+        start = {layer: decoder.lengths[layer][slots].copy() for layer in layers}
         tokens = np.zeros(3, np.int64)
-        for _ in range(20):
-            tokens[: decoder.rows] = decoder.step(tokens).argmax(-1)
-        grown = {layer: decoder.lengths[layer][slots] - start[layer] for layer in stepper.routed_layers}
+        for j in range(20):  # teacher forcing: the tokens the pattern was built on
+            tokens[slots] = seqs[:rows, 6 + j]
+            decoder.step(tokens)
+        grown = {layer: decoder.lengths[layer][slots] - start[layer] for layer in layers}
+        for layer in layers:  # row 0 took each block exactly where the pattern says, alone or batched
+            assert int(grown[layer][0]) == int(pattern[layer].sum()), (rows, layer, grown[layer], pattern[layer])
         if rows == 1:
-            assert decoder.routed_runs == sum(int(g[0]) for g in grown.values())
+            assert decoder.routed_runs == sum(int(p.sum()) for p in pattern.values())
         else:
             assert max(int(g.max()) for g in grown.values()) <= decoder.routed_runs
             assert decoder.routed_runs <= sum(int(g.sum()) for g in grown.values())
-        assert 0 < decoder.routed_runs < 20 * len(stepper.routed_layers)  # some blocks skipped, some ran
+        assert 0 < decoder.routed_runs < 20 * len(layers)  # some blocks skipped, some ran
 
 
 def test_a_send_that_fails_on_the_outbox_thread_frees_the_row_and_stops_the_stream(exported):
@@ -361,7 +380,7 @@ def test_a_send_that_fails_on_the_outbox_thread_frees_the_row_and_stops_the_stre
     scheduler.submit(Job([1, 2, 3], 40, emit, on_cancel=told.append))
     deadline = time.monotonic() + 30
     while scheduler.run_once() and time.monotonic() < deadline:
-        time.sleep(0.002)  # the outbox's thread sends meanwhile
+        assert outbox.wait_idle()  # lockstep: the sends of this iteration ran before the next (however fast either)
     outbox.close()
     assert sent == [0, 1] and scheduler.busy_rows == 0 and scheduler.counters.cancelled == 1
     assert scheduler.counters.tokens < 40  # the stream stopped early: the failed send freed its row
@@ -406,7 +425,7 @@ def test_with_an_outbox_running_requests_are_polled_on_its_thread_and_a_cancel_f
     scheduler.submit(Job([1, 2, 3], 40, emit, cancelled=cancelled, on_cancel=told.append))
     deadline = time.monotonic() + 30
     while scheduler.run_once() and time.monotonic() < deadline:
-        time.sleep(0.002)
+        assert outbox.wait_idle()  # lockstep: each token's poll ran before the next iteration
     outbox.close()
     assert told == ["cancelled"] and scheduler.counters.cancelled == 1 and scheduler.busy_rows == 0
     assert scheduler.counters.tokens < 40 and not scheduler.decoder.busy.any()
@@ -423,6 +442,7 @@ def test_generation_model_streams_checks_and_cancels(repository):
     config = (repository / TRITON_GENERATE_MODEL / "config.pbtxt").read_text()
     assert '"max_context" value: { string_value: "64" }' in config  # what Triton passes on as parameters:
     parameters = {"max_context": {"string_value": "64"}, "max_slots": {"string_value": "4"}}
+    parameters[TRITON_STEP_DELAY] = {"string_value": "20"}  # 60 tokens take >= 1.2 s: the cancel lands first
     args = {
         "model_config": json.dumps({"name": TRITON_GENERATE_MODEL, "parameters": parameters}),
         "model_repository": str(repository / TRITON_GENERATE_MODEL),
