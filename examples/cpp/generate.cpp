@@ -8,15 +8,11 @@
 // MoDCacheAppend writes the step's entry in place; the loop advances past_length.l (8 bytes per block per step).
 // Compile-checked against both header sets; never run (no GPU where it was written).
 #include "generateLoop.h"
-
-#include <NvInferRuntime.h>
-#include <cuda_runtime_api.h>
+#include "trtRuntime.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -25,26 +21,7 @@
 
 namespace
 {
-
-class StderrLogger final : public nvinfer1::ILogger
-{
-public:
-    void log(Severity severity, char const* msg) noexcept override
-    {
-        if (severity <= Severity::kWARNING)
-        {
-            std::fprintf(stderr, "[TensorRT] %s\n", msg);
-        }
-    }
-};
-
-void check(cudaError_t status, char const* what)
-{
-    if (status != cudaSuccess)
-    {
-        throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-    }
-}
+using namespace mod_example;
 
 size_t elementBytes(nvinfer1::DataType type)
 {
@@ -80,59 +57,6 @@ nvinfer1::Dims dims(std::vector<int64_t> const& shape)
     return d;
 }
 
-//! A device allocation freed with the object.
-struct DeviceBuffer
-{
-    void* ptr{nullptr};
-    size_t bytes{0};
-    explicit DeviceBuffer(size_t n = 0)
-        : bytes(n)
-    {
-        if (n > 0)
-        {
-            check(cudaMalloc(&ptr, n), "cudaMalloc");
-        }
-    }
-    DeviceBuffer(DeviceBuffer const&) = delete;
-    DeviceBuffer& operator=(DeviceBuffer const&) = delete;
-    ~DeviceBuffer()
-    {
-        if (ptr != nullptr)
-        {
-            cudaFree(ptr);
-        }
-    }
-};
-
-std::string readFile(std::string const& path)
-{
-    std::ifstream file(path, std::ios::binary);
-    if (!file)
-    {
-        throw std::runtime_error("cannot read " + path);
-    }
-    return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-}
-
-struct Engine
-{
-    std::unique_ptr<nvinfer1::ICudaEngine> engine;
-    std::unique_ptr<nvinfer1::IExecutionContext> context;
-};
-
-Engine loadEngine(nvinfer1::IRuntime& runtime, std::string const& path)
-{
-    std::string const blob = readFile(path);
-    Engine e;
-    e.engine.reset(runtime.deserializeCudaEngine(blob.data(), blob.size()));
-    if (e.engine == nullptr)
-    {
-        throw std::runtime_error("cannot deserialize " + path + " (TensorRT version or GPU differs?)");
-    }
-    e.context.reset(e.engine->createExecutionContext());
-    return e;
-}
-
 //! Allocate every output of `e` that `bound` does not already hold, at the shapes its context reports, and bind all.
 void bindOutputs(Engine& e, std::map<std::string, DeviceBuffer>& owned, std::map<std::string, void*>& bound)
 {
@@ -154,21 +78,6 @@ void bindOutputs(Engine& e, std::map<std::string, DeviceBuffer>& owned, std::map
             throw std::runtime_error("cannot bind " + name);
         }
     }
-}
-
-template <typename T>
-void upload(void* dst, std::vector<T> const& src, cudaStream_t stream)
-{
-    check(cudaMemcpyAsync(dst, src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice, stream), "upload");
-}
-
-template <typename T>
-std::vector<T> download(void const* src, size_t count, cudaStream_t stream)
-{
-    std::vector<T> out(count);
-    check(cudaMemcpyAsync(out.data(), src, count * sizeof(T), cudaMemcpyDeviceToHost, stream), "download");
-    check(cudaStreamSynchronize(stream), "synchronize");
-    return out;
 }
 
 int run(int argc, char** argv)
@@ -195,10 +104,7 @@ int run(int argc, char** argv)
     }
 
     StderrLogger logger;
-    if (getPluginRegistry()->loadLibrary((dir + "/libmod_export_plugins.so").c_str()) == nullptr)
-    {
-        throw std::runtime_error("cannot load " + dir + "/libmod_export_plugins.so");
-    }
+    loadPluginLibrary(dir + "/libmod_export_plugins.so");
     std::unique_ptr<nvinfer1::IRuntime> runtime{nvinfer1::createInferRuntime(logger)};
     Engine prefill = loadEngine(*runtime, dir + "/" + info.prefillEngine);
     Engine decode = loadEngine(*runtime, dir + "/" + info.decodeEngine);
@@ -331,13 +237,5 @@ int run(int argc, char** argv)
 
 int main(int argc, char** argv)
 {
-    try
-    {
-        return run(argc, argv);
-    }
-    catch (std::exception const& e)
-    {
-        std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-    }
+    return mod_example::runMain(run, argc, argv);
 }

@@ -1,65 +1,59 @@
-// What the IPluginV3 plugins share: the capability dispatch, the core (name/version/namespace), clone and
-// attachToContext, the error recorder of the execution context, and the creator's field list. Every
-// noexcept entry point that does more than return a constant catches everything and reports it.
+// The IPluginV3 glue every mod_export plugin shares (CRTP): the capability dispatch, the core (name/version/
+// namespace), clone and attachToContext with the execution context's error recorder, serialization, and the
+// build/runtime skeletons driven by the plugin's I/O table (modPluginIO.h). Every noexcept entry point that does
+// more than return a constant runs in `try` and ends with MOD_CATCH_AND_REPORT; the plugin's own hooks throw
+// PluginError (MOD_VALIDATE) and never see a null array or a wrong I/O count.
 #pragma once
 
-#include "modPluginUtils.h"
-#include "modSerialization.h"
+#include "modPluginIO.h"
 
-#include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 namespace mod_export
 {
 
-//! A counted reference to an IErrorRecorder (incRefCount on acquire/copy, decRefCount on release).
-class ErrorRecorderRef
+//! Name, version and namespace of `Plugin`, for the plugin's core (IPluginV3OneCore) and its creator
+//! (IPluginCreatorV3One) alike.
+template <typename Interface, typename Plugin>
+class ModPluginIdentity : public Interface
 {
 public:
-    ErrorRecorderRef() = default;
-    ErrorRecorderRef(ErrorRecorderRef const& other) noexcept
+    char const* getPluginName() const noexcept override
     {
-        reset(other.mRecorder);
-    }
-    ErrorRecorderRef& operator=(ErrorRecorderRef const& other) noexcept
-    {
-        if (this != &other)
-        {
-            reset(other.mRecorder);
-        }
-        return *this;
-    }
-    ~ErrorRecorderRef()
-    {
-        reset(nullptr);
-    }
-    void reset(nvinfer1::IErrorRecorder* recorder) noexcept
-    {
-        if (recorder != nullptr)
-        {
-            recorder->incRefCount();
-        }
-        if (mRecorder != nullptr)
-        {
-            mRecorder->decRefCount();
-        }
-        mRecorder = recorder;
-    }
-    nvinfer1::IErrorRecorder* get() const noexcept
-    {
-        return mRecorder;
+        return Plugin::kName;
     }
 
-private:
-    nvinfer1::IErrorRecorder* mRecorder{nullptr};
+    char const* getPluginVersion() const noexcept override
+    {
+        return kPluginVersion;
+    }
+
+    char const* getPluginNamespace() const noexcept override
+    {
+        return kPluginNamespace;
+    }
 };
 
-//! Build: the build capability the plugin implements, IPluginV3OneBuild or IPluginV3OneBuildV2 (which adds
-//! getAliasedInput, honoured by TensorRT 10.3 only with PreviewFeature::kALIASED_PLUGIN_IO_10_03).
+//! The base of every plugin. Derived supplies only what is its own:
+//!   static constexpr char const* kName; static constexpr PluginKind kKind;   its name and state tag
+//!   static constexpr TensorSpec kInputs[], kOutputs[];   I/O names, ranks and type rules, from which the I/O
+//!       counts, ranks, output types and supported formats (kLINEAR only) follow
+//!   void checkShapes(TensorDesc const* in, int32_t nbInputs, TensorDesc const* out) const   the concrete shapes,
+//!       given tensors of the tables' ranks (onShapeChange, and enqueue before launch)
+//!   cudaError_t launch(TensorDesc const* inDesc, void const* const* in, void* const* out, cudaStream_t) const
+//!       its kernel (the descriptions and pointer arrays are non-null and the shapes checked)
+//! and, where the defaults below do not fit:
+//!   void outputShapes(ShapeExprs const* in, int32_t nbInputs, ShapeExprs* out, ExprBuilder&) const   the shape
+//!       rule: the outputs' dimensions (their ranks are the table's), given inputs whose count, ranks and
+//!       dimensions are checked (default: every output like input 0)
+//!   std::vector<int32_t> stateValues() const   its fields, serialized in the creator's declared order (default: none)
+//! Build: IPluginV3OneBuild or IPluginV3OneBuildV2 (adds getAliasedInput, honoured by TensorRT 10.3 only with
+//! PreviewFeature::kALIASED_PLUGIN_IO_10_03).
 template <typename Derived, typename Build = nvinfer1::IPluginV3OneBuild>
 class ModPluginBase : public nvinfer1::IPluginV3,
-                      public nvinfer1::IPluginV3OneCore,
+                      public ModPluginIdentity<nvinfer1::IPluginV3OneCore, Derived>,
                       public Build,
                       public nvinfer1::IPluginV3OneRuntime
 {
@@ -85,25 +79,132 @@ public:
     {
         try
         {
-            return std::make_unique<Derived>(static_cast<Derived const&>(*this)).release();
+            return std::make_unique<Derived>(derived()).release();
         }
         MOD_CATCH_AND_REPORT(Derived::kName, errorRecorder())
         return nullptr;
     }
 
-    char const* getPluginName() const noexcept override
+    // IPluginV3OneBuild
+
+    int32_t getNbOutputs() const noexcept override
     {
-        return Derived::kName;
+        try
+        {
+            return countOf(Derived::kOutputs);
+        }
+        MOD_CATCH_AND_REPORT(Derived::kName, errorRecorder())
+        return -1;
     }
 
-    char const* getPluginVersion() const noexcept override
+    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override
     {
-        return kPluginVersion;
+        try
+        {
+            MOD_VALIDATE(in != nullptr && out != nullptr, "no tensor descriptions");
+            validateIOCounts(Derived::kInputs, Derived::kOutputs, nbInputs, nbOutputs);
+            validateRanks(Derived::kInputs, in, nbInputs);
+            mNbInputs = nbInputs;
+            return 0;
+        }
+        MOD_CATCH_AND_REPORT(Derived::kName, errorRecorder())
+        return -1;
     }
 
-    char const* getPluginNamespace() const noexcept override
+    //! Each input checked against its type rule, in order; each output's type follows from its rule.
+    int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs, nvinfer1::DataType const* inputTypes,
+        int32_t nbInputs) const noexcept override
     {
-        return kPluginNamespace;
+        try
+        {
+            MOD_VALIDATE(outputTypes != nullptr && inputTypes != nullptr, "no type arrays");
+            validateIOCounts(Derived::kInputs, Derived::kOutputs, nbInputs, nbOutputs);
+            for (int32_t i = 0; i < nbInputs; ++i)
+            {
+                TensorSpec const& spec = Derived::kInputs[i];
+                MOD_VALIDATE(acceptsType(spec.type, inputTypes[i], inputTypes[0]),
+                    std::string(spec.name) + " " + typeRequirement(spec.type, Derived::kInputs[0].name));
+            }
+            for (int32_t o = 0; o < nbOutputs; ++o)
+            {
+                outputTypes[o] = outputType(Derived::kOutputs[o].type, inputTypes[0]);
+            }
+            return 0;
+        }
+        MOD_CATCH_AND_REPORT(Derived::kName, errorRecorder())
+        return -1;
+    }
+
+    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const*, int32_t,
+        nvinfer1::DimsExprs* outputs, int32_t nbOutputs, nvinfer1::IExprBuilder& exprBuilder) noexcept override
+    {
+        try
+        {
+            MOD_VALIDATE(inputs != nullptr && outputs != nullptr, "no shape arrays");
+            validateIOCounts(Derived::kInputs, Derived::kOutputs, nbInputs, nbOutputs);
+            validateRanks(Derived::kInputs, inputs, nbInputs);
+            validateDimensions(Derived::kInputs, inputs, nbInputs);
+            for (int32_t o = 0; o < nbOutputs; ++o)
+            {
+                outputs[o].nbDims = Derived::kOutputs[o].rank;
+            }
+            derived().outputShapes(inputs, nbInputs, outputs, exprBuilder);
+            return 0;
+        }
+        MOD_CATCH_AND_REPORT(Derived::kName, errorRecorder())
+        return -1;
+    }
+
+    //! kLINEAR only, and the type rule of the tensor at `pos` (inputs, then outputs).
+    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+        int32_t nbOutputs) noexcept override
+    {
+        try
+        {
+            MOD_VALIDATE(inOut != nullptr, "no tensor descriptions");
+            validateIOCounts(Derived::kInputs, Derived::kOutputs, nbInputs, nbOutputs);
+            MOD_VALIDATE(pos >= 0 && pos < nbInputs + nbOutputs, "position " + std::to_string(pos) + " out of range");
+            nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
+            TensorSpec const& spec = pos < nbInputs ? Derived::kInputs[pos] : Derived::kOutputs[pos - nbInputs];
+            return desc.format == nvinfer1::TensorFormat::kLINEAR
+                && acceptsType(spec.type, desc.type, inOut[0].desc.type);
+        }
+        MOD_CATCH_AND_REPORT(Derived::kName, errorRecorder())
+        return false;
+    }
+
+    // IPluginV3OneRuntime
+
+    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
+        int32_t nbOutputs) noexcept override
+    {
+        try
+        {
+            validateIOCounts(Derived::kInputs, Derived::kOutputs, nbInputs, nbOutputs);
+            MOD_VALIDATE(in != nullptr && out != nullptr, "no tensor descriptions");
+            checkTensors(in, nbInputs, out);
+            mNbInputs = nbInputs; // enqueue() is not told how many inputs there are
+            return 0;
+        }
+        MOD_CATCH_AND_REPORT(Derived::kName, errorRecorder())
+        return -1;
+    }
+
+    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
+        void const* const* inputs, void* const* outputs, void*, cudaStream_t stream) noexcept override
+    {
+        try
+        {
+            MOD_VALIDATE(inputDesc != nullptr && outputDesc != nullptr && inputs != nullptr && outputs != nullptr,
+                "null tensor descriptions or pointers");
+            checkTensors(inputDesc, nbInputs(), outputDesc);
+            cudaError_t const status = derived().launch(inputDesc, inputs, outputs, stream);
+            MOD_VALIDATE(status == cudaSuccess, std::string("kernel launch failed: ") + cudaGetErrorString(status));
+            return 0;
+        }
+        MOD_CATCH_AND_REPORT(Derived::kName, errorRecorder())
+        return -1;
     }
 
     //! The clone that runs in an execution context reports its errors to that context's recorder too.
@@ -112,7 +213,7 @@ public:
         try
         {
             MOD_VALIDATE(context != nullptr, "no resource context given");
-            auto attached = std::make_unique<Derived>(static_cast<Derived const&>(*this));
+            auto attached = std::make_unique<Derived>(derived());
             attached->mErrorRecorder.reset(context->getErrorRecorder());
             return attached.release();
         }
@@ -124,7 +225,7 @@ public:
     {
         try
         {
-            mSerialState = encodeState(Derived::kKind, static_cast<Derived const&>(*this).stateValues());
+            mSerialState = encodeState(Derived::kKind, derived().stateValues());
             mSerialFields.clear();
             mSerialFields.emplace_back(kStateFieldName, mSerialState.data(), nvinfer1::PluginFieldType::kUNKNOWN,
                 static_cast<int32_t>(mSerialState.size()));
@@ -136,30 +237,77 @@ public:
         return nullptr;
     }
 
+    // The types in the hooks' signatures.
+    using TensorDesc = nvinfer1::PluginTensorDesc;
+    using ShapeExprs = nvinfer1::DimsExprs;
+    using ExprBuilder = nvinfer1::IExprBuilder;
+
     //! The recorder of the execution context this plugin was attached to; nullptr at build time.
     nvinfer1::IErrorRecorder* errorRecorder() const noexcept
     {
         return mErrorRecorder.get();
     }
 
+    //! Default shape rule: every output has the first input's shape.
+    void outputShapes(
+        nvinfer1::DimsExprs const* inputs, int32_t, nvinfer1::DimsExprs* outputs, nvinfer1::IExprBuilder&) const
+    {
+        for (int32_t o = 0; o < countOf(Derived::kOutputs); ++o)
+        {
+            outputs[o] = inputs[0];
+        }
+    }
+
+    //! A plugin without fields serializes no values.
+    std::vector<int32_t> stateValues() const
+    {
+        return {};
+    }
+
 protected:
     ModPluginBase() = default;
-    ModPluginBase(ModPluginBase const& other) : mErrorRecorder(other.mErrorRecorder)
+    ModPluginBase(ModPluginBase const& other) : mErrorRecorder(other.mErrorRecorder), mNbInputs(other.mNbInputs)
     {
         // The serialized-field list is rebuilt on demand: it must point into *this, never into `other`.
     }
     ModPluginBase& operator=(ModPluginBase const&) = delete;
 
+    //! How many inputs the last configurePlugin or onShapeChange call was given (an optional one may be absent);
+    //! all of them before either call.
+    int32_t nbInputs() const noexcept
+    {
+        return mNbInputs >= 0 ? mNbInputs : countOf(Derived::kInputs);
+    }
+
 private:
+    //! Concrete tensors: the ranks of the tables, then the plugin's own shape rule.
+    void checkTensors(TensorDesc const* in, int32_t nbInputs, TensorDesc const* out) const
+    {
+        validateRanks(Derived::kInputs, in, nbInputs);
+        validateRanks(Derived::kOutputs, out, countOf(Derived::kOutputs));
+        derived().checkShapes(in, nbInputs, out);
+    }
+
+    Derived& derived() noexcept
+    {
+        return static_cast<Derived&>(*this);
+    }
+    Derived const& derived() const noexcept
+    {
+        return static_cast<Derived const&>(*this);
+    }
+
     ErrorRecorderRef mErrorRecorder;
+    int32_t mNbInputs{-1};
     std::vector<uint8_t> mSerialState;
     std::vector<nvinfer1::PluginField> mSerialFields;
     nvinfer1::PluginFieldCollection mSerialCollection{};
 };
 
-//! The creator side shared by both plugins: name/version/namespace and the field list.
+//! The creator of `Plugin`. Derived creators declare their fields in their constructor (declareIntField, in the
+//! order Plugin serializes them); Plugin is constructed from the FieldValues (a plugin without fields by default).
 template <typename Plugin>
-class ModPluginCreatorBase : public nvinfer1::IPluginCreatorV3One
+class ModPluginCreatorBase : public ModPluginIdentity<nvinfer1::IPluginCreatorV3One, Plugin>
 {
 public:
     nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override
@@ -167,19 +315,29 @@ public:
         return &mFieldCollection;
     }
 
-    char const* getPluginName() const noexcept override
+    nvinfer1::IPluginV3* createPlugin(
+        char const*, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override
     {
-        return Plugin::kName;
+        try
+        {
+            FieldValues const values = readFields(fc, phase);
+            if constexpr (std::is_constructible<Plugin, FieldValues const&>::value)
+            {
+                return std::make_unique<Plugin>(values).release();
+            }
+            else
+            {
+                return std::make_unique<Plugin>().release();
+            }
+        }
+        MOD_CATCH_AND_REPORT(Plugin::kName, nullptr)
+        return nullptr;
     }
 
-    char const* getPluginVersion() const noexcept override
+    //! The declared fields' values in `fc` (see readPluginFields); not yet validated by the plugin.
+    FieldValues readFields(nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) const
     {
-        return kPluginVersion;
-    }
-
-    char const* getPluginNamespace() const noexcept override
-    {
-        return kPluginNamespace;
+        return readPluginFields(fc, phase, Plugin::kKind, mFieldCollection, Plugin::kName);
     }
 
 protected:
@@ -195,60 +353,5 @@ private:
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };
-
-//! Where a creator's fields come from: the ONNX node's attributes (build) or a serialized state (runtime).
-//! Returns the state field when the collection carries one, else nullptr; validates the collection first.
-inline nvinfer1::PluginField const* findStateField(
-    nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase)
-{
-    validateFieldCollection(fc);
-    nvinfer1::PluginField const* state = nullptr;
-    for (int32_t i = 0; i < fc->nbFields; ++i)
-    {
-        if (std::strcmp(fc->fields[i].name, kStateFieldName) == 0)
-        {
-            MOD_VALIDATE(state == nullptr, std::string("field ") + kStateFieldName + " given twice");
-            state = &fc->fields[i];
-        }
-    }
-    MOD_VALIDATE(state == nullptr || fc->nbFields == 1, "a serialized state cannot be mixed with attribute fields");
-    MOD_VALIDATE(state != nullptr || phase != nvinfer1::TensorRTPhase::kRUNTIME,
-        std::string("deserializing, but no field ") + kStateFieldName
-            + " (engine built with a different mod_export plugin library?)");
-    return state;
-}
-
-//! Decode the state field of plugin `kind`; throws PluginError with the reason when it is unusable.
-inline std::vector<int32_t> readStateField(nvinfer1::PluginField const& field, PluginKind kind, uint32_t nbValues)
-{
-    MOD_VALIDATE(field.type == nvinfer1::PluginFieldType::kUNKNOWN || field.type == nvinfer1::PluginFieldType::kINT8,
-        std::string("field ") + kStateFieldName + " must be raw bytes (kUNKNOWN)");
-    DecodedState const state = decodeState(field.data, field.length, kind, nbValues);
-    MOD_VALIDATE(state.status == StateStatus::kOK, describeState(state));
-    return state.values;
-}
-
-//! The fields of a plugin without attributes (MoDTakeCount, MoDCacheAppend): at build time only the parser's
-//! plugin_version / plugin_namespace (anything else is logged and ignored); at run time a state of `kind` with no
-//! values. Throws PluginError on a bad collection or state.
-inline void parseNoAttributeFields(
-    nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase, PluginKind kind, char const* plugin)
-{
-    nvinfer1::PluginField const* state = findStateField(fc, phase);
-    if (state != nullptr)
-    {
-        readStateField(*state, kind, 0);
-        return;
-    }
-    for (int32_t i = 0; i < fc->nbFields; ++i)
-    {
-        char const* name = fc->fields[i].name;
-        if (std::strcmp(name, "plugin_version") != 0 && std::strcmp(name, "plugin_namespace") != 0)
-        {
-            logPluginMessage(nvinfer1::ILogger::Severity::kWARNING,
-                (std::string(plugin) + ": ignoring unknown field '" + name + "'").c_str());
-        }
-    }
-}
 
 } // namespace mod_export

@@ -44,6 +44,35 @@ void report(nvinfer1::ErrorCode code, char const* plugin, char const* method, ch
         recorder->reportError(code, desc);
     }
 }
+
+//! The state field of `fc` when it carries one, else nullptr (and then not at run time).
+nvinfer1::PluginField const* findStateField(nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase)
+{
+    nvinfer1::PluginField const* state = nullptr;
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        if (std::strcmp(fc->fields[i].name, kStateFieldName) == 0)
+        {
+            MOD_VALIDATE(state == nullptr, std::string("field ") + kStateFieldName + " given twice");
+            state = &fc->fields[i];
+        }
+    }
+    MOD_VALIDATE(state == nullptr || fc->nbFields == 1, "a serialized state cannot be mixed with attribute fields");
+    MOD_VALIDATE(state != nullptr || phase != nvinfer1::TensorRTPhase::kRUNTIME,
+        std::string("deserializing, but no field ") + kStateFieldName
+            + " (engine built with a different mod_export plugin library?)");
+    return state;
+}
+
+//! The values of the state field of plugin `kind`.
+std::vector<int32_t> readStateField(nvinfer1::PluginField const& field, PluginKind kind, uint32_t nbValues)
+{
+    MOD_VALIDATE(field.type == nvinfer1::PluginFieldType::kUNKNOWN || field.type == nvinfer1::PluginFieldType::kINT8,
+        std::string("field ") + kStateFieldName + " must be raw bytes (kUNKNOWN)");
+    DecodedState const state = decodeState(field.data, field.length, kind, nbValues);
+    MOD_VALIDATE(state.status == StateStatus::kOK, describeState(state));
+    return state.values;
+}
 } // namespace
 
 PluginError::PluginError(char const* file, int32_t line, std::string const& message)
@@ -145,6 +174,45 @@ ElementType toElementType(nvinfer1::DataType type)
     throwPluginError(__FILE__, __LINE__,
         std::string("unsupported activation type (DataType ") + std::to_string(static_cast<int32_t>(type))
             + "; float32, float16 or bfloat16 expected)");
+}
+
+FieldValues readPluginFields(nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase, PluginKind kind,
+    nvinfer1::PluginFieldCollection const& declared, char const* plugin)
+{
+    validateFieldCollection(fc);
+    nvinfer1::PluginField const* state = findStateField(fc, phase);
+    if (state != nullptr)
+    {
+        std::vector<int32_t> const values = readStateField(*state, kind, static_cast<uint32_t>(declared.nbFields));
+        return FieldValues(values.begin(), values.end());
+    }
+    FieldValues values(static_cast<size_t>(declared.nbFields));
+    std::vector<bool> seen(values.size(), false);
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        nvinfer1::PluginField const& f = fc->fields[i];
+        int32_t d = 0;
+        while (d < declared.nbFields && std::strcmp(f.name, declared.fields[d].name) != 0)
+        {
+            ++d;
+        }
+        if (d < declared.nbFields)
+        {
+            MOD_VALIDATE(!seen[d], std::string("field ") + f.name + " given twice");
+            values[d] = readIntegerField(f);
+            seen[d] = true;
+        }
+        else if (std::strcmp(f.name, "plugin_version") != 0 && std::strcmp(f.name, "plugin_namespace") != 0)
+        {
+            logPluginMessage(nvinfer1::ILogger::Severity::kWARNING,
+                (std::string(plugin) + ": ignoring unknown field '" + f.name + "'").c_str());
+        }
+    }
+    for (int32_t d = 0; d < declared.nbFields; ++d)
+    {
+        MOD_VALIDATE(seen[d], std::string("missing field ") + declared.fields[d].name);
+    }
+    return values;
 }
 
 } // namespace mod_export

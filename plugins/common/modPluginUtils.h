@@ -1,15 +1,17 @@
 /*
- * Glue helpers shared by the two plugins (TensorRT 10.3 .. 11.x), in the style of the TensorRT OSS
+ * Glue helpers shared by the plugins (TensorRT 10.3 .. 11.x), in the style of the TensorRT OSS
  * plugin/common/checkMacrosPlugin.h:
  *   - MOD_VALIDATE(condition, message): the one field/shape/argument check; throws a typed PluginError.
  *   - caughtError(): what every noexcept entry point calls from its catch block. It reports through the
  *     logger TensorRT hands over (setLoggerFinder) and, at run time, the execution context's
  *     IErrorRecorder (attachToContext), so no exception ever reaches std::terminate inside TensorRT.
+ *   - readPluginFields(): a creator's declared fields, from the ONNX attributes or the serialized state.
  * Only NvInferRuntime.h is included.
  */
 #pragma once
 
 #include "modKernelTypes.h"
+#include "modSerialization.h"
 
 #include <NvInferRuntime.h>
 
@@ -17,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace mod_export
 {
@@ -71,6 +74,58 @@ void validateFieldCollection(nvinfer1::PluginFieldCollection const* fc);
 
 //! A scalar integer field of any integer PluginFieldType (the ONNX parser may pass INT32 or INT64).
 int64_t readIntegerField(nvinfer1::PluginField const& field);
+
+//! The values of a creator's declared fields, in declared order (integers, whatever type the field came as).
+using FieldValues = std::vector<int64_t>;
+
+//! The values of the `declared` fields of `plugin` (state tag `kind`) in `fc`: at run time (and whenever `fc`
+//! carries one) from the serialized state field alone; otherwise from the attributes, each given once, none
+//! missing, the parser's plugin_version / plugin_namespace and unknown names skipped (unknown ones logged).
+//! Validates the collection first; throws PluginError on a bad collection, field or state.
+FieldValues readPluginFields(nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase, PluginKind kind,
+    nvinfer1::PluginFieldCollection const& declared, char const* plugin);
+
+//! A counted reference to an IErrorRecorder (incRefCount on acquire/copy, decRefCount on release).
+class ErrorRecorderRef
+{
+public:
+    ErrorRecorderRef() = default;
+    ErrorRecorderRef(ErrorRecorderRef const& other) noexcept
+    {
+        reset(other.mRecorder);
+    }
+    ErrorRecorderRef& operator=(ErrorRecorderRef const& other) noexcept
+    {
+        if (this != &other)
+        {
+            reset(other.mRecorder);
+        }
+        return *this;
+    }
+    ~ErrorRecorderRef()
+    {
+        reset(nullptr);
+    }
+    void reset(nvinfer1::IErrorRecorder* recorder) noexcept
+    {
+        if (recorder != nullptr)
+        {
+            recorder->incRefCount();
+        }
+        if (mRecorder != nullptr)
+        {
+            mRecorder->decRefCount();
+        }
+        mRecorder = recorder;
+    }
+    nvinfer1::IErrorRecorder* get() const noexcept
+    {
+        return mRecorder;
+    }
+
+private:
+    nvinfer1::IErrorRecorder* mRecorder{nullptr};
+};
 
 //! x's element type for the kernels; throws PluginError for types the plugins do not support.
 ElementType toElementType(nvinfer1::DataType type);

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -138,6 +139,15 @@ private:
     int32_t mFailAfter;
     int32_t mCalls{0};
 };
+
+//! Shape expressions with the given dimensions (symbols from FakeExprBuilder::symbol, or constants).
+inline nvinfer1::DimsExprs dimsOf(std::initializer_list<nvinfer1::IDimensionExpr const*> dims)
+{
+    nvinfer1::DimsExprs d{};
+    d.nbDims = static_cast<int32_t>(dims.size());
+    std::copy(dims.begin(), dims.end(), d.d);
+    return d;
+}
 
 //! Records every message the plugins log; installed through the library's setLoggerFinder().
 class CapturingLogger final : public nvinfer1::ILogger, public nvinfer1::ILoggerFinder
@@ -290,10 +300,30 @@ inline mod_export::MoDScatterCreator& scatterCreator()
     return *findCreator<mod_export::MoDScatterCreator>("MoDScatter");
 }
 
+//! The fields the creator reads, validated by the plugin's constructor as createPlugin does (throws PluginError).
+inline mod_export::TopKGatherParams parseTopKGatherFields(
+    nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase)
+{
+    return mod_export::MoDTopKGatherPlugin(topKCreator().readFields(fc, phase)).params();
+}
+
+inline mod_export::Gate parseScatterFields(nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase)
+{
+    return mod_export::MoDScatterPlugin(scatterCreator().readFields(fc, phase)).gate();
+}
+
+//! MoDTopKGather's attributes pointing at `num` and `den` (int32_t or int64_t, as `type` says; they must outlive
+//! the fields).
+template <typename Int>
+std::vector<nvinfer1::PluginField> capacityFields(
+    Int& num, Int& den, nvinfer1::PluginFieldType type = nvinfer1::PluginFieldType::kINT32)
+{
+    return {{"capacity_num", &num, type, 1}, {"capacity_den", &den, type, 1}};
+}
+
 inline std::unique_ptr<nvinfer1::IPluginV3> makeTopK(int32_t num, int32_t den)
 {
-    std::vector<nvinfer1::PluginField> storage = {{"capacity_num", &num, nvinfer1::PluginFieldType::kINT32, 1},
-        {"capacity_den", &den, nvinfer1::PluginFieldType::kINT32, 1}};
+    std::vector<nvinfer1::PluginField> storage = capacityFields(num, den);
     nvinfer1::PluginFieldCollection fc = fields(storage);
     return std::unique_ptr<nvinfer1::IPluginV3>(topKCreator().createPlugin("t", &fc, nvinfer1::TensorRTPhase::kBUILD));
 }

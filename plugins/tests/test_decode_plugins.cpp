@@ -46,9 +46,7 @@ TEST(TakeCountPlugin, DeclaresTheCountAsASizeTensorBoundedByTheBatch)
     EXPECT_EQ(build->getNbOutputs(), 2);
     FakeExprBuilder eb;
     eb.allowSizeTensors = true;
-    DimsExprs in[1];
-    in[0].nbDims = 1;
-    in[0].d[0] = eb.symbol(true);
+    DimsExprs in[1] = {dimsOf({eb.symbol(true)})};
     DimsExprs out[2];
     ASSERT_EQ(build->getOutputShapes(in, 1, nullptr, 0, out, 2, eb), 0);
     EXPECT_EQ(eb.sizeTensorOutput, 1) << "the count (output 1) is the size tensor";
@@ -134,10 +132,7 @@ TEST(TakeCountPlugin, BadCallsFailWithAnErrorNotACrash)
     CapturingLogger& logger = testLogger();
     FakeExprBuilder eb;
     eb.allowSizeTensors = true;
-    DimsExprs in[1];
-    in[0].nbDims = 2;
-    in[0].d[0] = eb.symbol(true);
-    in[0].d[1] = eb.constant(1);
+    DimsExprs in[1] = {dimsOf({eb.symbol(true), eb.constant(1)})};
     DimsExprs out[2];
     EXPECT_EQ(build->getOutputShapes(in, 1, nullptr, 0, out, 2, eb), -1) << "take must be [B]";
     EXPECT_EQ(build->getOutputShapes(in, 1, nullptr, 0, out, 1, eb), -1) << "two outputs";
@@ -171,17 +166,11 @@ TEST(CacheAppendPlugin, AliasesTheCacheAndKeepsItsShape)
     EXPECT_EQ(build->getAliasedInput(1), -1);
 
     FakeExprBuilder eb;
-    DimsExprs in[4];
-    in[0].nbDims = 4;
-    in[0].d[0] = eb.symbol(true);
-    in[0].d[1] = eb.constant(8);
-    in[0].d[2] = eb.symbol(false);
-    in[0].d[3] = eb.constant(64);
-    in[1] = in[0];
-    in[1].d[2] = eb.constant(1);
-    in[2].nbDims = 1;
-    in[2].d[0] = in[0].d[0];
-    in[3] = in[2];
+    IDimensionExpr const* B = eb.symbol(true);
+    IDimensionExpr const* H = eb.constant(8);
+    IDimensionExpr const* Dh = eb.constant(64);
+    DimsExprs in[4]
+        = {dimsOf({B, H, eb.symbol(false), Dh}), dimsOf({B, H, eb.constant(1), Dh}), dimsOf({B}), dimsOf({B})};
     DimsExprs out[1];
     ASSERT_EQ(build->getOutputShapes(in, 4, nullptr, 0, out, 1, eb), 0);
     ASSERT_EQ(out[0].nbDims, 4);

@@ -3,7 +3,9 @@
 // (supportsFormatCombination and getOutputDataTypes) against the listed type combinations, completely: for
 // every position and every DataType the plugin accepts exactly what some listed combination allows.
 // tests/unit/test_plugin_config.py checks the same files against the ONNX schemas.
+#include "cacheAppendPlugin/modCacheAppendPlugin.h"
 #include "pluginTestUtils.h"
+#include "takeCountPlugin/modTakeCountPlugin.h"
 #include "yamlSubset.h"
 
 #include <map>
@@ -204,12 +206,38 @@ void expectFormatsMatch(IPluginCreatorV3One& creator, Config const& c, bool drop
     }
 }
 
+//! The plugin's I/O table (ModPluginBase derives counts, types and formats from it) names the yaml's inputs,
+//! outputs and optional inputs, in order.
+template <typename Plugin>
+void expectTablesMatch(Config const& c)
+{
+    std::vector<std::string> inputs;
+    std::vector<std::string> optional;
+    std::vector<std::string> outputs;
+    for (TensorSpec const& spec : Plugin::kInputs)
+    {
+        inputs.push_back(spec.name);
+        if (spec.optional)
+        {
+            optional.push_back(spec.name);
+        }
+    }
+    for (TensorSpec const& spec : Plugin::kOutputs)
+    {
+        outputs.push_back(spec.name);
+    }
+    EXPECT_EQ(inputs, c.inputs);
+    EXPECT_EQ(outputs, c.outputs);
+    EXPECT_EQ(optional, c.version.at("optional_inputs").strings());
+}
+
 } // namespace
 
 TEST(PluginConfig, TopKGatherYamlMatchesTheCreatorAndTheFormats)
 {
     Config const c = load("topkGatherPlugin", "MoDTopKGather");
     EXPECT_EQ(c.inputs, (std::vector<std::string>{"x", "scores", "mask"}));
+    expectTablesMatch<MoDTopKGatherPlugin>(c);
     expectFieldsMatch(topKCreator(), c);
     expectFormatsMatch(topKCreator(), c, false);
     expectFormatsMatch(topKCreator(), c, true);
@@ -242,6 +270,7 @@ TEST(PluginConfig, ScatterYamlMatchesTheCreatorFormatsAndGateValues)
 {
     Config const c = load("scatterPlugin", "MoDScatter");
     EXPECT_EQ(c.inputs, (std::vector<std::string>{"x", "idx", "x_sel", "y_sel", "s_sel"}));
+    expectTablesMatch<MoDScatterPlugin>(c);
     expectFieldsMatch(scatterCreator(), c);
     expectFormatsMatch(scatterCreator(), c, false);
     std::vector<std::string> const gates = c.version.at("attribute_options").at("gate").strings();
@@ -255,6 +284,18 @@ TEST(PluginConfig, ScatterYamlMatchesTheCreatorFormatsAndGateValues)
     {
         EXPECT_EQ(makeScatter(gate) != nullptr, allowed.count(gate) == 1) << "gate " << gate;
     }
+}
+
+TEST(PluginConfig, DecodePluginYamlsMatchTheirCreatorsTablesAndFormats)
+{
+    Config const take = load("takeCountPlugin", "MoDTakeCount");
+    expectTablesMatch<MoDTakeCountPlugin>(take);
+    expectFieldsMatch(*findCreator<MoDTakeCountCreator>("MoDTakeCount"), take);
+    expectFormatsMatch(*findCreator<MoDTakeCountCreator>("MoDTakeCount"), take, false);
+    Config const append = load("cacheAppendPlugin", "MoDCacheAppend");
+    expectTablesMatch<MoDCacheAppendPlugin>(append);
+    expectFieldsMatch(*findCreator<MoDCacheAppendCreator>("MoDCacheAppend"), append);
+    expectFormatsMatch(*findCreator<MoDCacheAppendCreator>("MoDCacheAppend"), append, false);
 }
 
 TEST(PluginConfig, TheSubsetReaderRejectsWhatItCannotRead)

@@ -80,8 +80,7 @@ TEST(FieldFailures, BadCapacitiesFailCreationWithANamedReason)
     for (Bad bad : {Bad{1, 0, "capacity_den"}, Bad{1, -8, "capacity_den"}, Bad{1, 65537, "capacity_den"},
              Bad{0, 8, "capacity_num"}, Bad{-1, 8, "capacity_num"}, Bad{9, 8, "capacity_num"}})
     {
-        std::vector<PluginField> storage = {{"capacity_num", &bad.num, PluginFieldType::kINT32, 1},
-            {"capacity_den", &bad.den, PluginFieldType::kINT32, 1}};
+        std::vector<PluginField> storage = capacityFields(bad.num, bad.den);
         PluginFieldCollection fc = fields(storage);
         EXPECT_TRUE(contains(errorOf([&] { parseTopKGatherFields(&fc, TensorRTPhase::kBUILD); }), bad.needle));
         CapturingLogger& logger = testLogger();
@@ -153,8 +152,7 @@ TEST(FieldFailures, MalformedFieldsFail)
 TEST(FieldFailures, GarbageCollectionsAreRejectedBeforeAnyFieldIsRead)
 {
     int32_t one = 1;
-    std::vector<PluginField> two
-        = {{"capacity_num", &one, PluginFieldType::kINT32, 1}, {"capacity_den", &one, PluginFieldType::kINT32, 1}};
+    std::vector<PluginField> two = capacityFields(one, one);
     struct Case
     {
         PluginFieldCollection const* fc;
@@ -258,8 +256,7 @@ TEST(SerializationFailures, RuntimePhaseNeedsAStateAndStatesDoNotMixWithAttribut
 {
     int32_t num = 1;
     int32_t den = 8;
-    std::vector<PluginField> attributes
-        = {{"capacity_num", &num, PluginFieldType::kINT32, 1}, {"capacity_den", &den, PluginFieldType::kINT32, 1}};
+    std::vector<PluginField> attributes = capacityFields(num, den);
     PluginFieldCollection fc = fields(attributes);
     EXPECT_TRUE(contains(errorOf([&] { parseTopKGatherFields(&fc, TensorRTPhase::kRUNTIME); }),
         "deserializing, but no field mod_export_state"));
@@ -283,15 +280,9 @@ TEST(EntryPointFailures, TopKGatherBuildCallsFailWithAnErrorNotACrash)
     IPluginV3OneBuild* build = buildOf(*plugin);
     CapturingLogger& logger = testLogger();
     FakeExprBuilder eb;
-    DimsExprs in[3];
-    in[0].nbDims = 3;
-    in[0].d[0] = eb.symbol(true);
-    in[0].d[1] = eb.symbol(false);
-    in[0].d[2] = eb.constant(8);
-    in[1].nbDims = 2;
-    in[1].d[0] = in[0].d[0];
-    in[1].d[1] = in[0].d[1];
-    in[2] = in[1];
+    IDimensionExpr const* B = eb.symbol(true);
+    IDimensionExpr const* T = eb.symbol(false);
+    DimsExprs in[3] = {dimsOf({B, T, eb.constant(8)}), dimsOf({B, T}), dimsOf({B, T})};
     DimsExprs out[3];
     int32_t expectedErrors = 0;
     auto failsWith = [&](int32_t result, char const* needle) {
@@ -304,7 +295,7 @@ TEST(EntryPointFailures, TopKGatherBuildCallsFailWithAnErrorNotACrash)
     failsWith(build->getOutputShapes(in, 1, nullptr, 0, out, 3, eb), "got 1 inputs");
     failsWith(build->getOutputShapes(in, 3, nullptr, 0, out, 2, eb), "and 2 outputs");
     DimsExprs wrongRank[3] = {in[1], in[1], in[1]};
-    failsWith(build->getOutputShapes(wrongRank, 3, nullptr, 0, out, 3, eb), "expects x[B,T,D]");
+    failsWith(build->getOutputShapes(wrongRank, 3, nullptr, 0, out, 3, eb), "x must have rank 3, got 2");
     DimsExprs mismatch[3] = {in[0], in[1], in[2]};
     mismatch[1].d[1] = eb.constant(5);
     mismatch[0].d[1] = eb.constant(6);
@@ -359,7 +350,7 @@ TEST(EntryPointFailures, TopKGatherRuntimeCallsValidateBeforeAnyKernelLaunch)
     };
     std::vector<Case> cases = {
         {[](PluginTensorDesc*, PluginTensorDesc*) {}, "x is null"},
-        {[](PluginTensorDesc* i, PluginTensorDesc*) { i[0].dims.nbDims = 2; }, "x must be [B,T,D]"},
+        {[](PluginTensorDesc* i, PluginTensorDesc*) { i[0].dims.nbDims = 2; }, "x must have rank 3, got 2"},
         {[](PluginTensorDesc* i, PluginTensorDesc*) { i[0].dims.d[1] = -1; }, "x must be [B,T,D]"},
         {[](PluginTensorDesc* i, PluginTensorDesc*) { i[0].dims.d[1] = 1LL << 32; }, "does not fit the int32 idx"},
         {[](PluginTensorDesc* i, PluginTensorDesc*) { i[2].dims.d[1] = 99; }, "mask must be [B,T]"},
@@ -406,7 +397,7 @@ TEST(EntryPointFailures, ScatterCallsFailWithAnErrorNotACrash)
     FakeExprBuilder eb;
     EXPECT_EQ(build->getOutputShapes(nullptr, 5, nullptr, 0, nullptr, 1, eb), -1);
     EXPECT_EQ(logger.errorCount(), 4) << logger.errors();
-    EXPECT_TRUE(contains(logger.errors(), "MoDScatter::getOutputDataTypes: x_sel and y_sel must have x's type"));
+    EXPECT_TRUE(contains(logger.errors(), "MoDScatter::getOutputDataTypes: y_sel must have x's type"));
     EXPECT_TRUE(contains(logger.errors(), "idx must be int32"));
 
     PluginTensorDesc in[5] = {tensor(DataType::kHALF, {2, 100, 16}), tensor(DataType::kINT32, {2, 13}),

@@ -31,15 +31,9 @@ TEST(TopKGatherPlugin, OutputShapesAreCeilDivOfDynamicT)
         ASSERT_NE(plugin, nullptr);
         IPluginV3OneBuild* build = buildOf(*plugin);
         FakeExprBuilder eb;
-        DimsExprs in[3];
-        in[0].nbDims = 3;
-        in[0].d[0] = eb.symbol(true);
-        in[0].d[1] = eb.symbol(false);
-        in[0].d[2] = eb.constant(512);
-        in[1].nbDims = 2;
-        in[1].d[0] = in[0].d[0];
-        in[1].d[1] = in[0].d[1];
-        in[2] = in[1];
+        IDimensionExpr const* B = eb.symbol(true);
+        IDimensionExpr const* T = eb.symbol(false);
+        DimsExprs in[3] = {dimsOf({B, T, eb.constant(512)}), dimsOf({B, T}), dimsOf({B, T})};
         DimsExprs out[3];
         ASSERT_EQ(build->getOutputShapes(in, 3, nullptr, 0, out, 3, eb), 0);
         ASSERT_EQ(out[0].nbDims, 3);
@@ -62,8 +56,7 @@ TEST(TopKGatherPlugin, AcceptsInt64FieldsAsTheOnnxParserMayPassThem)
 {
     int64_t num = 1;
     int64_t den = 8;
-    std::vector<PluginField> storage
-        = {{"capacity_num", &num, PluginFieldType::kINT64, 1}, {"capacity_den", &den, PluginFieldType::kINT64, 1}};
+    std::vector<PluginField> storage = capacityFields(num, den, PluginFieldType::kINT64);
     PluginFieldCollection fc = fields(storage);
     TopKGatherParams const params = parseTopKGatherFields(&fc, TensorRTPhase::kBUILD);
     EXPECT_EQ(params.capacityNum, 1);
@@ -166,19 +159,11 @@ TEST(ScatterPlugin, FieldsShapesFormatsAndRoundTrip)
 
         IPluginV3OneBuild* build = buildOf(*plugin);
         FakeExprBuilder eb;
-        DimsExprs in[5];
-        in[0].nbDims = 3;
-        in[0].d[0] = eb.symbol(true);
-        in[0].d[1] = eb.symbol(false);
-        in[0].d[2] = eb.constant(64);
-        IDimensionExpr const* k = eb.operation(DimensionOperation::kCEIL_DIV, *in[0].d[1], *eb.constant(8));
-        in[1].nbDims = 2;
-        in[1].d[0] = in[0].d[0];
-        in[1].d[1] = k;
-        in[2] = in[0];
-        in[2].d[1] = k;
-        in[3] = in[2];
-        in[4] = in[1];
+        IDimensionExpr const* B = eb.symbol(true);
+        IDimensionExpr const* T = eb.symbol(false);
+        IDimensionExpr const* D = eb.constant(64);
+        IDimensionExpr const* k = eb.operation(DimensionOperation::kCEIL_DIV, *T, *eb.constant(8));
+        DimsExprs in[5] = {dimsOf({B, T, D}), dimsOf({B, k}), dimsOf({B, k, D}), dimsOf({B, k, D}), dimsOf({B, k})};
         DimsExprs out[1];
         ASSERT_EQ(build->getOutputShapes(in, 5, nullptr, 0, out, 1, eb), 0);
         EXPECT_EQ(static_cast<FakeDimExpr const*>(out[0].d[1])->eval(2, 1000), 1000);

@@ -116,7 +116,9 @@ private:
         return s.substr(b, s.find_last_not_of(' ') - b + 1);
     }
 
-    static std::string stripComment(std::string const& s)
+    //! The first position outside quotes where `match(i)` holds, or npos.
+    template <typename Match>
+    static size_t findUnquoted(std::string const& s, Match match)
     {
         char quote = 0;
         for (size_t i = 0; i < s.size(); ++i)
@@ -130,12 +132,18 @@ private:
             {
                 quote = c;
             }
-            else if (c == '#' && (i == 0 || s[i - 1] == ' '))
+            else if (match(i))
             {
-                return s.substr(0, i);
+                return i;
             }
         }
-        return s;
+        return std::string::npos;
+    }
+
+    static std::string stripComment(std::string const& s)
+    {
+        size_t const hash = findUnquoted(s, [&s](size_t i) { return s[i] == '#' && (i == 0 || s[i - 1] == ' '); });
+        return hash == std::string::npos ? s : s.substr(0, hash);
     }
 
     static std::string unquote(std::string const& s)
@@ -177,26 +185,15 @@ private:
     //! Split "key: value" (value may be empty); false if the text is not a mapping entry.
     static bool splitKey(std::string const& text, std::string& key, std::string& value)
     {
-        char quote = 0;
-        for (size_t i = 0; i < text.size(); ++i)
+        size_t const colon = findUnquoted(
+            text, [&text](size_t i) { return text[i] == ':' && (i + 1 == text.size() || text[i + 1] == ' '); });
+        if (colon == std::string::npos)
         {
-            char const c = text[i];
-            if (quote != 0)
-            {
-                quote = c == quote ? 0 : quote;
-            }
-            else if (c == '"' || c == '\'')
-            {
-                quote = c;
-            }
-            else if (c == ':' && (i + 1 == text.size() || text[i + 1] == ' '))
-            {
-                key = unquote(trim(text.substr(0, i)));
-                value = trim(text.substr(i + 1));
-                return true;
-            }
+            return false;
         }
-        return false;
+        key = unquote(trim(text.substr(0, colon)));
+        value = trim(text.substr(colon + 1));
+        return true;
     }
 
     static YamlNode scalarNode(std::string const& text)
