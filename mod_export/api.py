@@ -8,6 +8,7 @@ it (docs/models.md).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from calibration.apply import PrecisionOptions
 from mod_export.backends.trt.builder import EngineSettings
 from mod_export.contract import (
+    CALIBRATION_METHODS,
     DEFAULT_ATOL,
     DEFAULT_CALIBRATION_WINDOWS,
     DEFAULT_MAX_CONTEXT,
@@ -56,6 +58,50 @@ class ExportResult:
         return int(self.report["export"]["routed_blocks_found"])
 
 
+_FLAGS = ("force", "validate", "allow_dense", "unsafe_load", "decode", "use_plugins")
+_PATHS = ("calib_data", "calib_cache", "plugin_library")  # None or a path
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_arguments(args: dict) -> None:
+    """export()'s arguments, before anything is loaded or written: a UsageError with one sentence each."""
+    problems = {
+        "target": (args["target"] in TARGETS, f"one of {', '.join(TARGETS)}"),
+        "precision": (args["precision"] in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        "out_dir": (isinstance(args["out_dir"], (str, os.PathLike)), "a path"),
+        "opset": (_count(args["opset"], 0), "an integer"),
+        "atol": (_number(args["atol"]) and args["atol"] > 0, "a finite number > 0"),
+        "max_context": (_count(args["max_context"], 1), "an integer >= 1"),
+        "calib_method": (args["calib_method"] in CALIBRATION_METHODS, f"one of {', '.join(CALIBRATION_METHODS)}"),
+        "calib_windows": (_count(args["calib_windows"], 1), "an integer >= 1"),
+        "routing_guard": (
+            args["routing_guard"] is None or (_number(args["routing_guard"]) and 0 <= args["routing_guard"] <= 1),
+            "None or a number in [0, 1]",
+        ),
+        "min_routing_agreement": (
+            _number(args["min_routing_agreement"]) and 0 <= args["min_routing_agreement"] <= 1,
+            "a number in [0, 1]",
+        ),
+        "engine": (args["engine"] is None or isinstance(args["engine"], EngineSettings), "None or EngineSettings"),
+        "triton": (args["triton"] is None or isinstance(args["triton"], TritonSettings), "None or TritonSettings"),
+        **{name: (isinstance(args[name], bool), "True or False") for name in _FLAGS},
+        **{
+            name: (args[name] is None or isinstance(args[name], (str, os.PathLike)), "None or a path")
+            for name in _PATHS
+        },
+    }
+    for name, (ok, expected) in problems.items():
+        if not ok:
+            raise UsageError(f"{name} must be {expected}, got {args[name]!r}")
+
+
 def export(
     model,
     example_inputs=None,
@@ -88,10 +134,7 @@ def export(
     model: an nn.Module with forward(input_ids[B,T] int64, attention_mask[B,T] int64) -> logits[B,T,V], or a path
     to a mod_export/1 checkpoint, a safetensors folder or a .pt2 archive (unsafe_load=True required for .pt2).
     example_inputs: (input_ids, attention_mask) to trace with (default: B=2, T=48); both axes stay dynamic."""
-    if target not in TARGETS:
-        raise UsageError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    _check_arguments(locals())
     source = None
     model_path = None
     if isinstance(model, (str, os.PathLike)):

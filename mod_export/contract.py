@@ -77,6 +77,12 @@ DEFAULT_TRITON_CONTEXT = 512  # generation: prompt + new tokens per request (cac
 TRITON_STEP_DELAY = "debug_step_delay_ms"  # generation config parameter: a wait after each decode step (tests only)
 
 
+# The smallest capacity a model may have: 1/1024 selects one token of every window up to 1024 tokens. Below it,
+# routing means nothing, and the export (which traces a built-in model at a length where k >= 2, since torch.export
+# specialises k == 1 into a guard) would trace at more than 1024 tokens.
+MIN_CAPACITY = (1, 1024)
+
+
 def capacity_k(T, num: int, den: int):
     """k = min(T, max(1, ceil(T*num/den))), with integers only (a float capacity would specialise k at export).
 

@@ -34,11 +34,17 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="comma list of torch, onnxruntime, onnxruntime-plugin, tensorrt",
     )
     parser.add_argument("--batch", help="comma list of batch sizes (default 1; with --decode 1,8,32)")
-    parser.add_argument("--seq-lens", default="256,512,1024,2048")
+    parser.add_argument(
+        "--seq-lens", default="256,512,1024,2048", help="comma list of sequence lengths (default 256,512,1024,2048)"
+    )
     parser.add_argument("--capacities", default="1/8", help="comma list of num/den (default 1/8)")
-    parser.add_argument("--repeats", type=positive_int, default=10)
-    parser.add_argument("--warmup", type=non_negative_int, default=2)
-    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=10, help="timed runs per candidate (default 10)")
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=2, help="untimed runs per candidate first (default 2)"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=2, help="intra-op threads of PyTorch and ONNX Runtime (default 2)"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the ONNX Runtime profiler pass")
     parser.add_argument(
         "--spinning",

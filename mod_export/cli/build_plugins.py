@@ -22,7 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="without TensorRT headers: kernels, their C ABI (libmod_export_kernels.so), reference and tests",
     )
     parser.add_argument("--no-tests", action="store_true", help="do not build or run the host tests")
-    parser.add_argument("--jobs", type=positive_int)
+    parser.add_argument("--jobs", type=positive_int, help="parallel compile jobs (default: the number of CPU cores)")
 
 
 def run(args: argparse.Namespace) -> int:

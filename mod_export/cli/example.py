@@ -19,9 +19,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", type=positive_int, default=750, help="training steps (default 750, about 3 minutes on 2 cores)"
     )
-    parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--capacity", default="1/8", help="routed-block capacity as num/den (default 1/8)")
-    parser.add_argument("--gate", default="sigmoid", choices=("sigmoid", "identity"))
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="training seed: initial weights and batches (default 0)"
+    )
+    parser.add_argument(
+        "--capacity", default="1/8", help="routed-block capacity as num/den, from 1/1024 to 1 (default 1/8)"
+    )
+    parser.add_argument(
+        "--gate",
+        default="sigmoid",
+        choices=("sigmoid", "identity"),
+        help="what scales a routed block's output: sigmoid(router score) or the score itself (default sigmoid)",
+    )
     parser.add_argument(
         "--arch",
         default="gpt",

@@ -45,7 +45,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", type=Path, help="model.pt (mod_export/1), a folder with config.json + *.safetensors, or a .pt2 archive"
     )
-    parser.add_argument("--target", required=True, choices=TARGETS)
+    parser.add_argument(
+        "--target",
+        required=True,
+        choices=TARGETS,
+        help="onnx: the ONNX forms; trt: plus a TensorRT engine (GPU); triton: plus a Triton model repository",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory (written atomically)")
     parser.add_argument("--force", action="store_true", help="replace a non-empty output directory")
     parser.add_argument(
@@ -79,11 +84,21 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="allow pickled code: a checkpoint with objects, or any .pt2 archive (only for files you trust)",
     )
     prec = parser.add_argument_group("precision (docs/design.md (precision); lives in the ONNX files)")
-    prec.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    prec.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 (default); fp16 (routers kept float32); int8 (Q/DQ from calibration on --calib-data)",
+    )
     prec.add_argument(
         "--calib-data", type=Path, help="int8: a text file or folder (default: the example corpus' held-out slice)"
     )
-    prec.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="percentile")
+    prec.add_argument(
+        "--calib-method",
+        choices=CALIBRATION_METHODS,
+        default="percentile",
+        help="int8: how activation ranges are chosen from the calibration data (default percentile)",
+    )
     prec.add_argument(
         "--calib-cache", type=Path, help="int8: calibration cache (reused when model and data hashes match)"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -85,6 +86,32 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+def attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--prompt-ids -1,3` -> `--prompt-ids=-1,3`: argparse takes a value that starts with '-' (other than a plain
+    negative number) for an option and says "expected one argument". For an option that takes one value, the next
+    word is its value unless it is one of this parser's options (or an abbreviation of one)."""
+    takes_value = {s for a in parser._actions if a.nargs is None and a.option_strings for s in a.option_strings}
+    options = [s for a in parser._actions for s in a.option_strings]
+    out, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return out + argv[i:]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if word in takes_value and nxt is not None and nxt.startswith("-") and not _is_option(nxt, options):
+            out.append(f"{word}={nxt}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out
+
+
+def _is_option(word: str, options: list[str]) -> bool:
+    name = word.split("=", 1)[0]
+    return name in options or (name.startswith("--") and any(o.startswith(name) for o in options))
+
+
 def _load(module_path: str):
     return importlib.import_module(module_path)
 
@@ -143,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     try:
         parser, rest = build_parser(argv)
-        args = parser.parse_args(rest)
+        args = parser.parse_args(attach_dash_values(parser, rest))
         func: Callable[[argparse.Namespace], int] = args.func
         return int(func(args) or 0)
     except ModExportError as exc:
@@ -164,9 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         )
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")  # colour codes some libraries put in their messages
+
+
 def _fail(line: str, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
+    line = ANSI_ESCAPE.sub("", line)
     print(" ".join(line.split()), file=sys.stderr)  # one line, whatever the message held
     return code
 

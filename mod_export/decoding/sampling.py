@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from mod_export.decoding.arguments import integer, real
 from mod_export.errors import InputError
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """temperature 0 is greedy. top_k 0 keeps every token; top_p 1 keeps the whole distribution."""
+    """temperature 0 is greedy. top_k 0 keeps every token; top_p 1 keeps the whole distribution. Every value is
+    checked here (InputError): temperature a finite number >= 0, top_k an integer >= 0, top_p a number in (0, 1],
+    seed an integer >= 0. Any positive temperature works, however small (sample() works in log space)."""
 
     temperature: float = 0.0
     top_k: int = 0
@@ -20,12 +22,16 @@ class Sampling:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.temperature, bool) or not math.isfinite(self.temperature) or self.temperature < 0:
+        temperature = real("temperature", self.temperature)
+        if temperature < 0:
             raise InputError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise InputError(f"top_k must be an integer >= 0, got {self.top_k!r}")
-        if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
+        top_p = real("top_p", self.top_p)
+        if not 0 < top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        object.__setattr__(self, "temperature", temperature)
+        object.__setattr__(self, "top_k", integer("top_k", self.top_k, 0))
+        object.__setattr__(self, "top_p", top_p)
+        object.__setattr__(self, "seed", integer("seed", self.seed, 0))
 
     @property
     def greedy(self) -> bool:
@@ -43,11 +49,13 @@ def sample(logits: np.ndarray, sampling: Sampling, generators: list[np.random.Ge
         return logits.argmax(-1).astype(np.int64)
     out = np.empty(logits.shape[0], dtype=np.int64)
     for row, (z, rng) in enumerate(zip(logits, generators)):
-        z = z / sampling.temperature
         order = np.argsort(-z, kind="stable")
         if sampling.top_k:
             order = order[: sampling.top_k]
-        p = np.exp(z[order] - z[order[0]])
+        # log space: (z - max) / temperature is 0 for the best token and <= 0 (or -inf) for the others, so a
+        # tiny temperature (1e-320) gives the greedy token, never inf / inf = NaN
+        with np.errstate(over="ignore", divide="ignore", under="ignore"):
+            p = np.exp((z[order] - z[order[0]]) / sampling.temperature)
         p /= p.sum()
         if sampling.top_p < 1:
             keep = int(np.searchsorted(np.cumsum(p), sampling.top_p) + 1)  # the smallest set reaching top_p

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from mod_export.contract import MIN_CAPACITY
 from mod_export.errors import ConfigError
 
 GATES = ("sigmoid", "identity")
@@ -15,7 +16,7 @@ ARCHITECTURES = ("gpt", "llama")  # gpt: LayerNorm, GELU, biases; llama: RMSNorm
 
 
 def parse_capacity(capacity: str | Fraction) -> tuple[int, int]:
-    """'1/8' -> (1, 8). Capacity is a rational num/den with 0 < num <= den; floats are refused.
+    """'1/8' -> (1, 8). Capacity is a rational num/den with MIN_CAPACITY (1/1024) <= num/den <= 1; floats are refused.
 
     A float capacity silently specialises k at export time (docs/design.md (routing semantics, step 3)).
     """
@@ -31,6 +32,12 @@ def parse_capacity(capacity: str | Fraction) -> tuple[int, int]:
         raise ConfigError(f"capacity must be a string 'num/den' (not {type(capacity).__name__}), got {capacity!r}")
     if den <= 0 or num <= 0 or num > den:
         raise ConfigError(f"capacity {num}/{den} must satisfy 0 < num <= den")
+    low_num, low_den = MIN_CAPACITY
+    if num * low_den < low_num * den:
+        raise ConfigError(
+            f"capacity {num}/{den} is below the smallest supported capacity {low_num}/{low_den}: a routed block "
+            f"would take a single token of every sequence up to {den // num} tokens"
+        )
     return num, den
 
 

@@ -84,7 +84,11 @@ class LoadedModel:
         if self.example_inputs is not None:
             return self.example_inputs
         vocab = self.builtin.config.vocab_size if self.builtin is not None else 2  # ids 0/1 exist in any vocabulary
-        ids = torch.randint(0, vocab, EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
+        batch, seq = EXAMPLE_SHAPE
+        if self.builtin is not None:  # k >= 2 where it is traced: torch.export turns k == 1 into a guard (seq <= den)
+            num, den = self.builtin.config.capacity_fraction
+            seq = max(seq, den // num + 1)
+        ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(0))
         return ids, torch.ones_like(ids)
 
 

@@ -13,6 +13,8 @@ layer per step that only validation pays; TensorRT writes them in place (mod_exp
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -116,6 +118,16 @@ class OrtStepper:
         self.lengths: list[np.ndarray] = []
         self.positions = np.zeros(0, dtype=np.int64)
         self._binding = None
+
+    def fork(self) -> OrtStepper:
+        """A stepper over the same two ONNX Runtime sessions with a cache of its own: one per generation, so that
+        generations on one Session run in parallel (InferenceSession.run is thread-safe; the IOBinding, the cache
+        buffers and the positions are per stepper)."""
+        other = copy.copy(self)  # shares the sessions and the layout
+        other.keys, other.values, other.lengths = [], [], []
+        other.positions = np.zeros(0, dtype=np.int64)
+        other._binding = None
+        return other
 
     # ------------------------------------------------------------ prefill
 
