@@ -5,9 +5,18 @@ a killed run's leftovers cleaned up with one note, the lock, the atomic folder e
 from __future__ import annotations
 
 import ast
+import logging
+import os
+import zipfile
 from pathlib import Path
 
 import pytest
+import torch
+
+from mod_export import output
+from mod_export.errors import OutputDirError
+from mod_export.output import kinds, staged
+from tests.helpers import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_PACKAGE = ROOT / "mod_export" / "output"
@@ -162,3 +171,103 @@ def test_the_check_sees_every_kind_of_write(code):
 )
 def test_the_check_lets_the_output_module_api_through(code):
     assert writes_in(code) == [], code
+
+
+# ---------------------------------------------------------------- what is ours, by content
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/mod_export_output_sniff_ran",))
+
+
+def test_a_checkpoint_is_recognised_by_its_format_tag_without_unpickling(tmp_path):
+    ours, theirs, planted, text = (tmp_path / n for n in ("ours.pt", "theirs.pt", "planted.pt", "notes.pt"))
+    torch.save({"format": "mod_export/1", "config": {}, "state_dict": {"w": torch.zeros(2)}}, ours)
+    torch.save({"format": "someone_else/3", "state_dict": {}}, theirs)
+    torch.save({"format": "mod_export/1", "x": RunsCode()}, planted)
+    text.write_text("format mod_export/1")
+    assert kinds.checkpoint(ours) is None and kinds.checkpoint(planted) is None
+    assert not Path("/tmp/mod_export_output_sniff_ran").exists(), "recognising a checkpoint ran its pickle"
+    for other in (theirs, text, tmp_path / "missing.pt"):
+        assert "not a mod-export checkpoint" in kinds.checkpoint(other)
+    with zipfile.ZipFile(tmp_path / "z.pt", "w") as z:
+        z.writestr("a/data.pkl", b"\x80\x02garbage")
+    assert kinds.checkpoint(tmp_path / "z.pt") is not None
+
+
+def test_folders_are_ours_only_when_nothing_foreign_is_in_them(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "mod_export"}')
+    (folder / "model-00001-of-00002.safetensors").write_bytes(b"")
+    assert kinds.model_folder(folder) is None
+    (folder / "README.md").write_text("mine")
+    assert "README.md" in kinds.model_folder(folder)
+    bench = tmp_path / "b"
+    bench.mkdir()
+    (bench / "results.md").write_text("|")
+    assert "no mod-export bench results" in kinds.bench_folder(bench)
+    (bench / "results.json").write_text('{"format": "mod_export.bench/1"}')
+    assert kinds.bench_folder(bench) is None
+    os.symlink(tmp_path / "m" / "README.md", bench / "decode.md")
+    assert "not a plain file" in kinds.bench_folder(bench)
+
+
+# ---------------------------------------------------------------- cleanup, lock, exchange
+
+
+def test_the_next_run_cleans_up_and_puts_a_moved_aside_output_back(tmp_path, caplog):
+    out = tmp_path / "out"
+    aside = tmp_path / ".out.old-abc123" / "previous"
+    aside.mkdir(parents=True)
+    (aside / "manifest.json").write_text("{}")
+    (tmp_path / ".out.tmp-def456").mkdir()
+    (tmp_path / ".out.tmp-ghi789.pt").write_text("half")
+    (tmp_path / ".outer.tmp-keep").mkdir()  # another output's: not touched
+    (tmp_path / ".out.lock").write_text("1\n")
+    with caplog.at_level(logging.INFO, logger="mod_export"), output.OutputLock(out):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".outer.tmp-keep", "out"]
+    assert (out / "manifest.json").is_file()
+    notes = [r.getMessage() for r in caplog.records]
+    assert (
+        len(notes) == 1 and "back into place" in notes[0] and ".out.tmp-def456" in notes[0] and ".out.lock" in notes[0]
+    )
+
+
+def test_a_held_lock_refuses_and_changes_nothing(tmp_path):
+    with output.OutputLock(tmp_path / "out"):
+        before = snapshot(tmp_path)
+        with pytest.raises(OutputDirError, match="another mod-export run"), output.OutputLock(tmp_path / "out"):
+            pass
+        assert snapshot(tmp_path) == before
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_run_removes_the_folders_it_made_for_its_output(tmp_path):
+    with pytest.raises(RuntimeError), output.Target(tmp_path / "a" / "b" / "m.pt", kinds.CHECKPOINT):
+        raise RuntimeError("the model did not load")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_a_folder_is_replaced_in_one_piece(tmp_path, monkeypatch, exchange):
+    if not exchange:
+        monkeypatch.setattr(staged, "exchange", lambda a, b: False)
+    out = tmp_path / "res"
+    for n in (1, 2):
+        with output.Target(out, kinds.BENCH_FOLDER, force=True) as target, target.staged() as stage:
+            stage.put_json("results.json", {"format": "mod_export.bench/1", "n": n})
+            stage.put_text("results.md", "|")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
+    assert '"n": 2' in (out / "results.json").read_text() and oct((out / "results.md").stat().st_mode)[-3:] != "600"
+
+
+def test_writes_outside_a_staging_folder_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "f.json"
+    output.write_text(path, "old")
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError):
+        output.write_text(path, "new")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
