@@ -10,7 +10,6 @@ import hashlib
 import os
 import pickle
 import zipfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from mod_export.contract import CHECKPOINT_FORMAT
 from mod_export.errors import CheckpointError, ConfigError
 from mod_export.models.config import MoDConfig
 from mod_export.models.model import MoDTransformer
-from mod_export.output import Target, check_target, kinds
+from mod_export.output import Target, kinds
 
 FORMAT_TAG = CHECKPOINT_FORMAT
 
@@ -33,13 +32,6 @@ def tensors_sha256(state_dict: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def check_destination(path: str | os.PathLike, force: bool, inputs: Iterable[str | os.PathLike] = ()) -> Path:
-    """Before any slow work: the checkpoint can be written at `path`. An existing file is replaced only with force
-    (it may hold hours of someone's training) and only when it is a mod_export/1 checkpoint (mod_export.output)."""
-    check_target(path, kinds.CHECKPOINT, force, inputs)
-    return Path(path)
 
 
 def checkpoint_payload(model: MoDTransformer, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
