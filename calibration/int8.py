@@ -14,8 +14,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +24,20 @@ from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_d
 
 from calibration.data import CalibrationData
 from calibration.evaluate import agreement_per_layer, run_indices
-from mod_export.contract import ATTENTION_MASK, CALIBRATION_METHODS, DEFAULT_ROUTING_GUARD, INPUT_IDS
+from mod_export import output
+from mod_export.contract import (
+    ATTENTION_MASK,
+    CALIBRATION_CACHE_FORMAT,
+    CALIBRATION_METHODS,
+    DEFAULT_ROUTING_GUARD,
+    INPUT_IDS,
+)
 from mod_export.errors import ModExportError
 from mod_export.graph.queries import idx_tensor_names, router_nodes
 from mod_export.progress import progress
 
 METHODS = dict(zip(CALIBRATION_METHODS, ("MinMax", "Percentile", "Entropy")))  # ours -> ORT CalibrationMethod
-CACHE_FORMAT = "mod_export.calibration/2"  # 2: entropy/percentile bin counts really applied
+CACHE_FORMAT = CALIBRATION_CACHE_FORMAT  # 2: entropy/percentile bin counts really applied
 
 
 class CalibrationError(ModExportError):
@@ -132,11 +137,11 @@ def _quiet_ort():
 
 def _calibrate(model: onnx.ModelProto, method: str, ranges_path: Path, reader) -> None:
     """Collect activation statistics over the reader's windows and write ORT's tensor-range cache."""
-    with tempfile.TemporaryDirectory(prefix="mod_export_calib_") as tmp, _quiet_ort():
+    with output.scratch_dir(prefix="mod_export_calib_") as tmp, _quiet_ort():
         path = Path(tmp) / "model.onnx"
         private = onnx.ModelProto()
         private.CopyFrom(model)  # saving with external data rewrites the proto in place
-        onnx.save_model(private, str(path), save_as_external_data=True)
+        output.write_with(path, lambda p: onnx.save_model(private, str(p), save_as_external_data=True))
         calibrator = create_calibrator(
             path,
             ["MatMul", "Gemm"],
@@ -155,7 +160,7 @@ def _quantize(
     """Q/DQ for `nodes` from the cached ranges in ranges_path (no recalibration)."""
     private = onnx.ModelProto()
     private.CopyFrom(model)  # quantize_static saves its input with external data, rewriting it in place
-    with tempfile.TemporaryDirectory(prefix="mod_export_q_") as tmp, _quiet_ort():
+    with output.scratch_dir(prefix="mod_export_q_") as tmp, _quiet_ort():
         out = Path(tmp) / "quantized.onnx"
         quantize_static(
             private,
@@ -239,10 +244,10 @@ def quantize_forms(
             raise CalibrationError(f"calibration cache {cache_file} has no tensor ranges; delete it to recalibrate")
         if saved.get("routing_guard") == routing_guard:
             cached_float = dict(saved.get("float_for_routing", {}))
-    with tempfile.TemporaryDirectory(prefix="mod_export_calib_") as tmp:
+    with output.scratch_dir(prefix="mod_export_calib_") as tmp:
         ort_path = Path(tmp) / "ranges.json"
         if ort_cache is not None:
-            ort_path.write_text(json.dumps(ort_cache))
+            output.write_text(ort_path, json.dumps(ort_cache))
         if ort_cache is None:  # calibrate once (the ranges land in ort_path)
             _calibrate(portable, method, ort_path, _reader(data, show_progress))
         float_nodes = cached_float
@@ -271,9 +276,9 @@ def quantize_forms(
         "tensor_ranges": ranges,
     }
     if cache_file is not None and (ort_cache is None or cached_float is None):
-        tmp_file = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}")
-        tmp_file.write_text(json.dumps(cache))
-        os.replace(tmp_file, cache_file)
+        # atomic, locked, and only over a calibration cache of ours (read above, so it is one)
+        with output.Target(cache_file, output.kinds.CALIBRATION_CACHE, force=True, option="--calib-cache") as out:
+            out.put_text(json.dumps(cache))
     for proto in (q_plugin, q_portable):
         proto.producer_name = "mod-export"
     return QuantizedForms(q_plugin, q_portable, method, chosen, excluded, float_nodes, cache)

@@ -45,6 +45,27 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "mod_export.manifest/1"
 CHECKPOINT_FORMAT = "mod_export/1"
 
+# ---------------------------------------------------------------- what else mod-export writes (mod_export/output
+# recognises each by its content before --force may replace it: docs/errors.md)
+MODEL_CONFIG_FILE = "config.json"  # a built-in model as a safetensors folder (docs/models.md)
+MODEL_WEIGHTS_FILE = "model.safetensors"
+MODEL_INDEX_FILE = "model.safetensors.index.json"
+MODEL_TYPE = "mod_export"  # config.json's model_type
+VALIDATION_REPORT_FORMAT = "mod_export.validation/1"  # `mod-export validate --report FILE`
+METRICS_FORMAT = "mod_export.metrics/1"  # `mod-export example --metrics-json FILE`
+BENCH_FORMAT = "mod_export.bench/1"  # results.json / decode.json of `mod-export bench --out DIR`
+BENCH_FILES = (
+    "results.json",
+    "results.md",
+    "speedup_vs_seq.png",
+    "latency_percentiles.png",
+    "decode.json",
+    "decode.md",
+    "decode.png",
+)
+CALIBRATION_CACHE_FORMAT = "mod_export.calibration/2"  # --calib-cache; 2: entropy/percentile bin counts applied
+PLUGIN_PROJECT = "mod_export_plugins"  # the CMake project of plugins/ (a build folder of ours names it)
+
 PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("onnx", "trt", "triton")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")

@@ -5,13 +5,11 @@ written into DIR atomically under a lock. The CLI is a thin layer over run_onnx_
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from calibration.apply import PrecisionOptions, int8_stage, load_calibration
 from calibration.fp16 import fp16_stage
-from mod_export.backends.onnxrt.decoder import OrtStepper
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.backends.trt.builder import EngineSettings, build_engine
 from mod_export.backends.trt.decoder import DecodeLayout, build_phase_engine, phase_profiles
@@ -46,8 +44,8 @@ from mod_export.graph.decode_plugin_form import plugin_decode_graph, plugin_pref
 from mod_export.models.flops import forward_flops, ideal_speedup
 from mod_export.models.sources import LoadedModel, load_source
 from mod_export.plugins import LIBRARY_NAME, library_path
-from mod_export.validate.artifacts import evaluation_text, validate_artifacts, validate_engine
-from mod_export.validate.generation import generation_cases, judge_generation
+from mod_export.validate.artifacts import validate_artifacts, validate_engine
+from mod_export.validate.directory import judge_generation_graphs
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +89,7 @@ def _build_engine_into(art: ArtifactDir, job: OnnxJob, forms: ExportedForms, gen
     settings.extra_outputs = tuple(forms.idx_outputs)
     if job.use_plugins:
         library = job.plugin_library or library_path()
-        shutil.copyfile(library, art.path(library.name))
+        art.put_copy(library, library.name)
         settings.plugin_library = Path(library)
     source = art.path(PLUGIN_FILE if job.use_plugins else PORTABLE_FILE)
     logger.info("building TensorRT engine from %s ...", source.name)
@@ -162,17 +160,11 @@ def _generation(job: OnnxJob, src: LoadedModel, art_files: dict) -> dict:
         "precision": "fp32",
     }
     if job.validate:
-        logger.info("validating generation: prefill + 64 decode steps on ONNX Runtime against PyTorch ...")
-        cases = generation_cases(evaluation_text(), cfg.vocab_size)
-        entry["parity"] = judge_generation(model, OrtStepper(decode.prefill, decode.decode), cases)
-        logger.info("validating the plugin-form generation graphs (reference functions) the same way ...")
-        plugin = judge_generation(model, OrtStepper(plugin_prefill, plugin_decode), cases)
-        entry["plugin_parity"] = plugin
-        parity = entry["parity"]
-        parity["mismatches"] += [f"plugin form: {m}" for m in plugin["mismatches"]]
-        if plugin["passed"] != parity["passed"]:
-            parity["mismatches"].append("plugin form and portable form of the decode graphs reach different verdicts")
-        parity["passed"] = parity["passed"] and plugin["passed"]
+        logger.info("validating generation (both forms): prefill + 64 decode steps on ONNX Runtime against PyTorch ...")
+        graphs = {"prefill": decode.prefill, "decode": decode.decode}
+        graphs.update(plugin_prefill=plugin_prefill, plugin_decode=plugin_decode)
+        entry["parity"] = judge_generation_graphs(model, graphs)
+        entry["plugin_parity"] = entry["parity"].pop("plugin")
     return entry
 
 
@@ -293,7 +285,7 @@ def _run_locked(job: OnnxJob) -> dict:
                 settings=job.triton,
                 generation=_manifest_generation(report.get("generation")),
             )
-        art.write_json(REPORT_FILE, report)
+        art.put_json(REPORT_FILE, report)
         manifest = build_manifest(
             art.tmp,
             art.files(),
@@ -309,7 +301,7 @@ def _run_locked(job: OnnxJob) -> dict:
                 "engine": report.get("engine"),
             },
         )
-        art.write_json(MANIFEST_FILE, manifest)
+        art.put_json(MANIFEST_FILE, manifest)
         report["written"] = sorted(p.relative_to(art.tmp).as_posix() for p in art.files())
     if "parity" in report and not report["parity"]["passed"]:
         mism = report["parity"]["mismatches"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from mod_export.contract import CUDA_ARCHS
 from mod_export.contract import LIBRARY_NAME as CONTRACT_LIBRARY_NAME
 from mod_export.errors import MissingDependencyError, ModExportError
+from mod_export.output import BuildFolder, check_build_folder
 
 LIBRARY_NAME = CONTRACT_LIBRARY_NAME
 KERNEL_LIBRARY_NAME = "libmod_export_kernels.so"
@@ -147,6 +148,7 @@ def build_plugins(
 ) -> BuildResult:
     """Configure, build and (if `run_tests`) run the host tests. Without GoogleTest the libraries are still
     built and `tests_skipped` says why the tests were not; `extra_cmake_args` go to the configure step."""
+    check_build_folder(build_dir or default_build_dir(), source_dir())  # before anything else: never a user's folder
     if shutil.which("cmake") is None:
         raise MissingDependencyError("cmake not found: install CMake >= 3.18")
     nvcc = find_nvcc()
@@ -158,7 +160,22 @@ def build_plugins(
             "TensorRT headers (NvInferRuntime.h) not found: pass --tensorrt-include DIR or set TENSORRT_INCLUDE_DIR "
             "(use --kernels-only to build and test the kernels without them)"
         )
-    build = Path(build_dir or default_build_dir()).absolute()
+    # the build folder: new, empty, or one of ours (its CMakeCache.txt names this project and source), locked for
+    # the whole build; a folder of anyone else's is refused, never written into (mod_export.output)
+    with BuildFolder(build_dir or default_build_dir(), source_dir()) as build:
+        return _configure_build_test(build, nvcc, include, archs, run_tests, jobs, show_progress, extra_cmake_args)
+
+
+def _configure_build_test(
+    build: Path,
+    nvcc: str,
+    include: Path | None,
+    archs: str,
+    run_tests: bool,
+    jobs: int | None,
+    show_progress: bool,
+    extra_cmake_args: Sequence[str],
+) -> BuildResult:
     configure = [
         "cmake",
         "-S",
@@ -190,11 +207,11 @@ def build_reference_library(build_dir: str | os.PathLike) -> Path:
     """Only the host reference's C ABI (no CUDA, no TensorRT): for the Python cross-check tests."""
     if shutil.which("cmake") is None:
         raise MissingDependencyError("cmake not found")
-    build = Path(build_dir)
-    _run(
-        ["cmake", "-S", str(source_dir()), "-B", str(build), "-DMOD_BUILD_CUDA=OFF", "-DMOD_BUILD_TESTS=OFF"],
-        "cmake configure",
-        False,
-    )
-    _run(["cmake", "--build", str(build), "--target", "mod_reference_capi", "-j", "2"], "building reference", False)
-    return build / REFERENCE_LIBRARY_NAME
+    with BuildFolder(build_dir, source_dir()) as build:
+        _run(
+            ["cmake", "-S", str(source_dir()), "-B", str(build), "-DMOD_BUILD_CUDA=OFF", "-DMOD_BUILD_TESTS=OFF"],
+            "cmake configure",
+            False,
+        )
+        _run(["cmake", "--build", str(build), "--target", "mod_reference_capi", "-j", "2"], "building reference", False)
+        return build / REFERENCE_LIBRARY_NAME

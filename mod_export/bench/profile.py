@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import collections
 import json
-import tempfile
 from pathlib import Path
 
 import onnx
 
+from mod_export import output
 from mod_export.backends.onnxrt.session import create_session
 from mod_export.graph.queries import router_node_names
 
@@ -24,7 +24,7 @@ def routing_time_share(
         if not node.name or node.name not in plugin_names:
             node.name = f"modrouting_{i}"
     routers = router_node_names(proto_plugin)
-    with tempfile.TemporaryDirectory() as tmp:
+    with output.scratch_dir() as tmp:
         session = create_session(
             labelled, providers=["CPUExecutionProvider"], threads=threads, profile_prefix=str(Path(tmp) / "prof")
         )

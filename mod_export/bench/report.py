@@ -3,12 +3,17 @@ latency percentiles)."""
 
 from __future__ import annotations
 
-import json
+import importlib.util
+import logging
 from fractions import Fraction
 from pathlib import Path
 
+from mod_export.contract import BENCH_FORMAT
 from mod_export.models.config import parse_capacity
+from mod_export.output import StagedDir, Target
 from mod_export.parity.health import format_health
+
+logger = logging.getLogger(__name__)
 
 
 def markdown(data: dict) -> str:
@@ -47,15 +52,39 @@ def markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(data: dict, out_dir: Path) -> list[Path]:
-    """results.json, results.md and the PNG plots into out_dir (created); returns the files written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(data, indent=2, default=str))
-    (out_dir / "results.md").write_text(markdown(data) + "\n")
-    return [out_dir / "results.json", out_dir / "results.md", *plots(data, out_dir)]
+def plotting_available() -> bool:
+    """Whether matplotlib is installed; without it, one warning, and the results are written without plots."""
+    if importlib.util.find_spec("matplotlib") is not None:
+        return True
+    logger.warning("matplotlib is not installed: no PNG plots (pip install 'mod-export[plot]' for them)")
+    return False
 
 
-def plots(data: dict, out_dir: Path) -> list[Path]:
+def write_outputs(data: dict, target: Target, with_plots: bool = True) -> list[Path]:
+    """results.json, results.md and the PNG plots as one folder (mod_export.output: written in one piece,
+    replacing only earlier bench results); returns the files written."""
+    with target.staged() as stage:
+        stage.put_json("results.json", {"format": BENCH_FORMAT, **data})
+        stage.put_text("results.md", markdown(data) + "\n")
+        names = ["results.json", "results.md", *(plots(data, stage) if with_plots else [])]
+    return [target.given / name for name in names]
+
+
+def write_decode_outputs(data: dict, target: Target, with_plots: bool = True) -> list[Path]:
+    """decode.json, decode.md and decode.png, the same way."""
+    with target.staged() as stage:
+        stage.put_json("decode.json", {"format": BENCH_FORMAT, **data})
+        stage.put_text("decode.md", decode_markdown(data) + "\n")
+        names = ["decode.json", "decode.md", *(decode_plots(data, stage) if with_plots else [])]
+    return [target.given / name for name in names]
+
+
+def _save(fig, stage: StagedDir, name: str) -> str:
+    stage.write_with(name, lambda path: fig.savefig(path, dpi=110))
+    return name
+
+
+def plots(data: dict, stage: StagedDir) -> list[str]:
     import matplotlib  # noqa: PLC0415 - optional (plot extra)
 
     matplotlib.use("Agg")
@@ -82,9 +111,7 @@ def plots(data: dict, out_dir: Path) -> list[Path]:
         ax.legend(fontsize=8)
     fig.suptitle(f"{data['model']}: MoD vs dense, median latency ratio")
     fig.tight_layout()
-    path = out_dir / "speedup_vs_seq.png"
-    fig.savefig(path, dpi=110)
-    written.append(path)
+    written.append(_save(fig, stage, "speedup_vs_seq.png"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -105,9 +132,7 @@ def plots(data: dict, out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    path = out_dir / "latency_percentiles.png"
-    fig.savefig(path, dpi=110)
-    written.append(path)
+    written.append(_save(fig, stage, "latency_percentiles.png"))
     plt.close(fig)
     return written
 
@@ -148,7 +173,7 @@ def decode_markdown(data: dict) -> str:
     return "\n".join(lines)
 
 
-def decode_plots(data: dict, out_dir: Path) -> list[Path]:
+def decode_plots(data: dict, stage: StagedDir) -> list[str]:
     """Per-token latency percentiles per candidate, and MoD/dense speedup against batch with the roofline ideal."""
     import matplotlib  # noqa: PLC0415 - optional (plot extra)
 
@@ -176,7 +201,6 @@ def decode_plots(data: dict, out_dir: Path) -> list[Path]:
     ax2.legend(fontsize=7)
     fig.suptitle(f"{data['model']}: decode, MoD vs dense")
     fig.tight_layout()
-    path = out_dir / "decode.png"
-    fig.savefig(path, dpi=110)
+    name = _save(fig, stage, "decode.png")
     plt.close(fig)
-    return [path]
+    return [name]

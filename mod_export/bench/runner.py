@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import resource
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import onnx
 import torch
 
+from mod_export import output
 from mod_export.backends.onnxrt.runner import onnxrt_runner, routing_outputs
 from mod_export.backends.torch.runner import TorchRunner
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
@@ -107,7 +107,7 @@ def tensorrt_runners(forms: ExportedForms, dense_forms: ExportedForms, settings:
     runners = []
     for name, proto, plugins in (("mod", forms.plugin, library), ("dense", dense_forms.portable, None)):
         onnx_path, engine = workdir / f"{name}.onnx", workdir / f"{name}.engine"
-        onnx.save(proto, str(onnx_path))
+        output.write_with(onnx_path, lambda path, proto=proto: onnx.save(proto, str(path)))
         logger.info("building the %s TensorRT engine ...", name)
         build_engine(onnx_path, engine, EngineSettings(batch=batch, seq=seq, plugin_library=plugins))
         runners.append(EngineRunner(engine, plugins, name=f"tensorrt/{name}"))
@@ -160,7 +160,7 @@ def run_bench(spec: str, settings: BenchSettings, show_progress: bool = True) ->
     results = []
     settings_list = [(c, b, t) for c in settings.capacities for b in settings.batch for t in settings.seq_lens]
     entry: dict = {}
-    with tempfile.TemporaryDirectory(prefix="mod_export_bench_") as tmp:
+    with output.scratch_dir(prefix="mod_export_bench_") as tmp:
         try:
             for capacity, batch, seq in progress(settings_list, desc="bench", enabled=show_progress):
                 if entry.get("capacity") != capacity:  # keep one capacity's sessions and engines alive at a time

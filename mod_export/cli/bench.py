@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 from pathlib import Path
 
 from mod_export.bench.decode import DecodeSettings, run_decode_bench
-from mod_export.bench.report import decode_markdown, decode_plots, markdown, write_outputs
+from mod_export.bench.report import (
+    decode_markdown,
+    markdown,
+    plotting_available,
+    write_decode_outputs,
+    write_outputs,
+)
 from mod_export.bench.runner import BenchSettings, check_backends, run_bench
 from mod_export.bench.threads import applied_policy
 from mod_export.cli.types import non_negative_int, positive_int
 from mod_export.errors import ModExportError
 from mod_export.models.config import parse_capacity
+from mod_export.output import Target, kinds
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -53,6 +60,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         "turns on the same cores and one's spinning threads slow down the next)",
     )
     parser.add_argument("--out", type=Path, help="write results.json, results.md and PNG plots here")
+    parser.add_argument(
+        "--force", action="store_true", help="replace --out DIR when it holds earlier mod-export bench results only"
+    )
     decode = parser.add_argument_group("generation (--decode): decode steps instead of full-sequence forwards")
     decode.add_argument("--decode", action="store_true", help="benchmark generation (prefill + decode steps)")
     decode.add_argument("--prompt-lens", default="128,1024", help="decode: prompt lengths (default 128,1024)")
@@ -62,12 +72,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _out_target(args: argparse.Namespace):
+    """--out DIR: checked and locked before the benchmark runs (a folder of bench results, written in one piece;
+    an existing one replaced only with --force and only when it holds earlier bench results and nothing else)."""
+    if args.out is None:
+        return contextlib.nullcontext()
+    model = Path(args.model)
+    return Target(args.out, kinds.BENCH_FOLDER, args.force, inputs=[model] if model.exists() else [])
+
+
 def run_decode(args: argparse.Namespace) -> int:
     if "," in args.capacities:
         raise ModExportError("--decode takes one capacity")
     parse_capacity(args.capacities)
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise ModExportError(f"--out {args.out} exists and is not a directory")
     batch = _ints(args.batch, "batch") if args.batch is not None else DecodeSettings().batch
     settings = DecodeSettings(
         batch,
@@ -77,15 +94,14 @@ def run_decode(args: argparse.Namespace) -> int:
         args.threads,
         _ints(args.torch_batches, "torch-batches"),
     )
-    data = run_decode_bench(args.model, settings)
-    data["thread_policy"] = applied_policy()
-    print(decode_markdown(data))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "decode.json").write_text(json.dumps(data, indent=2, default=str))
-        (args.out / "decode.md").write_text(decode_markdown(data) + "\n")
-        for path in decode_plots(data, args.out):
-            print(f"wrote {path}")
+    with _out_target(args) as out:
+        with_plots = out is not None and plotting_available()  # warned before anything is measured or written
+        data = run_decode_bench(args.model, settings)
+        data["thread_policy"] = applied_policy()
+        print(decode_markdown(data))
+        if out is not None:
+            for path in write_decode_outputs(data, out, with_plots):
+                print(f"wrote {path}")
     return 0
 
 
@@ -97,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
         parse_capacity(cap)
     backends = tuple(args.backends.split(","))
     check_backends(backends)  # unknown names, before anything slow
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise ModExportError(f"--out {args.out} exists and is not a directory")
     settings = BenchSettings(
         backends,
         _ints(args.batch or "1", "batch"),
@@ -110,10 +124,12 @@ def run(args: argparse.Namespace) -> int:
         not args.no_profile,
         args.spinning,
     )
-    data = run_bench(args.model, settings)
-    data["thread_policy"] = applied_policy()  # set by the CLI entry point before torch loaded
-    print(markdown(data))
-    if args.out:
-        for path in write_outputs(data, args.out):
-            print(f"wrote {path}")
+    with _out_target(args) as out:
+        with_plots = out is not None and plotting_available()
+        data = run_bench(args.model, settings)
+        data["thread_policy"] = applied_policy()  # set by the CLI entry point before torch loaded
+        print(markdown(data))
+        if out is not None:
+            for path in write_outputs(data, out, with_plots):
+                print(f"wrote {path}")
     return 0

@@ -7,13 +7,13 @@ checkpoint: the folder holds config and weights only."""
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from mod_export.cli.types import byte_size
 from mod_export.errors import CheckpointError
-from mod_export.models.checkpoint import check_destination, load_checkpoint, save_checkpoint
-from mod_export.models.safetensors_folder import CONFIG_FILE, MODEL_TYPE, is_model_folder, load_folder, save_folder
+from mod_export.models.checkpoint import load_checkpoint, save_checkpoint
+from mod_export.models.safetensors_folder import CONFIG_FILE, is_model_folder, load_folder, save_folder
+from mod_export.output import Target, kinds, resolve_output
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -31,34 +31,23 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _check_folder_destination(dst: Path, force: bool) -> None:
-    if not dst.exists():
-        return
-    if not force:
-        raise CheckpointError(f"{dst} already exists (pass --force to replace a model folder mod-export wrote)")
-    if not is_model_folder(dst) or MODEL_TYPE not in (dst / CONFIG_FILE).read_text(errors="replace"):
-        raise CheckpointError(f"{dst} is not a model folder mod-export wrote; refusing to replace it even with --force")
-
-
 def run(args: argparse.Namespace) -> int:
     src, dst = args.src, args.dst
-    if src.resolve() == dst.resolve():
+    if resolve_output(src) == resolve_output(dst):
         raise CheckpointError("SRC and DST are the same path")
     if is_model_folder(src):
-        check_destination(dst, args.force)
-        model = load_folder(src)
-        save_checkpoint(model, dst)
+        kind, load = kinds.CHECKPOINT, lambda: load_folder(src)
     elif src.is_dir():
         raise CheckpointError(f"{src} is a folder without {CONFIG_FILE} (expected config.json + *.safetensors)")
     else:
-        _check_folder_destination(dst, args.force)
-        model = load_checkpoint(src, unsafe=args.unsafe_load)
-        shard = args.max_shard_size
-        if dst.exists():  # checked above: a model folder of ours, replaced
-            staged = save_folder(model, dst.with_name(f".{dst.name}.new"), shard)
-            shutil.rmtree(dst)
-            staged.rename(dst)
+        kind, load = kinds.MODEL_FOLDER, lambda: load_checkpoint(src, unsafe=args.unsafe_load)
+    # DST is checked and locked before the model is read, and replaced only when it is the same kind of output
+    # and mod-export wrote it (--force); it never overlaps SRC. The write is atomic (mod_export.output).
+    with Target(dst, kind, force=args.force, inputs=[src], option="DST") as target:
+        model = load()
+        if kind is kinds.CHECKPOINT:
+            save_checkpoint(model, target)
         else:
-            save_folder(model, dst, shard)
+            save_folder(model, target, args.max_shard_size)
     print(f"wrote {dst}")
     return 0

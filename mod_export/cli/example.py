@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 from pathlib import Path
 
 from mod_export.cli.types import non_negative_int, positive_int
-from mod_export.models.checkpoint import check_destination, save_checkpoint
+from mod_export.contract import METRICS_FORMAT
+from mod_export.errors import OutputDirError
+from mod_export.models.checkpoint import save_checkpoint
 from mod_export.models.config import ARCHITECTURES
+from mod_export.output import Target, kinds, resolve_output
 from mod_export.training.train import TrainSettings, example_config, train_example
 
 
@@ -67,14 +70,23 @@ def summary_lines(metrics: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_destination(args.out, args.force)  # before minutes of training
-    config = example_config(args.arch).replace(capacity=args.capacity, gate=args.gate)
-    settings = TrainSettings(steps=args.steps, seed=args.seed, config=config)
-    model, metrics = train_example(settings)
-    save_checkpoint(model, args.out, metrics)
+    if args.metrics_json is not None and resolve_output(args.metrics_json) == resolve_output(args.out):
+        raise OutputDirError("--metrics-json and --out name the same file")
+    # both outputs are checked and locked before minutes of training; each is written atomically at the end, and
+    # replaces an existing file only with --force and only when it is one mod-export wrote (mod_export.output)
+    metrics_target = (
+        Target(args.metrics_json, kinds.METRICS_JSON, args.force, option="--metrics-json")
+        if args.metrics_json
+        else contextlib.nullcontext()
+    )
+    with Target(args.out, kinds.CHECKPOINT, args.force) as out, metrics_target as metrics_out:
+        config = example_config(args.arch).replace(capacity=args.capacity, gate=args.gate)
+        settings = TrainSettings(steps=args.steps, seed=args.seed, config=config)
+        model, metrics = train_example(settings)
+        save_checkpoint(model, out, metrics)
+        if metrics_out is not None:
+            metrics_out.put_json({"format": METRICS_FORMAT, **metrics})
     for line in summary_lines(metrics):
         print(line)
-    if args.metrics_json:
-        args.metrics_json.write_text(json.dumps(metrics, indent=2))
     print(f"wrote {args.out}")
     return 0

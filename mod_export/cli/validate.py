@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 from pathlib import Path
 
 from mod_export.cli.types import positive_float
-from mod_export.contract import DEFAULT_ATOL
-from mod_export.errors import OutputDirError, ParityError
+from mod_export.contract import DEFAULT_ATOL, VALIDATION_REPORT_FORMAT
+from mod_export.errors import ParityError
 from mod_export.models.sources import load_source
-from mod_export.validate.artifacts import format_validation, load_directory, validate_artifacts
+from mod_export.output import Target, kinds
+from mod_export.validate.artifacts import format_validation
+from mod_export.validate.directory import load_directory, validate_directory
+from mod_export.validate.generation import format_generation
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -36,21 +39,42 @@ def register(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use DIR's files even where they differ from the sha256 in its manifest.json (edited on purpose)",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="replace --report FILE when it is an earlier report of mod-export validate"
+    )
+
+
+def _report_target(args: argparse.Namespace):
+    """--report FILE: checked and locked before anything slow; never the model, DIR or a file inside it, and an
+    existing file only with --force and only when it is an earlier report of ours (mod_export.output)."""
+    if args.report is None:
+        return contextlib.nullcontext()
+    return Target(
+        args.report,
+        kinds.VALIDATION_REPORT,
+        args.force,
+        inputs=[args.model, args.dir],
+        option="--report",
+        parents=False,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.report is not None and (args.report.is_dir() or not args.report.absolute().parent.is_dir()):
-        raise OutputDirError(f"--report {args.report}: not a file in an existing directory")
-    forms, precision = load_directory(args.dir, verify=not args.skip_integrity, model_hint=args.model)
-    model = load_source(args.model, unsafe=args.unsafe_load).module
-    report = validate_artifacts(model, forms, precision, atol=args.atol)
-    print(format_validation(report))
-    if args.report:
-        args.report.write_text(json.dumps(report, indent=2))
+    with _report_target(args) as report_out:
+        export = load_directory(args.dir, verify=not args.skip_integrity, model_hint=args.model)
+        source = load_source(args.model, unsafe=args.unsafe_load)
+        report = validate_directory(source, export, atol=args.atol)
+        print(format_validation(report))
+        if report.get("generation"):
+            print(format_generation(report["generation"]))
+        for item in report["not_checked"]:
+            print(f"not checked: {item}")
+        if report_out is not None:
+            report_out.put_json({"format": VALIDATION_REPORT_FORMAT, **report})
     if not report["passed"]:
         raise ParityError(
             f"parity failed in {len(report['mismatches'])} place(s), first: {report['mismatches'][0]}",
             report["mismatches"],
         )
-    print(f"parity: passed ({precision})")
+    print(f"parity: passed ({export.precision})")
     return 0

@@ -8,7 +8,6 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from mod_export.errors import ExportError
 from mod_export.exporter.onnx_export import dynamic_shapes
 from mod_export.models.sources import as_source, from_module
+from mod_export.output import Target, kinds
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +36,7 @@ def save_archive(model: torch.nn.Module, path: str | os.PathLike, example_inputs
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"torch.export failed: {first}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.pt2", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.export.save(program, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with Target(path, kinds.PT2_ARCHIVE, force=True) as target:  # replaces an earlier archive, nothing else
+        target.write_with(lambda tmp: torch.export.save(program, tmp))
     logger.info("saved %s (%d routing calls per forward)", path, src.routed_count())
     return path

@@ -12,11 +12,10 @@ backend (mod_export.serving.scoring, torch-free), which reads its ONNX file from
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from mod_export import output
 from mod_export.contract import (
     ATTENTION_MASK,
     DECODE_FILE,
@@ -170,7 +169,7 @@ def _copy_onnx(source: Path, folder: Path) -> list[Path]:
     copies = []
     for name in (source.name, source.name + ".data"):
         if (source.parent / name).is_file():
-            copies.append(Path(shutil.copyfile(source.parent / name, folder / name)))
+            copies.append(output.copy_file(source.parent / name, folder / name))
     return copies
 
 
@@ -181,30 +180,30 @@ def _write_manifest(version: Path, copies: list[Path], extra: dict) -> None:
         "files": {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in copies},
         **extra,
     }
-    (version / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    output.write_json(version / MANIFEST_FILE, manifest)
 
 
 def _write_score_model(repo: Path, vocab: int, max_batch: int, portable_onnx: Path, idx_names: list[str], settings):
     folder = repo / SCORE_MODEL
     version = folder / "1"
-    version.mkdir(parents=True)
+    output.make_dirs(version)
     copies = _copy_onnx(portable_onnx, version)
     _write_manifest(version, copies, {"routing_idx_tensors": list(idx_names)})
-    (version / "model.py").write_text(score_model_py())
-    (folder / "config.pbtxt").write_text(score_config(vocab, max_batch, settings))
+    output.write_text(version / "model.py", score_model_py())
+    output.write_text(folder / "config.pbtxt", score_config(vocab, max_batch, settings))
 
 
 def _write_generate_model(repo: Path, portable_onnx: Path, generation: dict, settings: TritonSettings) -> None:
     """The decoupled generation model: model.onnx (Session's vocabulary and input checks) and the two graphs."""
     folder = repo / TRITON_GENERATE_MODEL
     version = folder / "1"
-    version.mkdir(parents=True)
+    output.make_dirs(version)
     copies = _copy_onnx(portable_onnx, version)
     for name in (PREFILL_FILE, DECODE_FILE):
         copies += _copy_onnx(portable_onnx.parent / name, version)
     _write_manifest(version, copies, {"generation": dict(generation)})
-    (version / "model.py").write_text(generate_model_py())
-    (folder / "config.pbtxt").write_text(generate_config(settings))
+    output.write_text(version / "model.py", generate_model_py())
+    output.write_text(folder / "config.pbtxt", generate_config(settings))
 
 
 def write_repository(
@@ -222,18 +221,18 @@ def write_repository(
     settings = settings or TritonSettings()
     repo = root / REPOSITORY
     onnx_dir = repo / ONNX_MODEL
-    (onnx_dir / "1").mkdir(parents=True)
+    output.make_dirs(onnx_dir / "1")
     _copy_onnx(portable_onnx, onnx_dir / "1")
-    (onnx_dir / "config.pbtxt").write_text(onnx_config(vocab, max_batch, settings))
+    output.write_text(onnx_dir / "config.pbtxt", onnx_config(vocab, max_batch, settings))
     if engine is not None:
         trt_dir = repo / TRT_MODEL
-        (trt_dir / "1").mkdir(parents=True)
-        shutil.copyfile(engine, trt_dir / "1" / "model.plan")
-        (trt_dir / "config.pbtxt").write_text(trt_config(vocab, max_batch, settings))
+        output.make_dirs(trt_dir / "1")
+        output.copy_file(engine, trt_dir / "1" / "model.plan")
+        output.write_text(trt_dir / "config.pbtxt", trt_config(vocab, max_batch, settings))
         if plugin_library is not None:
-            shutil.copyfile(plugin_library, trt_dir / plugin_library.name)
+            output.copy_file(plugin_library, trt_dir / plugin_library.name)
     _write_score_model(repo, vocab, max_batch, portable_onnx, idx_names or [], settings)
     if generation:
         _write_generate_model(repo, portable_onnx, generation, settings)
-    (root / "TRITON.md").write_text(loading_notes(engine is not None, settings, generation is not None))
+    output.write_text(root / "TRITON.md", loading_notes(engine is not None, settings, generation is not None))
     return repo

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ import torch
 
 from mod_export.contract import CHECKPOINT_FORMAT
 from mod_export.errors import CheckpointError, ConfigError
-from mod_export.integrity import can_write_in, nearest_existing
 from mod_export.models.config import MoDConfig
 from mod_export.models.model import MoDTransformer
+from mod_export.output import Target, kinds
 
 FORMAT_TAG = CHECKPOINT_FORMAT
 
@@ -35,44 +34,33 @@ def tensors_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def check_destination(path: str | os.PathLike, force: bool) -> Path:
-    """Before any slow work: the checkpoint can be written at `path`, and an existing file is replaced only with
-    force (it may hold hours of someone's training)."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"--out {path} is a directory; give a file name such as model.pt")
-    if path.exists() and not force:
-        raise CheckpointError(f"{path} already exists (pass --force to replace it)")
-    probe = nearest_existing(path.absolute().parent)
-    if not probe.is_dir() or not can_write_in(probe):
-        raise CheckpointError(f"cannot write checkpoint {path}: no write permission on {probe}")
-    return path
-
-
-def save_checkpoint(model: MoDTransformer, path: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
-    """Write atomically: a temporary file in the same folder, then rename."""
-    path = Path(path)
+def checkpoint_payload(model: MoDTransformer, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    payload = {
+    return {
         "format": FORMAT_TAG,
         "config": model.config.to_dict(),
         "state_dict": state,
         "content_sha256": tensors_sha256(state),
         "metrics": metrics or {},
     }
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+
+def save_checkpoint(
+    model: MoDTransformer,
+    path: str | os.PathLike | Target,
+    metrics: dict[str, Any] | None = None,
+    force: bool = True,
+) -> Path:
+    """Write atomically through mod_export.output (a temporary sibling, fsync, rename). An existing file at `path`
+    is replaced only when it is a mod_export/1 checkpoint (never with force=False). `path` may be a Target the
+    caller already holds (the CLI locks it before training)."""
+    payload = checkpoint_payload(model, metrics)
+    if isinstance(path, Target):
+        path.write_with(lambda tmp: torch.save(payload, tmp))
+        return path.given
+    with Target(path, kinds.CHECKPOINT, force=force) as target:
+        target.write_with(lambda tmp: torch.save(payload, tmp))
+    return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike, unsafe: bool = False) -> dict[str, Any]:

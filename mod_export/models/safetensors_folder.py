@@ -10,24 +10,28 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from mod_export.contract import CHECKPOINT_FORMAT
+from mod_export.contract import (
+    CHECKPOINT_FORMAT,
+    MODEL_CONFIG_FILE,
+    MODEL_INDEX_FILE,
+    MODEL_TYPE,
+    MODEL_WEIGHTS_FILE,
+)
 from mod_export.errors import CheckpointError, ConfigError
 from mod_export.models.checkpoint import model_from_payload
 from mod_export.models.config import MoDConfig
 from mod_export.models.model import MoDTransformer
+from mod_export.output import StagedDir, Target, kinds
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-INDEX_FILE = "model.safetensors.index.json"
-MODEL_TYPE = "mod_export"
+CONFIG_FILE = MODEL_CONFIG_FILE
+WEIGHTS_FILE = MODEL_WEIGHTS_FILE
+INDEX_FILE = MODEL_INDEX_FILE
 TIED_KEY = "lm_head.weight"
 
 
@@ -42,12 +46,7 @@ def _stored_state(model: MoDTransformer) -> dict[str, torch.Tensor]:
     return state
 
 
-def save_folder(model: MoDTransformer, folder: str | os.PathLike, max_shard_bytes: int | None = None) -> Path:
-    """Write config.json + model.safetensors (sharded above max_shard_bytes) into a new folder, atomically."""
-    from safetensors.torch import save_file  # noqa: PLC0415 - optional at import time
-
-    folder = Path(folder)
-    state = _stored_state(model)
+def _shards(state: dict[str, torch.Tensor], max_shard_bytes: int | None) -> list[dict[str, torch.Tensor]]:
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for name in sorted(state):
@@ -57,30 +56,46 @@ def save_folder(model: MoDTransformer, folder: str | os.PathLike, max_shard_byte
             size = 0
         shards[-1][name] = state[name]
         size += nbytes
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        config = {"model_type": MODEL_TYPE, "format": CHECKPOINT_FORMAT, **model.config.to_dict()}
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        metadata = {"format": "pt"}
-        if len(shards) == 1:
-            save_file(shards[0], str(tmp / WEIGHTS_FILE), metadata=metadata)
-        else:
-            weight_map = {}
-            for i, shard in enumerate(shards, 1):
-                name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-                save_file(shard, str(tmp / name), metadata=metadata)
-                weight_map.update(dict.fromkeys(shard, name))
-            index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())}}
-            index["weight_map"] = dict(sorted(weight_map.items()))
-            (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
-        if folder.exists():
-            raise CheckpointError(f"{folder} already exists")
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return shards
+
+
+def _write_folder(model: MoDTransformer, stage: StagedDir, max_shard_bytes: int | None) -> None:
+    from safetensors.torch import save_file  # noqa: PLC0415 - optional at import time
+
+    state = _stored_state(model)
+    shards = _shards(state, max_shard_bytes)
+    config = {"model_type": MODEL_TYPE, "format": CHECKPOINT_FORMAT, **model.config.to_dict()}
+    stage.put_text(CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    metadata = {"format": "pt"}
+    if len(shards) == 1:
+        stage.write_with(WEIGHTS_FILE, lambda p: save_file(shards[0], str(p), metadata=metadata))
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        stage.write_with(name, lambda p, shard=shard: save_file(shard, str(p), metadata=metadata))
+        weight_map.update(dict.fromkeys(shard, name))
+    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())}}
+    index["weight_map"] = dict(sorted(weight_map.items()))
+    stage.put_text(INDEX_FILE, json.dumps(index, indent=2) + "\n")
+
+
+def save_folder(
+    model: MoDTransformer,
+    folder: str | os.PathLike | Target,
+    max_shard_bytes: int | None = None,
+    force: bool = True,
+) -> Path:
+    """Write config.json + model.safetensors (sharded above max_shard_bytes) as one folder, atomically, through
+    mod_export.output: an existing folder is replaced only when it is a model folder mod-export wrote (never with
+    force=False). `folder` may be a Target the caller already holds."""
+    if isinstance(folder, Target):
+        with folder.staged() as stage:
+            _write_folder(model, stage, max_shard_bytes)
+        return folder.given
+    with Target(folder, kinds.MODEL_FOLDER, force=force) as target, target.staged() as stage:
+        _write_folder(model, stage, max_shard_bytes)
+    return Path(folder)
 
 
 def _read_config(folder: Path) -> MoDConfig:

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 
 from mod_export.errors import InputError, IntegrityError, UsageError
-from mod_export.integrity import read_manifest, verify_files
+from mod_export.integrity import SKIP_HINT, read_manifest, verify_files
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 FORMS = ("portable", "plugin")
@@ -80,9 +80,7 @@ def check_integrity(path: Path, names: list[str], skip: bool) -> dict | None:
     manifest = read_manifest(directory)
     if manifest is None:
         if path.is_dir():
-            raise IntegrityError(
-                f"{directory} has no manifest.json, so its files cannot be checked; pass skip_integrity=True to load them anyway"
-            )
+            raise IntegrityError(f"{directory} has no manifest.json, so its files cannot be checked ({SKIP_HINT})")
         return None
     if not path.is_dir():
         names = [n for n in names if n in manifest["files"]]

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from mod_export import output
 from mod_export.errors import MissingDependencyError, ModExportError
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def prepare_backends(pytriton: Path, version: str) -> Path:
         raise MissingDependencyError(f"the bundled Triton has no Python backend stub for Python {version} ({stub})")
     target = root / "backends" / "python" / "triton_python_backend_stub"
     if not target.is_file() or target.stat().st_size != stub.stat().st_size:
-        shutil.copyfile(stub, target)
+        output.copy_file(stub, target)  # atomic: servers started at once never see half a stub
         target.chmod(0o755)
     return root / "backends"
 
@@ -133,7 +133,7 @@ class BundledServer:
     def start(self, timeout: float = 120) -> BundledServer:
         version, libdir = python_of(self.env)
         backends = prepare_backends(self.pytriton, version)
-        self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # closed in stop()
+        self._log = output.open_stream(self.log_path) if self.log_path else subprocess.DEVNULL  # closed in stop()
         self.process = subprocess.Popen(
             self.command(backends),
             env=self.environment(libdir),

@@ -17,17 +17,11 @@ from mod_export.backends.trt.runner import EngineRunner
 from mod_export.contract import (
     DEFAULT_EVAL_WINDOWS,
     DEFAULT_MIN_ROUTING_AGREEMENT,
-    MANIFEST_FILE,
-    PLUGIN_FILE,
-    PORTABLE_FILE,
-    PRECISIONS,
     TOLERANCES,
     WINDOW_BYTES,
     Tolerance,
 )
 from mod_export.data.corpus import fixed_windows, held_out_split, load_stdlib_corpus
-from mod_export.errors import ExportError, IntegrityError
-from mod_export.integrity import read_manifest, verify_files
 from mod_export.parity.health import format_health
 from mod_export.validate.forms import HEALTH_WINDOWS, validate_onnx_forms, validate_runners
 from mod_export.validate.judge import format_table
@@ -39,46 +33,6 @@ logger = logging.getLogger(__name__)
 def evaluation_text() -> np.ndarray:
     """The evaluation part of the example corpus' held-out slice (calibration never sees it)."""
     return held_out_split(load_stdlib_corpus().held_out).evaluation
-
-
-def load_directory(directory: Path, verify: bool = True, model_hint: object = "MODEL") -> tuple[dict, str]:
-    """({"portable": proto, "plugin": proto}, precision) of an export directory, its files checked against the
-    sha256 values of its manifest.json first (verify=False: the user edited them on purpose)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ExportError(f"{directory} is not a directory written by `mod-export MODEL --target onnx`")
-    names = (PORTABLE_FILE, PLUGIN_FILE)
-    for name in names:
-        if not (directory / name).is_file():
-            raise ExportError(
-                f"{directory / name} not found (run `mod-export {model_hint} --target onnx --out {directory}` first)"
-            )
-    if verify:
-        manifest = verify_files(directory, names)
-        if manifest is None:
-            raise IntegrityError(
-                f"{directory} has no {MANIFEST_FILE}, so its files cannot be checked; "
-                "pass --skip-integrity to validate them anyway"
-            )
-    else:
-        manifest = read_manifest_quietly(directory)
-    precision = (manifest or {}).get("precision") or "fp32"
-    if precision not in PRECISIONS:
-        raise IntegrityError(f"{directory / MANIFEST_FILE} names an unknown precision {precision!r}")
-    forms = {}
-    for form, name in (("portable", PORTABLE_FILE), ("plugin", PLUGIN_FILE)):
-        try:
-            forms[form] = onnx.load(str(directory / name))
-        except Exception as exc:  # protobuf raises DecodeError and others for damaged files
-            raise ExportError(f"{directory / name} is not a readable ONNX file ({type(exc).__name__})") from None
-    return forms, precision
-
-
-def read_manifest_quietly(directory: Path) -> dict | None:
-    try:
-        return read_manifest(directory)
-    except IntegrityError:
-        return None
 
 
 def validate_artifacts(

@@ -4,6 +4,7 @@ serves 8 threads at once; fuzzed configs and option values never give a tracebac
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from mod_export.cli.main import main
 from mod_export.errors import OutputDirError
 from mod_export.exporter import artifacts
+from mod_export.output import staged
 from mod_export.pipeline import OnnxJob, run_onnx_job
 from tests.helpers import snapshot
 
@@ -53,11 +55,21 @@ def _cached_forms(model, export_forms):
     return _CACHE["forms"]
 
 
-WRITE_STEPS = ["save_onnx:1", "save_onnx:2", "write_json:1", "write_json:2", "replace:1", "replace:2", "rmtree_old"]
+WRITE_STEPS = [
+    "save_onnx:1",
+    "save_onnx:2",
+    "put_json:1",
+    "put_json:2",
+    "fsync:3",  # the staged files made durable before the swap
+    "exchange",  # the one-step swap of the staging folder and the previous export
+    "replace:1",  # where the file system cannot exchange: the previous export moved aside ...
+    "replace:2",  # ... and the new one moved in (the previous one is put back)
+    "remove_old",  # after the swap the previous export cannot be removed: the next run removes it
+]
 
 
 @pytest.mark.parametrize("step", WRITE_STEPS)
-def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_path, monkeypatch):
+def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_path, monkeypatch, caplog):
     ckpt = fast_export
     out = tmp_path / "out"
     run_onnx_job(OnnxJob(ckpt, out, validate=False, decode=False))  # an earlier export, to be replaced with --force
@@ -69,32 +81,43 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
         def wrapper(*args, **kwargs):
             calls["n"] += 1
             if calls["n"] == int(nth or 1):
-                raise OSError(5, f"injected fault at {step}") if kind == "replace" else Boom(step)
+                raise (
+                    OSError(5, f"injected fault at {step}")
+                    if kind != "save_onnx" and kind != "put_json"
+                    else Boom(step)
+                )
             return original(*args, **kwargs)
 
         return wrapper
 
-    if kind in ("save_onnx", "write_json"):
-        monkeypatch.setattr(artifacts.ArtifactDir, kind, failing(getattr(artifacts.ArtifactDir, kind)))
-    elif kind == "replace":
-        monkeypatch.setattr(artifacts.os, "replace", failing(os.replace))
-    else:  # the previous export's removal after a successful swap fails quietly (ignore_errors=True)
-        monkeypatch.setattr(artifacts.shutil, "rmtree", lambda path, ignore_errors=False: None)
-    expected = OutputDirError if kind == "replace" else Boom
-    if kind == "rmtree_old":
-        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))  # the swap succeeded
-        monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as fault:  # undone on leaving; fast_export's patch stays
+        if kind in ("save_onnx", "put_json"):
+            fault.setattr(artifacts.ArtifactDir, kind, failing(getattr(artifacts.ArtifactDir, kind)))
+        elif kind == "fsync":
+            fault.setattr(os, "fsync", failing(os.fsync))
+        elif kind == "exchange":
+            fault.setattr(staged, "exchange", failing(staged.exchange))
+        elif kind == "replace":
+            fault.setattr(staged, "exchange", lambda a, b: False)  # a file system without RENAME_EXCHANGE
+            fault.setattr(os, "replace", failing(os.replace))
+        else:  # the previous export's removal after a successful swap fails quietly
+            fault.setattr(staged, "remove_tree", lambda path: None)
+        if kind == "remove_old":
+            run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))  # the swap succeeded
+        else:
+            with pytest.raises(Boom if kind in ("save_onnx", "put_json") else OutputDirError):
+                run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))
+    if kind == "remove_old":
         assert sorted(p.name for p in out.iterdir()) == sorted(before)
+        assert leftovers(tmp_path), "the previous export is still beside the new one"
     else:
-        with pytest.raises(expected):
-            run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))
         assert snapshot(out) == before, "the previous export must be intact"
-    monkeypatch.undo()
-    stale = leftovers(tmp_path)
-    if kind == "rmtree_old":  # the old copy could not be removed: the only thing allowed to stay, and it is ours
-        assert all(".old-" in name for name in stale)
-    else:
-        assert stale == []
+        assert leftovers(tmp_path) == []
+    with caplog.at_level(logging.INFO, logger="mod_export"):
+        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))  # the next run
+    assert leftovers(tmp_path) == [] and sorted(p.name for p in out.iterdir()) == sorted(before)
+    notes = [r.getMessage() for r in caplog.records if "interrupted run" in r.getMessage()]
+    assert len(notes) == (1 if kind == "remove_old" else 0), notes
 
 
 def test_interrupt_leaves_nothing_and_keeps_the_previous_export(fast_export, tmp_path, monkeypatch):
@@ -106,9 +129,24 @@ def test_interrupt_leaves_nothing_and_keeps_the_previous_export(fast_export, tmp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(artifacts.ArtifactDir, "write_json", interrupted)
+    monkeypatch.setattr(artifacts.ArtifactDir, "put_json", interrupted)
     assert main([str(ckpt), "--target", "onnx", "--out", str(out), "--force", "--no-validate", "--no-decode"]) == 130
     assert snapshot(out) == before and leftovers(tmp_path) == []
+
+
+def test_a_killed_export_is_cleaned_up_by_the_next_run(fast_export, tmp_path, capsys):
+    """What SIGKILL leaves mid-write (a half-written staging folder, the lock file) goes with one note."""
+    ckpt = fast_export
+    out = tmp_path / "out"
+    half = tmp_path / ".out.tmp-k1ll3d00"
+    half.mkdir()
+    (half / "model.onnx").write_bytes(b"half a model")
+    (tmp_path / ".out.lock").write_text("12345\n")  # its process is gone: nobody holds the lock
+    assert main([str(ckpt), "--target", "onnx", "--out", str(out), "--no-validate", "--no-decode"]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "interrupted run" in line]
+    assert len(notes) == 1 and ".out.tmp-k1ll3d00" in notes[0] and ".out.lock" in notes[0], err
+    assert leftovers(tmp_path) == [] and (out / "manifest.json").is_file()
 
 
 def test_force_replaces_our_own_export_only(fast_export, tmp_path):

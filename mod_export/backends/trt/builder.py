@@ -6,13 +6,13 @@ Flags are set by name and guarded with hasattr, since 11.0 renumbered the enums.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from mod_export import output
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.contract import DEFAULT_BATCH_RANGE, DEFAULT_SEQ_RANGE, DEFAULT_WORKSPACE_MB, INPUT_NAMES
 from mod_export.errors import ModExportError
@@ -102,12 +102,6 @@ def make_progress_monitor(trt):
     return TqdmProgressMonitor()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def mark_extra_outputs(network, names: tuple[str, ...]) -> None:
     """Mark the named intermediate tensors as network outputs (validation reads the engine's routing from them)."""
     wanted, found = set(names), {}
@@ -162,9 +156,9 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings) -
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError("TensorRT could not build the engine (see the TensorRT log above)")
-    _write_atomic(engine_path, bytes(serialized))
+    output.write_bytes(engine_path, bytes(serialized))  # atomic, or straight into an export's staging folder
     if settings.timing_cache is not None:
-        _write_atomic(settings.timing_cache, bytes(config.get_timing_cache().serialize()))
+        output.write_bytes(settings.timing_cache, bytes(config.get_timing_cache().serialize()))
     return {
         "tensorrt": getattr(trt, "__version__", None),
         "network_flags": network_flags(trt),

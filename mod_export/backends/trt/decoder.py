@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from mod_export import output
 from mod_export.backends.onnxrt.decoder import decode_layout, positions_from_mask
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.backends.trt.builder import EngineBuildError, format_parser_error, network_flags
@@ -148,7 +149,7 @@ def build_phase_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"TensorRT could not build the engine for {onnx_path.name} (see the TensorRT log)")
-    engine_path.write_bytes(bytes(serialized))
+    output.write_bytes(engine_path, bytes(serialized))
     return {"onnx": onnx_path.name, "engine": engine_path.name, "aliased_plugin_io": aliased, "inputs": len(profile)}
 
 
