@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from mod_export.contract import (
     CHECKPOINT_FORMAT,
@@ -60,8 +62,6 @@ def _shards(state: dict[str, torch.Tensor], max_shard_bytes: int | None) -> list
 
 
 def _write_folder(model: MoDTransformer, stage: StagedDir, max_shard_bytes: int | None) -> None:
-    from safetensors.torch import save_file  # noqa: PLC0415 - optional at import time
-
     state = _stored_state(model)
     shards = _shards(state, max_shard_bytes)
     config = {"model_type": MODEL_TYPE, "format": CHECKPOINT_FORMAT, **model.config.to_dict()}
@@ -135,9 +135,6 @@ def _weight_files(folder: Path) -> list[Path]:
 
 def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of the folder's safetensors files; one CheckpointError line for a damaged file."""
-    from safetensors import SafetensorError  # noqa: PLC0415 - optional at import time
-    from safetensors.torch import load_file  # noqa: PLC0415
-
     tensors: dict[str, torch.Tensor] = {}
     for path in _weight_files(folder):
         if not path.is_file():
