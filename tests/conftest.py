@@ -15,16 +15,32 @@ from tests.helpers import built_once
 os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (`-n 2 --dist loadgroup`, README)
+def work_unit(nodeid: str) -> str:
+    """The unit one xdist worker runs whole: its test file (module fixtures are built once), and all of
+    tests/serving/ as one unit (one serving environment and one tritonserver per run)."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/serving/" if path.startswith("tests/serving/") else path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n 2 --dist loadfile` (README) hands out work_unit()s. Done here, not with xdist_group marks: pytest 9.2
+    no longer reads the node ids that `--dist loadgroup` rewrites, so marked groups were split across workers."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Each test file runs in one xdist worker (its module fixtures are built once), and the serving tests all in
-    the same one (one tritonserver per run). Device tests skip with one clear reason each: `gpu` needs CUDA (a GPU PyTorch can use), `tensorrt`
+    """Device tests skip with one clear reason each: `gpu` needs CUDA (a GPU PyTorch can use), `tensorrt`
     needs TensorRT as well. Kernel tests (tests/gpu/test_kernels.py) are `gpu` only, so a GPU machine
     without TensorRT runs them."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            path = Path(str(item.fspath))
-            item.add_marker(pytest.mark.xdist_group("serving" if path.parent.name == "serving" else path.stem))
     wanted = [item for item in items if "gpu" in item.keywords or "tensorrt" in item.keywords]
     if not wanted:
         return

@@ -38,11 +38,11 @@ class Boom(RuntimeError):
 @pytest.fixture()
 def fast_export(trained, monkeypatch):
     """The pipeline with export_forms answered from one cached export: these tests are about writing files."""
-    from mod_export import pipeline
     from mod_export.exporter.onnx_export import export_forms
+    from mod_export.pipeline import job
 
     forms = _cached_forms(trained[0], export_forms)
-    monkeypatch.setattr(pipeline, "export_forms", lambda model, opset, allow_dense: forms)
+    monkeypatch.setattr(job, "export_forms", lambda model, opset, allow_dense: forms)
     return trained[2]
 
 
