@@ -12,9 +12,9 @@ import logging
 import os
 from pathlib import Path
 
+import safetensors.torch  # called through the module, so a test can fault a write
 import torch
 from safetensors import SafetensorError
-import safetensors.torch  # called through the module, so a test can fault a write
 
 from mod_export.contract import (
     CHECKPOINT_FORMAT,
