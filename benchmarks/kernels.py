@@ -194,23 +194,25 @@ def measure_decode(lib, dtypes: list[str], warmup: int, repeats: int) -> list[di
             calls = _decode_calls(lib, take, cache, entry, length, listed, n, out)
             for op, run in calls.items():
                 times = time_op(run, flush, warmup, repeats)
-                total = sum(decode_bytes(op, shape, dtype).values())
-                median = _percentile(times, 0.5)
-                rows.append(
-                    {
-                        "op": op,
-                        "shape": str(shape),
-                        "dtype": dtype,
-                        "bytes": total,
-                        "median_ms": median,
-                        "p90_ms": _percentile(times, 0.9),
-                        "gbps": total / (median * 1e-3) / 1e9,
-                    }
-                )
+                rows.append(timing_row(op, shape, dtype, times, sum(decode_bytes(op, shape, dtype).values())))
     return rows
 
 
 # ---------------------------------------------------------------- timing (GPU only)
+
+
+def timing_row(op: str, shape, dtype: str, times: list[float], total_bytes: int) -> dict:
+    """One result row: the op's median and p90 time (ms) and the bandwidth its bytes moved at."""
+    median = _percentile(times, 0.5)
+    return {
+        "op": op,
+        "shape": str(shape),
+        "dtype": dtype,
+        "bytes": total_bytes,
+        "median_ms": median,
+        "p90_ms": _percentile(times, 0.9),
+        "gbps": total_bytes / (median * 1e-3) / 1e9,
+    }
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -260,6 +262,13 @@ def copy_bandwidth(warmup: int, repeats: int) -> tuple[float, int]:
 def kernel_calls(raw, t, shape: Shape, code: int, stream) -> dict:
     """op -> a call of the C ABI on the tensors in t (x, scores, mask, x_sel, idx, s_sel, y_sel, out, x_in_place)."""
     B, T, D, k = shape.B, shape.T, shape.D, shape.k
+
+    def scatter(x, out):
+        args = (t.idx, t.x_sel, t.y_sel, t.s_sel)
+        return raw.mod_kernels_scatter(
+            x.data_ptr(), code, *(a.data_ptr() for a in args), B, T, D, k, 1, out.data_ptr(), stream
+        )
+
     return {
         "select": lambda: raw.mod_kernels_topk_select(
             t.scores.data_ptr(), t.mask.data_ptr(), B, T, k, t.idx.data_ptr(), t.s_sel.data_ptr(), stream
@@ -281,43 +290,15 @@ def kernel_calls(raw, t, shape: Shape, code: int, stream) -> dict:
             t.s_sel.data_ptr(),
             stream,
         ),
-        "scatter": lambda: raw.mod_kernels_scatter(
-            t.x.data_ptr(),
-            code,
-            t.idx.data_ptr(),
-            t.x_sel.data_ptr(),
-            t.y_sel.data_ptr(),
-            t.s_sel.data_ptr(),
-            B,
-            T,
-            D,
-            k,
-            1,
-            t.out.data_ptr(),
-            stream,
-        ),
-        "scatter_inplace": lambda: raw.mod_kernels_scatter(
-            t.x_in_place.data_ptr(),
-            code,
-            t.idx.data_ptr(),
-            t.x_sel.data_ptr(),
-            t.y_sel.data_ptr(),
-            t.s_sel.data_ptr(),
-            B,
-            T,
-            D,
-            k,
-            1,
-            t.x_in_place.data_ptr(),
-            stream,
-        ),
+        "scatter": lambda: scatter(t.x, t.out),
+        "scatter_inplace": lambda: scatter(t.x_in_place, t.x_in_place),
     }
 
 
 def measure(lib, shapes: list[Shape], dtypes: list[str], warmup: int, repeats: int) -> list[dict]:
     import torch
 
-    from mod_export.kernels import DTYPE_CODES
+    from mod_export.kernel_abi import DTYPE_CODES
 
     props = torch.cuda.get_device_properties(0)
     flush = torch.empty(2 * max(getattr(props, "L2_cache_size", 0), 64 << 20), dtype=torch.uint8, device=DEVICE)
@@ -329,69 +310,26 @@ def measure(lib, shapes: list[Shape], dtypes: list[str], warmup: int, repeats: i
         for dtype in dtypes:
             torch_dtype = getattr(torch, dtype)
             code = DTYPE_CODES[dtype]
-            x = torch.randn(B, T, D, device=DEVICE).to(torch_dtype)
-            scores = torch.randn(B, T, device=DEVICE)
-            mask = torch.ones(B, T, dtype=torch.int32, device=DEVICE)
-            x_sel = torch.empty(B, k, D, dtype=torch_dtype, device=DEVICE)
-            idx = torch.empty(B, k, dtype=torch.int32, device=DEVICE)
-            s_sel = torch.empty(B, k, device=DEVICE)
-            lib.check(
-                raw.mod_kernels_topk_gather(
-                    x.data_ptr(),
-                    code,
-                    scores.data_ptr(),
-                    mask.data_ptr(),
-                    B,
-                    T,
-                    D,
-                    k,
-                    x_sel.data_ptr(),
-                    idx.data_ptr(),
-                    s_sel.data_ptr(),
-                    stream,
-                ),
-                "setup",
-            )
-            y_sel = (x_sel.float() * 1.5).to(torch_dtype)
-            out = torch.empty_like(x)
-            x_in_place = x.clone()
-            calls = kernel_calls(
-                raw,
-                SimpleNamespace(
-                    x=x,
-                    scores=scores,
-                    mask=mask,
-                    x_sel=x_sel,
-                    idx=idx,
-                    s_sel=s_sel,
-                    y_sel=y_sel,
-                    out=out,
-                    x_in_place=x_in_place,
-                ),
-                shape,
-                code,
-                stream,
-            )
+            t = SimpleNamespace()  # the tensors the calls read (kernel_calls' docstring names them)
+            t.x = torch.randn(B, T, D, device=DEVICE).to(torch_dtype)
+            t.scores = torch.randn(B, T, device=DEVICE)
+            t.mask = torch.ones(B, T, dtype=torch.int32, device=DEVICE)
+            t.x_sel = torch.empty(B, k, D, dtype=torch_dtype, device=DEVICE)
+            t.idx = torch.empty(B, k, dtype=torch.int32, device=DEVICE)
+            t.s_sel = torch.empty(B, k, device=DEVICE)
+            calls = kernel_calls(raw, t, shape, code, stream)
+            lib.check(calls["topk_gather"](), "setup")  # a real selection for gather and scatter to use
+            t.y_sel = (t.x_sel.float() * 1.5).to(torch_dtype)
+            t.out = torch.empty_like(t.x)
+            t.x_in_place = t.x.clone()
             for op in OPS:
                 status: list[int] = []
                 call = calls[op]
                 times = time_op(lambda call=call, status=status: status.append(call()), flush, warmup, repeats)
                 lib.check(max(status), op)
                 total = sum(bytes_moved(op, shape, dtype).values())
-                median = _percentile(times, 0.5)
-                rows.append(
-                    {
-                        "op": op,
-                        "shape": str(shape),
-                        "k": k,
-                        "dtype": dtype,
-                        "bytes": total,
-                        "median_ms": median,
-                        "p90_ms": _percentile(times, 0.9),
-                        "gbps": total / (median * 1e-3) / 1e9,
-                    }
-                )
-            del calls, x, scores, mask, x_sel, idx, s_sel, y_sel, out, x_in_place
+                rows.append({**timing_row(op, shape, dtype, times, total), "k": k})
+            del calls, t
             torch.cuda.empty_cache()
     return rows
 
@@ -473,8 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         print(NO_GPU, file=sys.stderr)
         return 4
     from mod_export.errors import ModExportError
-    from mod_export.kernels import KernelLibrary
-    from mod_export.plugins import kernel_library_path
+    from mod_export.kernel_abi import KernelLibrary
+    from mod_export.plugin_build import kernel_library_path
 
     try:
         lib = KernelLibrary(args.library or kernel_library_path())

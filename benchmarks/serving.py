@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests.servin
 import numpy as np
 import onnx
 
-from mod_export.backends.onnxrt.decoder import decode_layout
-from mod_export.bench.decode import DecodeSettings, decode_models
+from mod_export.backends.onnxrt.generation import decode_layout
+from mod_export.bench.generation import DecodeSettings, decode_models
 from mod_export.contract import DECODE_FILE, INPUT_IDS, PREFILL_FILE, TRITON_SCORE_MODEL
-from mod_export.exporter.decode_export import export_decode_forms
+from mod_export.exporter.generation_graphs import export_decode_forms
 from mod_export.exporter.onnx_export import export_forms
 from mod_export.exporter.triton import TritonSettings, write_repository
 from mod_export.models.flops import ideal_speedup

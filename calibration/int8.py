@@ -211,6 +211,30 @@ def routing_sensitivity(
     return sensitive
 
 
+def _reusable_cache(
+    cache_file: Path | None, model_hash: str, method: str, data: CalibrationData, routing_guard: float | None
+) -> tuple[dict | None, dict[str, float] | None]:
+    """(tensor ranges, float-kept nodes) of a calibration cache made for this model, method and data: the ranges
+    are reused; the float-kept nodes only when the routing guard is the same. (None, None) without a cache file.
+    A cache made for something else is an error (never silently recalibrated over)."""
+    if cache_file is None or not cache_file.is_file():
+        return None, None
+    saved = read_cache(cache_file)
+    if saved.get("model_sha256") != model_hash:
+        raise CalibrationError(f"calibration cache {cache_file} was made for another model (model hash mismatch)")
+    if saved.get("method") != method:
+        raise CalibrationError(f"calibration cache {cache_file} holds {saved.get('method')} ranges, not {method}")
+    if saved.get("data_sha256") != data.sha256:
+        raise CalibrationError(
+            f"calibration cache {cache_file} was made from other calibration data (data hash mismatch)"
+        )
+    ranges = saved.get("tensor_ranges")
+    if not isinstance(ranges, dict):
+        raise CalibrationError(f"calibration cache {cache_file} has no tensor ranges; delete it to recalibrate")
+    kept = dict(saved.get("float_for_routing", {})) if saved.get("routing_guard") == routing_guard else None
+    return ranges, kept
+
+
 def quantize_forms(
     plugin: onnx.ModelProto,
     portable: onnx.ModelProto,
@@ -227,23 +251,7 @@ def quantize_forms(
     nodes, excluded = weight_matmuls(plugin)
     if not nodes:
         raise CalibrationError("the model has no MatMul with a constant weight to quantise")
-    ort_cache: dict | None = None
-    cached_float: dict[str, float] | None = None
-    if cache_file is not None and cache_file.is_file():
-        saved = read_cache(cache_file)
-        if saved.get("model_sha256") != model_hash:
-            raise CalibrationError(f"calibration cache {cache_file} was made for another model (model hash mismatch)")
-        if saved.get("method") != method:
-            raise CalibrationError(f"calibration cache {cache_file} holds {saved.get('method')} ranges, not {method}")
-        if saved.get("data_sha256") != data.sha256:
-            raise CalibrationError(
-                f"calibration cache {cache_file} was made from other calibration data (data hash mismatch)"
-            )
-        ort_cache = saved.get("tensor_ranges")
-        if not isinstance(ort_cache, dict):
-            raise CalibrationError(f"calibration cache {cache_file} has no tensor ranges; delete it to recalibrate")
-        if saved.get("routing_guard") == routing_guard:
-            cached_float = dict(saved.get("float_for_routing", {}))
+    ort_cache, cached_float = _reusable_cache(cache_file, model_hash, method, data, routing_guard)
     with output.scratch_dir(prefix="mod_export_calib_") as tmp:
         ort_path = Path(tmp) / "ranges.json"
         if ort_cache is not None:

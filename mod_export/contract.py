@@ -136,6 +136,13 @@ TOLERANCES = {
 }
 DEFAULT_ATOL = TOLERANCES["fp32"].logits_atol
 
+
+def tolerance_for(precision: str, atol: float | None = None) -> Tolerance:
+    """The one place a tolerance is chosen: the precision's default, with the user's --atol for float32 logits."""
+    base = TOLERANCES[precision]
+    return base if atol is None or precision != "fp32" else Tolerance(atol, base.score_tolerance)
+
+
 # Reduced precision, judged on held-out text against float32 (bits per byte, margin-aware routing).
 QUALITY_LIMITS = {"fp16": 0.005, "int8": 0.03}  # largest relative bits-per-byte increase accepted
 DEFAULT_MIN_ROUTING_AGREEMENT = 0.95  # margin-aware, per routed layer

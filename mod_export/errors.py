@@ -39,8 +39,9 @@ class UsageError(ModExportError):
     exit_code = EXIT_USAGE
 
 
-class ConfigError(ModExportError):
-    """A model configuration is invalid (bad capacity, heads that do not divide the width, too large, ...)."""
+class ConfigError(ModExportError, ValueError):
+    """A model configuration is invalid (bad capacity, heads that do not divide the width, too large, ...). A
+    ValueError too: the public routing ops (mod_export.ops) raise it for a bad capacity, as torch functions would."""
 
 
 class CheckpointError(ModExportError):

@@ -142,3 +142,22 @@ def unlisted_files(directory: Path, manifest: dict) -> list[str]:
         for rel in (p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
         if rel not in listed and "__pycache__" not in rel.split("/")
     )
+
+
+def check_files(path: Path, names: list[str], skip: bool) -> dict | None:
+    """Check the files that will be loaded against the manifest of their directory; returns that manifest. An
+    export directory must have one; a file outside any export directory has nothing to be checked against."""
+    directory = path if path.is_dir() else path.parent
+    if skip:
+        try:
+            return read_manifest(directory)
+        except IntegrityError:
+            return None
+    manifest = read_manifest(directory)
+    if manifest is None:
+        if path.is_dir():
+            raise IntegrityError(f"{directory} has no manifest.json, so its files cannot be checked ({SKIP_HINT})")
+        return None
+    if not path.is_dir():
+        names = [n for n in names if n in manifest["files"]]
+    return verify_files(directory, names)

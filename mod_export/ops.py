@@ -22,6 +22,7 @@ import torch.nn as nn
 
 from mod_export.contract import GATE_IDS, capacity_k
 from mod_export.models import capture, routing
+from mod_export.models.config import parse_capacity
 from mod_export.models.torch_ops import scatter_op, topk_gather_op
 
 __all__ = [
@@ -45,22 +46,6 @@ def _gate_id(gate: str | int) -> int:
     return GATE_IDS[gate]
 
 
-def _capacity(capacity) -> tuple[int, int]:
-    """(num, den) from (num, den), "num/den" or a fractions.Fraction."""
-    try:
-        if isinstance(capacity, str):
-            num, den = (int(part) for part in capacity.split("/"))
-        elif hasattr(capacity, "numerator"):
-            num, den = capacity.numerator, capacity.denominator
-        else:
-            num, den = capacity
-    except (TypeError, ValueError):
-        num = den = None
-    if not (isinstance(num, int) and isinstance(den, int) and 0 < num <= den):
-        raise ValueError(f"capacity must be a fraction num/den with 0 < num <= den, got {capacity!r}")
-    return num, den
-
-
 def router_scores(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """s = x . w + b in float32 whatever the dtype of x. x[B,T,D], weight[D], bias[] -> [B,T] f32."""
     if bias is None:
@@ -72,7 +57,7 @@ def topk_gather(x: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor | None
     """Select each row's k = ceil(T * num / den) highest-scoring real tokens (ties to the lower position,
     padding last), ascending. x[B,T,D], scores[B,T] f32, mask[B,T] (0 = padding) or None ->
     (x_sel[B,k,D], idx[B,k] int32 ascending, s_sel[B,k] f32, -inf at padding)."""
-    num, den = _capacity(capacity)
+    num, den = parse_capacity(capacity)
     int_mask = None if mask is None else mask.to(torch.int32)  # [B,T] the ops' mask type
     if torch.compiler.is_exporting():
         if int_mask is None:
@@ -121,7 +106,7 @@ class Routed(nn.Module):
         super().__init__()
         self.block = block
         self.router = nn.Linear(d_model, 1)
-        self.capacity = _capacity(capacity)
+        self.capacity = parse_capacity(capacity)
         self.gate = gate
         _gate_id(gate)
         self.predictor = (

@@ -17,10 +17,6 @@ def set_enabled(enabled: bool) -> None:
     _STATE["enabled"] = enabled
 
 
-def is_enabled() -> bool:
-    return _STATE["enabled"]
-
-
 def progress(iterable: Iterable[T], desc: str, enabled: bool = True) -> Iterable[T]:
     if not (enabled and _STATE["enabled"]):
         return iterable

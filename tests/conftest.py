@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+from tests.helpers import built_once
+
+# Two pytest-xdist workers on two cores: one thread each; a plain run keeps two.
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit one xdist worker runs whole: its test file (module fixtures are built once), and all of
+    tests/serving/ as one unit (one serving environment and one tritonserver per run)."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/serving/" if path.startswith("tests/serving/") else path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n 2 --dist loadfile` (README) hands out work_unit()s. Done here, not with xdist_group marks: pytest 9.2
+    no longer reads the node ids that `--dist loadgroup` rewrites, so marked groups were split across workers."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnitScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -48,30 +74,37 @@ def corpus():
 
 @pytest.fixture(scope="session")
 def trained(corpus, tmp_path_factory):
-    """(model, metrics, checkpoint path): the example model, briefly trained on standard-library text.
+    """(model, metrics, checkpoint path): the example model, briefly trained on standard-library text, once per
+    test run (tests/helpers.built_once: shared by the xdist workers, each loading its own copy).
 
     MOD_EXPORT_TEST_SEED (default 0) trains another model: the suite must pass whatever model training produces on
     a machine, and running it with other seeds is how that is checked (docs/verification.md)."""
-    from mod_export.models.checkpoint import save_checkpoint
+    from mod_export.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
     from mod_export.training.train import TrainSettings, example_config, train_example
 
     seed = int(os.environ.get("MOD_EXPORT_TEST_SEED", "0"))
-    settings = TrainSettings(steps=120, batch=8, seq_len=128, config=example_config(), eval_windows=16, seed=seed)
-    model, metrics = train_example(settings, corpus=corpus, show_progress=False)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint(model, path, metrics)
-    return model, metrics, path
+
+    def build(folder: Path) -> None:
+        settings = TrainSettings(steps=120, batch=8, seq_len=128, config=example_config(), eval_windows=16, seed=seed)
+        model, metrics = train_example(settings, corpus=corpus, show_progress=False)
+        folder.mkdir(parents=True)
+        save_checkpoint(model, folder / "model.pt", metrics)
+
+    path = built_once(tmp_path_factory, f"trained-seed{seed}", build) / "model.pt"
+    return load_checkpoint(path), read_checkpoint(path)["metrics"], path
 
 
 @pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory):
-    """(report, out dir) of `--target onnx` on the trained model, validation included."""
-    from mod_export.pipeline import OnnxJob, run_onnx_job
+    """(report, out dir) of `--target onnx` on the trained model, validation included (once per test run)."""
+    from mod_export.pipeline import ExportJob, run_export_job
 
-    _, _, path = trained
-    out = tmp_path_factory.mktemp("export") / "out"
-    report = run_onnx_job(OnnxJob(Path(path), out))
-    return report, out
+    def build(folder: Path) -> None:
+        report = run_export_job(ExportJob(Path(trained[2]), folder / "out"))
+        (folder / "returned-report.json").write_text(json.dumps(report, default=str))
+
+    copy = built_once(tmp_path_factory, "exported", build)
+    return json.loads((copy / "returned-report.json").read_text()), copy / "out"
 
 
 @pytest.fixture(scope="session")

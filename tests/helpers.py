@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -71,3 +74,21 @@ def split_predictors(model, input_ids, positions: slice, min_gap: float = 1e-3):
             causal_forward(model, input_ids, record=record)
             pattern[layer] = (record.decision[layer][0, positions] > 0).numpy()
     return pattern
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder that `build(folder)` fills once per test run, however many pytest-xdist workers ask for it: the
+    first builds it under a lock in the run's shared temporary root, the others wait and reuse it. Each caller gets
+    a copy of its own, so a test that changes its copy never disturbs another worker's."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: <root>/popen-gwN
+    folder, done = shared / f"{name}.shared", shared / f"{name}.built"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            done.touch()
+    copy = tmp_path_factory.mktemp(name)
+    shutil.copytree(folder, copy, dirs_exist_ok=True)
+    return copy

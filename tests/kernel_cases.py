@@ -3,7 +3,7 @@
 libmod_export_kernels.so) and tests/unit/test_kernel_harness.py (the same checks on the CPU against the
 reference and against deliberately wrong stand-ins, so the GPU test is known to be able to fail).
 
-An implementation is anything with the methods of `mod_export.kernels.KernelLibrary`:
+An implementation is anything with the methods of `mod_export.kernel_abi.KernelLibrary`:
 topk_select, gather_rows, topk_gather, scatter (see ReferenceKernels).
 """
 

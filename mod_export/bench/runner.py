@@ -15,9 +15,9 @@ import onnx
 import torch
 
 from mod_export import output
-from mod_export.backends.onnxrt.runner import onnxrt_runner, routing_outputs
+from mod_export.backends import registry
+from mod_export.backends.onnxrt.runner import routing_outputs
 from mod_export.backends.torch.runner import TorchRunner
-from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.backends.trt.builder import EngineSettings, ShapeRange, build_engine
 from mod_export.backends.trt.runner import EngineRunner
 from mod_export.bench.device_info import device_info
@@ -26,11 +26,10 @@ from mod_export.bench.profile import routing_time_share
 from mod_export.bench.timing import measure_interleaved
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS, WINDOW_BYTES
 from mod_export.data.corpus import fixed_windows
-from mod_export.errors import MissingDependencyError, ModExportError
+from mod_export.errors import ModExportError
 from mod_export.exporter.onnx_export import ExportedForms, export_forms
-from mod_export.graph.queries import routing_tensors
 from mod_export.models.flops import forward_flops
-from mod_export.plugins import library_path
+from mod_export.plugin_build import library_path
 from mod_export.progress import progress
 from mod_export.validate.artifacts import evaluation_text
 from mod_export.validate.cases import Case
@@ -39,8 +38,20 @@ from mod_export.validate.judge import Candidate, judge
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime", "onnxruntime-plugin", "tensorrt")
-ONNX_BACKENDS = ("onnxruntime", "onnxruntime-plugin", "tensorrt")
+PLUGIN_FORM = "-plugin"  # a candidate that runs the plugin form: "<backend>-plugin"
+
+
+def candidates() -> tuple[str, ...]:
+    """What `bench --backends` may name: each backend of the registry, and "<backend>-plugin" for one that runs
+    either ONNX form (torch, onnxruntime, onnxruntime-plugin, tensorrt)."""
+    names: list[str] = []
+    for name, spec in registry.BACKENDS.items():
+        names += [name, name + PLUGIN_FORM] if spec.runs == "onnx" else [name]
+    return tuple(names)
+
+
+def backend_of(candidate: str) -> registry.BackendSpec:
+    return registry.get(candidate.removesuffix(PLUGIN_FORM))
 
 
 @dataclass
@@ -56,33 +67,33 @@ class BenchSettings:
     spinning: bool = False  # True: idle threads may spin after a run (mod_export.bench.threads says why not)
 
 
+def _form_of(candidate: str, forms: ExportedForms) -> onnx.ModelProto:
+    return forms.plugin if candidate.endswith(PLUGIN_FORM) else forms.portable
+
+
 def check_backends(backends: tuple[str, ...]) -> dict[str, str]:
     """Unknown names are an error; backends that cannot run here map to the reason (reported as not run)."""
-    unknown = [b for b in backends if b not in BACKENDS]
+    known = candidates()
+    unknown = [b for b in backends if b not in known]
     if unknown:
-        raise ModExportError(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
-    not_run = {}
-    if "tensorrt" in backends:
-        try:
-            import_tensorrt()
-            require_gpu()
-        except MissingDependencyError as exc:
-            not_run["tensorrt"] = str(exc)
-    return not_run
+        raise ModExportError(f"unknown backend(s) {unknown}; choose from {', '.join(known)}")
+    reasons = {b: backend_of(b).unavailable() for b in backends}
+    return {b: reason for b, reason in reasons.items() if reason is not None}
 
 
-def bench_router_health(model, plugin: onnx.ModelProto) -> dict:
+def bench_router_health(model, forms: ExportedForms) -> dict:
     """Router health of the benchmarked model on held-out text (16 windows of 256 bytes)."""
     windows = fixed_windows(evaluation_text(), 16, WINDOW_BYTES) % model.config.vocab_size
-    return reference_health(model, windows, [r.capacity for r in routing_tensors(plugin)])
+    return reference_health(model, windows, [r.capacity for r in forms.routing])
 
 
 def bench_parity(model, forms: ExportedForms, feed: dict, backends: tuple[str, ...]) -> dict:
     """Two-part parity of the timed ONNX forms against PyTorch on the benchmark's own input."""
-    routing = routing_tensors(forms.plugin)
-    chosen = {"onnxruntime": forms.portable, "onnxruntime-plugin": forms.plugin}
+    routing = forms.routing
     candidates = [
-        Candidate(b, onnxrt_runner(proto, b, routing_outputs(routing))) for b, proto in chosen.items() if b in backends
+        Candidate(b, backend_of(b).api().runner(_form_of(b, forms), b, routing_outputs(routing)))
+        for b in backends
+        if backend_of(b).runs == "onnx"
     ]
     case = Case("bench input", feed[INPUT_IDS], feed[ATTENTION_MASK])
     reference = TorchRunner(model)
@@ -122,18 +133,22 @@ def _prepare(spec: str, capacity: str, settings: BenchSettings, not_run: dict, w
     wanted = [b for b in settings.backends if b not in not_run]
     if "torch" in wanted:
         entry["runners"]["torch"] = (TorchRunner(model, "torch/mod"), TorchRunner(dense, "torch/dense"))
-    if set(ONNX_BACKENDS) & set(wanted):
+    if any(backend_of(b).runs != "module" for b in wanted):
         forms = export_forms(model)
         dense_forms = export_forms(dense, allow_dense=True)
         entry["forms"] = forms
-        entry["router_health"] = bench_router_health(model, forms.plugin)
+        entry["router_health"] = bench_router_health(model, forms)
         options = {"threads": settings.threads, "stop_spinning_after_run": not settings.spinning}
-        dense_runner = onnxrt_runner(dense_forms.portable, "onnxruntime/dense", **options)
-        for backend, proto in (("onnxruntime", forms.portable), ("onnxruntime-plugin", forms.plugin)):
-            if backend in wanted:
-                entry["runners"][backend] = (onnxrt_runner(proto, f"{backend}/mod", **options), dense_runner)
-        if "tensorrt" in wanted:
-            entry["runners"]["tensorrt"] = tensorrt_runners(forms, dense_forms, settings, workdir)
+        dense: dict = {}  # one dense runner per backend, shared by both of its forms
+        for candidate in wanted:
+            spec = backend_of(candidate)
+            if spec.runs == "onnx":
+                if spec.name not in dense:
+                    dense[spec.name] = spec.api().runner(dense_forms.portable, f"{spec.name}/dense", **options)
+                mod = spec.api().runner(_form_of(candidate, forms), f"{candidate}/mod", **options)
+                entry["runners"][candidate] = (mod, dense[spec.name])
+            elif spec.runs == "engine":
+                entry["runners"][candidate] = tensorrt_runners(forms, dense_forms, settings, workdir)
     for pair in entry["runners"].values():
         for runner in pair:
             if not runner.is_active:

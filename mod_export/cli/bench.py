@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from pathlib import Path
 
-from mod_export.bench.decode import DecodeSettings, run_decode_bench
+from mod_export.bench.generation import DecodeSettings, run_decode_bench
 from mod_export.bench.report import (
     decode_markdown,
     markdown,
@@ -14,7 +14,7 @@ from mod_export.bench.report import (
     write_decode_outputs,
     write_outputs,
 )
-from mod_export.bench.runner import BenchSettings, check_backends, run_bench
+from mod_export.bench.runner import BenchSettings, candidates, check_backends, run_bench
 from mod_export.bench.threads import applied_policy
 from mod_export.cli.types import non_negative_int, positive_int
 from mod_export.errors import ModExportError
@@ -38,7 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backends",
         default="torch,onnxruntime,onnxruntime-plugin",
-        help="comma list of torch, onnxruntime, onnxruntime-plugin, tensorrt",
+        help=f"comma list of {', '.join(candidates())}",
     )
     parser.add_argument("--batch", help="comma list of batch sizes (default 1; with --decode 1,8,32)")
     parser.add_argument(

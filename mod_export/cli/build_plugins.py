@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mod_export.cli.types import positive_int
 from mod_export.contract import CUDA_ARCHS
-from mod_export.plugins import build_plugins
+from mod_export.plugin_build import build_plugins
 
 
 def register(parser: argparse.ArgumentParser) -> None:

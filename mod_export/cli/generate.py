@@ -1,7 +1,7 @@
 """`mod-export generate DIR --prompt TEXT`: generate with an exported model (causal routing, MoD-aware KV cache).
 
 Byte-level models (vocabulary 256, like the built-in example) take text, and their output is decoded as UTF-8 as
-it comes (mod_export.decoding.text); other models take token ids and print token ids."""
+it comes (mod_export.generation.text); other models take token ids and print token ids."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from mod_export.backends import registry
 from mod_export.cli.types import fraction, non_negative_int, positive_int
 from mod_export.errors import InputError, ModExportError
 from mod_export.runtime import Session
@@ -53,7 +54,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop", help="comma-separated token ids that end a row, each in [0, vocabulary)")
     parser.add_argument(
         "--backend",
-        choices=("onnxruntime", "tensorrt"),
+        choices=[name for name in registry.runtime_names() if name != registry.AUTO],
         default="onnxruntime",
         help="runtime to generate with (default onnxruntime; tensorrt is not available from the CLI yet)",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import logging
 import warnings
@@ -22,7 +23,7 @@ from mod_export.contract import DEFAULT_OPSET, INPUT_NAMES, LOGITS, MAX_OPSET, M
 from mod_export.errors import ExportError
 from mod_export.exporter import custom_ops
 from mod_export.graph.fusable_patterns import reorder_gelu_for_fusion
-from mod_export.graph.queries import scatter_nodes, topk_gather_nodes
+from mod_export.graph.queries import routing_tensors, scatter_nodes, topk_gather_nodes
 from mod_export.graph.reference_functions import inline_to_portable, strip_reference_functions
 from mod_export.graph.schemas import register_onnx_schemas
 from mod_export.models.model import MoDTransformer, RoutedBlock
@@ -36,6 +37,11 @@ class ExportedForms:
     routed_found: int
     routed_expected: int
     idx_outputs: list[str]  # per routed layer (graph order), the tensor holding that layer's idx[B,k]
+
+    @functools.cached_property
+    def routing(self) -> list:
+        """The routing tensors of the plugin form (graph.queries.routing_tensors), read once per export."""
+        return routing_tensors(self.plugin)
 
 
 def dynamic_shapes(src: LoadedModel):

@@ -37,7 +37,7 @@ from mod_export.contract import (
     TRITON_TRT_MODEL,
     VERSION,
 )
-from mod_export.exporter.triton_notes import loading_notes
+from mod_export.exporter.triton_readme import loading_notes
 from mod_export.integrity import sha256_file
 
 ONNX_MODEL, TRT_MODEL, SCORE_MODEL, REPOSITORY = (

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from mod_export.contract import DOMAIN, SCATTER, TOPK_GATHER
+from mod_export.contract import DOMAIN, LOGITS, SCATTER, TOPK_GATHER
 from mod_export.graph.surgery import read
 
 
@@ -91,3 +91,10 @@ def with_extra_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelPr
         if name not in present:
             out.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     return out
+
+
+def graph_vocab(proto: onnx.ModelProto) -> int | None:
+    """The vocabulary size: the static last dim of the logits output, where the graph states it."""
+    logits = next((o for o in proto.graph.output if o.name == LOGITS), None)
+    last = logits.type.tensor_type.shape.dim[-1] if logits is not None else None
+    return int(last.dim_value) if last is not None and last.HasField("dim_value") else None

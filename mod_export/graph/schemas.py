@@ -63,15 +63,20 @@ def _infer_take_count(ctx) -> None:
     ctx.set_output_type(1, count)
 
 
-@functools.cache
-def register_onnx_schemas() -> None:
-    """Register schemas so onnx.checker, shape inference and onnxscript know the two ops (idempotent)."""
-    FP, Attr = defs.OpSchema.FormalParameter, defs.OpSchema.Attribute
-    AT, Opt = defs.OpSchema.AttrType, defs.OpSchema.FormalParameterOption
-    plugin_attrs = [
+FP, Attr = defs.OpSchema.FormalParameter, defs.OpSchema.Attribute
+AT, Opt = defs.OpSchema.AttrType, defs.OpSchema.FormalParameterOption
+
+
+def _plugin_attrs() -> list:
+    return [
         Attr("plugin_version", AT.STRING, "TensorRT plugin version"),
         Attr("plugin_namespace", AT.STRING, "TensorRT plugin namespace"),
     ]
+
+
+def _routing_schemas() -> tuple:
+    """TopKGather and Scatter: the ops of a routed block."""
+    plugin_attrs = _plugin_attrs()
     gather = defs.OpSchema(
         TOPK_GATHER,
         DOMAIN,
@@ -104,6 +109,12 @@ def register_onnx_schemas() -> None:
         attributes=[Attr("gate", AT.INT, "0 identity, 1 sigmoid"), *plugin_attrs],
     )
     scatter.set_type_and_shape_inference_function(_infer_scatter)
+    return gather, scatter
+
+
+def _generation_schemas() -> tuple:
+    """TakeCount and CacheAppend: the ops of the plugin-form generation graphs."""
+    plugin_attrs = _plugin_attrs()
     take_count = defs.OpSchema(
         TAKE_COUNT,
         DOMAIN,
@@ -125,7 +136,13 @@ def register_onnx_schemas() -> None:
         attributes=list(plugin_attrs),
     )
     cache_append.set_type_and_shape_inference_function(_infer_scatter)  # out: cache's type and shape
-    for schema in (gather, scatter, take_count, cache_append):
+    return take_count, cache_append
+
+
+@functools.cache
+def register_onnx_schemas() -> None:
+    """Register schemas so onnx.checker, shape inference and onnxscript know the four ops (idempotent)."""
+    for schema in (*_routing_schemas(), *_generation_schemas()):
         try:
             defs.get_schema(schema.name, OPSET_VERSION, DOMAIN)
         except defs.SchemaError:

@@ -69,10 +69,6 @@ class RoutingCapture:
         return idx
 
 
-def active_capture() -> RoutingCapture | None:
-    return _ACTIVE.get()
-
-
 def topk_gather(x: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor | None, num: int, den: int):
     """routing.topk_gather, recorded (and forced) when a RoutingCapture is active. Same signature and outputs."""
     capture = _ACTIVE.get()

@@ -15,8 +15,9 @@ GATES = ("sigmoid", "identity")
 ARCHITECTURES = ("gpt", "llama")  # gpt: LayerNorm, GELU, biases; llama: RMSNorm, SwiGLU, grouped-query attention
 
 
-def parse_capacity(capacity: str | Fraction) -> tuple[int, int]:
-    """'1/8' -> (1, 8). Capacity is a rational num/den with MIN_CAPACITY (1/1024) <= num/den <= 1; floats are refused.
+def parse_capacity(capacity: str | Fraction | tuple[int, int]) -> tuple[int, int]:
+    """'1/8', Fraction(1, 8) or (1, 8) -> (1, 8): the one capacity parser (model configs and the public routing
+    ops). Capacity is a rational num/den with MIN_CAPACITY (1/1024) <= num/den <= 1; floats are refused.
 
     A float capacity silently specialises k at export time (docs/design.md (routing semantics, step 3)).
     """
@@ -28,8 +29,13 @@ def parse_capacity(capacity: str | Fraction) -> tuple[int, int]:
         if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
             raise ConfigError(f"capacity must be a rational 'num/den' such as '1/8', got {capacity!r}")
         num, den = int(parts[0]), int(parts[1])
+    elif isinstance(capacity, tuple) and len(capacity) == 2 and all(type(p) is int for p in capacity):
+        num, den = capacity
     else:
-        raise ConfigError(f"capacity must be a string 'num/den' (not {type(capacity).__name__}), got {capacity!r}")
+        raise ConfigError(
+            f"capacity must be a string 'num/den', a Fraction or (num, den) (not {type(capacity).__name__}), "
+            f"got {capacity!r}"
+        )
     if den <= 0 or num <= 0 or num > den:
         raise ConfigError(f"capacity {num}/{den} must satisfy 0 < num <= den")
     low_num, low_den = MIN_CAPACITY

@@ -1,7 +1,7 @@
-"""The PyTorch reference of generation: an MoD-aware KV cache and a stepper for mod_export.decoding.loop.
+"""The PyTorch reference of generation: an MoD-aware KV cache and a stepper for mod_export.generation.loop.
 
     stepper = TorchStepper(model)
-    result = generate(stepper, [[1, 2, 3], [4, 5]], max_new_tokens=16)   # mod_export.decoding.loop
+    result = generate(stepper, [[1, 2, 3], [4, 5]], max_new_tokens=16)   # mod_export.generation.loop
 
 Per layer the cache holds keys and values [B,H,S,Dh] and valid lengths [B]: only the real tokens of a row that
 took that layer, left-aligned (a dense layer takes every real token). `forced` steps let a validation force the
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mod_export.decoding.loop import Step
+from mod_export.generation.loop import Step
 from mod_export.models.causal import (
     CausalRecord,
     block_step,

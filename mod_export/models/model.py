@@ -171,10 +171,6 @@ class MoDTransformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    @property
-    def n_routed(self) -> int:
-        return sum(isinstance(b, RoutedBlock) for b in self.blocks)
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids[B,T] int64, attention_mask[B,T] int64 (1 token, 0 padding) -> logits[B,T,V] f32."""
         return self.forward_trace(input_ids, attention_mask, traces=None)

@@ -12,7 +12,9 @@ import logging
 import os
 from pathlib import Path
 
+import safetensors.torch  # called through the module, so a test can fault a write
 import torch
+from safetensors import SafetensorError
 
 from mod_export.contract import (
     CHECKPOINT_FORMAT,
@@ -60,20 +62,18 @@ def _shards(state: dict[str, torch.Tensor], max_shard_bytes: int | None) -> list
 
 
 def _write_folder(model: MoDTransformer, stage: StagedDir, max_shard_bytes: int | None) -> None:
-    from safetensors.torch import save_file  # noqa: PLC0415 - optional at import time
-
     state = _stored_state(model)
     shards = _shards(state, max_shard_bytes)
     config = {"model_type": MODEL_TYPE, "format": CHECKPOINT_FORMAT, **model.config.to_dict()}
     stage.put_text(CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     metadata = {"format": "pt"}
     if len(shards) == 1:
-        stage.write_with(WEIGHTS_FILE, lambda p: save_file(shards[0], str(p), metadata=metadata))
+        stage.write_with(WEIGHTS_FILE, lambda p: safetensors.torch.save_file(shards[0], str(p), metadata=metadata))
         return
     weight_map = {}
     for i, shard in enumerate(shards, 1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        stage.write_with(name, lambda p, shard=shard: save_file(shard, str(p), metadata=metadata))
+        stage.write_with(name, lambda p, shard=shard: safetensors.torch.save_file(shard, str(p), metadata=metadata))
         weight_map.update(dict.fromkeys(shard, name))
     index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())}}
     index["weight_map"] = dict(sorted(weight_map.items()))
@@ -135,15 +135,12 @@ def _weight_files(folder: Path) -> list[Path]:
 
 def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of the folder's safetensors files; one CheckpointError line for a damaged file."""
-    from safetensors import SafetensorError  # noqa: PLC0415 - optional at import time
-    from safetensors.torch import load_file  # noqa: PLC0415
-
     tensors: dict[str, torch.Tensor] = {}
     for path in _weight_files(folder):
         if not path.is_file():
             raise CheckpointError(f"{path} is listed in {INDEX_FILE} but missing")
         try:
-            shard = load_file(str(path))
+            shard = safetensors.torch.load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(

@@ -193,19 +193,18 @@ MODEL_FOLDER = Kind("model folder", "a model folder mod-export wrote", True, mod
 BENCH_FOLDER = Kind("bench results", "earlier mod-export bench results", True, bench_folder)
 CHECKPOINT = Kind("checkpoint", "an earlier mod-export checkpoint", False, checkpoint, "model.pt")
 PT2_ARCHIVE = Kind("archive", "an earlier torch.export archive", False, pt2_archive, "model.pt2")
-VALIDATION_REPORT = Kind(
-    "validation report",
-    "an earlier report of mod-export validate",
-    False,
-    json_tagged("validation report", lambda f: f == VALIDATION_REPORT_FORMAT),
-    "report.json",
+
+
+def _json_file(name: str, description: str, format_tag: str, filename: str) -> Kind:
+    """A JSON file mod-export wrote, known by its format tag."""
+    return Kind(name, description, False, json_tagged(name, lambda f: f == format_tag), filename)
+
+
+VALIDATION_REPORT = _json_file(
+    "validation report", "an earlier report of mod-export validate", VALIDATION_REPORT_FORMAT, "report.json"
 )
-METRICS_JSON = Kind(
-    "metrics file",
-    "an earlier metrics file of mod-export example",
-    False,
-    json_tagged("metrics file", lambda f: f == METRICS_FORMAT),
-    "metrics.json",
+METRICS_JSON = _json_file(
+    "metrics file", "an earlier metrics file of mod-export example", METRICS_FORMAT, "metrics.json"
 )
 _CACHE_FAMILY = CALIBRATION_CACHE_FORMAT.rsplit("/", 1)[0] + "/"
 CALIBRATION_CACHE = Kind(

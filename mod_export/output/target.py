@@ -133,7 +133,8 @@ class Target:
 # ---------------------------------------------------------------- build folders (reused, never replaced)
 
 
-def _cache_entry(cache: Path, name: str) -> str | None:
+def cmake_cache_entry(cache: Path, name: str) -> str | None:
+    """A variable of a CMakeCache.txt (NAME:TYPE=value), or None."""
     try:
         for line in cache.read_text(errors="replace").splitlines():
             key, sep, value = line.partition("=")
@@ -154,8 +155,8 @@ def check_build_folder(build: str | os.PathLike, source: Path, option: str = "--
         raise OutputDirError(f"{option} {build} exists and is not a directory")
     if build.is_dir() and any(build.iterdir()):
         cache = build / "CMakeCache.txt"
-        project = _cache_entry(cache, "CMAKE_PROJECT_NAME")
-        home = _cache_entry(cache, "CMAKE_HOME_DIRECTORY")
+        project = cmake_cache_entry(cache, "CMAKE_PROJECT_NAME")
+        home = cmake_cache_entry(cache, "CMAKE_HOME_DIRECTORY")
         if project != PLUGIN_PROJECT:
             first = sorted(p.name for p in build.iterdir())[0]
             raise OutputDirError(

@@ -71,7 +71,6 @@ def layer_health(data: LayerScores) -> dict:
     margins, entropies, overlaps = [], [], []
     selected = skipped = 0.0
     n_sel = n_skip = n_valid = 0
-    sel_count = 0
     agree = agree_n = 0
     for i, (scores, mask) in enumerate(zip(data.scores, data.masks)):
         masked = masked_scores(scores, mask)
@@ -92,7 +91,6 @@ def layer_health(data: LayerScores) -> dict:
         skipped += s[skip].sum()
         n_skip += int(skip.sum())
         n_valid += int(valid.sum())
-        sel_count += int(member.sum())
         if data.predictor_logits is not None:
             decision = np.asarray(data.predictor_logits[i]) > 0
             agree += int(((decision == member) & valid).sum())
@@ -101,7 +99,7 @@ def layer_health(data: LayerScores) -> dict:
     finite = m[np.isfinite(m)]
     pct = (lambda q: float(np.percentile(finite, q))) if finite.size else (lambda q: None)
     entry = {
-        "selected_fraction": sel_count / max(n_valid, 1),
+        "selected_fraction": n_sel / max(n_valid, 1),
         "capacity": f"{num}/{den}",
         "score_entropy_normalised": float(np.concatenate(entropies).mean()),
         "margin_p1": pct(1),
@@ -114,6 +112,12 @@ def layer_health(data: LayerScores) -> dict:
     }
     if agree_n:
         entry["predictor_topk_agreement"] = agree / agree_n
+    entry["alarms"] = _alarms(entry)
+    return entry
+
+
+def _alarms(entry: dict) -> list[str]:
+    """A degenerate router: one that picks the same positions whatever the text, or whose scores barely differ."""
     alarms = []
     if entry["position_overlap"] > POSITION_OVERLAP_ALARM:
         alarms.append(
@@ -125,8 +129,7 @@ def layer_health(data: LayerScores) -> dict:
             f"uninformative: median boundary margin {entry['margin_p50']:.2g} is below float32 rounding "
             f"tolerance {UNINFORMATIVE_MARGIN:g}"
         )
-    entry["alarms"] = alarms
-    return entry
+    return alarms
 
 
 def router_health(layers: list[LayerScores]) -> dict:

@@ -39,7 +39,8 @@ class RowVerdict:
 
 @dataclass
 class LayerRouting:
-    """The verdicts of one routed layer over every row of one or more batches."""
+    """The verdicts of one routed layer over every row of one or more batches (or, for generation's per-token
+    decisions, every token: unit "tokens"). The one tally of routing verdicts."""
 
     tolerance: float  # relative (see module docstring)
     rows: int = 0
@@ -48,8 +49,10 @@ class LayerRouting:
     errors: int = 0
     flip_margins: list[float] = field(default_factory=list)
     error_examples: list[str] = field(default_factory=list)
+    unit: str = "rows"  # what is counted: the key of the count in as_dict()
 
-    def add(self, verdicts: list[RowVerdict], where: str = "") -> None:
+    def add(self, verdicts: list[RowVerdict], where: str = "", labels: list[str] | None = None) -> None:
+        """labels: how an error example names each verdict (default "row i")."""
         for row, v in enumerate(verdicts):
             self.rows += 1
             if v.kind == IDENTICAL:
@@ -60,7 +63,7 @@ class LayerRouting:
             else:
                 self.errors += 1
                 if len(self.error_examples) < 5:
-                    self.error_examples.append(f"{where}row {row}: {v.reason}")
+                    self.error_examples.append(f"{where}{labels[row] if labels else f'row {row}'}: {v.reason}")
 
     def merge(self, other: LayerRouting) -> None:
         self.rows += other.rows
@@ -82,7 +85,7 @@ class LayerRouting:
 
     def as_dict(self) -> dict:
         return {
-            "rows": self.rows,
+            self.unit: self.rows,
             "identical": self.identical,
             "near_tie_flips": self.flips,
             "routing_errors": self.errors,
@@ -93,6 +96,29 @@ class LayerRouting:
             "flip_margin_max": max(self.flip_margins) if self.flip_margins else None,
             "error_examples": list(self.error_examples),
         }
+
+
+def decision_verdicts(
+    ref_logits: np.ndarray, ref_take: np.ndarray, cand_take: np.ndarray, valid: np.ndarray, tolerance: float
+) -> tuple[list[RowVerdict], list[str]]:
+    """Per-token routing decisions (causal routing: a token takes a block when its decision logit is > 0), judged
+    like rows: a differing decision is a near-tie flip when the reference's logit is within `tolerance` x
+    max(1, max |logit|) of 0, an error otherwise. Arrays of one layer, one shape ([B] or [B,P]); valid marks the
+    tokens that count. Returns the verdicts and a label for each ("token (b, p)")."""
+    scale = max(1.0, float(np.abs(ref_logits[valid]).max())) if valid.any() else 1.0
+    band = tolerance * scale
+    verdicts, labels = [], []
+    for index in zip(*np.nonzero(valid)):
+        logit = float(ref_logits[index])
+        if bool(ref_take[index]) == bool(cand_take[index]):
+            verdicts.append(RowVerdict(IDENTICAL, row_tolerance=band))
+        elif abs(logit) <= band:
+            verdicts.append(RowVerdict(FLIP, margin=abs(logit), row_tolerance=band))
+        else:
+            reason = f"decision logit {logit:.3g} is {abs(logit):.3g} from 0 (band {band:.3g})"
+            verdicts.append(RowVerdict(ERROR, reason=reason, row_tolerance=band))
+        labels.append(f"token {index}")
+    return verdicts, labels
 
 
 def masked_scores(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -7,7 +7,7 @@ onnx-graphsurgeon only (and TensorRT where present); pyproject.toml's import con
 graph. A caller who passes torch tensors has loaded torch already: the runtime takes that module from sys.modules.
 
 Every bad argument raises a ModExportError subclass with one sentence (mod_export/runtime/checks.py,
-mod_export/decoding/arguments.py): UsageError for Session's own options (backend, form, providers, threads, ...)
+mod_export/generation/arguments.py): UsageError for Session's own options (backend, form, providers, threads, ...)
 and for a call on a closed Session, InputError for what the model is given. Token ids must be integers in
 [0, vocab) (prompts and stop tokens too), the mask must have their shape and hold only 0 and 1, input_ids and
 attention_mask are both torch or both numpy. Files of an export directory are checked against the sha256 values
@@ -21,7 +21,7 @@ prefill/decode sessions (docs/serving.md). The TensorRT backend owns one executi
 serialised with a lock, and so are its generations (use one Session per thread for parallel TensorRT work).
 """
 
-from mod_export.runtime.checks import BACKENDS, FORMS
+from mod_export.runtime.checks import FORMS
 from mod_export.runtime.session import Session
 
-__all__ = ["BACKENDS", "FORMS", "Session"]
+__all__ = ["FORMS", "Session"]

@@ -5,27 +5,18 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from mod_export.errors import InputError, IntegrityError, UsageError
-from mod_export.integrity import SKIP_HINT, read_manifest, verify_files
+from mod_export.backends import registry
+from mod_export.backends.model import caller_torch, is_torch
+from mod_export.backends.onnxrt.model import FORMS as ONNX_FORMS
+from mod_export.errors import InputError, UsageError
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-FORMS = ("portable", "plugin")
+FORMS = tuple(ONNX_FORMS)  # which ONNX file of an export folder ONNX Runtime runs
 SOURCE_SUFFIXES = (".onnx", ".engine", ".plan")
-
-
-def is_torch(x) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def caller_torch():
-    """The torch module of a caller who passed torch tensors (loaded by that caller, never imported here)."""
-    return sys.modules["torch"]
 
 
 # ---------------------------------------------------------------- Session's own arguments
@@ -47,7 +38,7 @@ def check_options(source, backend, form, providers, cuda_graphs, threads, skip_i
         raise UsageError(
             f"source must be a path (an export directory, an .onnx or an .engine file), got {type(source).__name__}"
         )
-    _choice("backend", backend, BACKENDS)
+    _choice("backend", backend, registry.runtime_names())  # read when used: the registry may grow
     _choice("form", form, FORMS)
     _flag("cuda_graphs", cuda_graphs)
     _flag("skip_integrity", skip_integrity)
@@ -66,25 +57,6 @@ def check_options(source, backend, form, providers, cuda_graphs, threads, skip_i
     if path.is_file() and path.suffix not in SOURCE_SUFFIXES:
         raise InputError(f"{path} is not an export directory, an .onnx file or a TensorRT .engine file")
     return path
-
-
-def check_integrity(path: Path, names: list[str], skip: bool) -> dict | None:
-    """Check the files that will be loaded against the manifest of their directory; returns that manifest. An
-    export directory must have one; a file outside any export directory has nothing to be checked against."""
-    directory = path if path.is_dir() else path.parent
-    if skip:
-        try:
-            return read_manifest(directory)
-        except IntegrityError:
-            return None
-    manifest = read_manifest(directory)
-    if manifest is None:
-        if path.is_dir():
-            raise IntegrityError(f"{directory} has no manifest.json, so its files cannot be checked ({SKIP_HINT})")
-        return None
-    if not path.is_dir():
-        names = [n for n in names if n in manifest["files"]]
-    return verify_files(directory, names)
 
 
 # ---------------------------------------------------------------- run()'s inputs
@@ -156,3 +128,13 @@ def numpy_inputs(input_ids, attention_mask, vocab: int | None) -> tuple[np.ndarr
         mask = as_array("attention_mask", attention_mask)
         check_mask(mask, ids.shape, False)
     return np.ascontiguousarray(ids, dtype=np.int64), np.ascontiguousarray(mask, dtype=np.int64)
+
+
+def torch_inputs(input_ids, attention_mask, vocab: int | None):
+    """Checked torch inputs as int64 tensors on their device; a mask of ones when attention_mask is None."""
+    torch = caller_torch()
+    check_ids(input_ids, True, vocab)
+    if attention_mask is not None:
+        check_mask(attention_mask, input_ids.shape, True)
+    ids = input_ids.to(torch.int64)
+    return ids, torch.ones_like(ids) if attention_mask is None else attention_mask.to(torch.int64)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mod_export.backends.onnxrt.slots import SlotDecoder
+from mod_export.backends.onnxrt.generation_slots import SlotDecoder
 from mod_export.contract import INPUT_IDS, TOKEN_ID, TRITON_STEP_DELAY, VERSION
-from mod_export.decoding.sampling import Sampling
 from mod_export.errors import InputError, ModExportError
+from mod_export.generation.sampling import Sampling
 from mod_export.runtime import Session
 from mod_export.serving.inflight import Job, Outbox, Scheduler
 from mod_export.serving.scoring import int_parameter

@@ -1,12 +1,12 @@
 """In-flight batching for streaming generation: requests join the running batch between decode steps, each on its
-own slot of the per-row MoD cache (mod_export.backends.onnxrt.slots), and leave it when they finish, hit a stop
+own slot of the per-row MoD cache (mod_export.backends.onnxrt.generation_slots), and leave it when they finish, hit a stop
 token, or are cancelled. Pure numpy over a SlotDecoder; Triton's generation model drives it from one thread.
 
 One loop iteration: drop cancelled requests (their slots are freed; each request is polled at most every
 `poll_interval` seconds, a poll being a call to the server, made on the outbox's thread after one of the request's
 tokens when there is an outbox), admit waiting requests while slots are free (prompts of one length share one
 prefill run, whose next-token logits give each its first token at once), then one decode step over every busy
-row. Per request the tokens follow mod_export.decoding.loop.stream exactly (the same sampling, a generator seeded
+row. Per request the tokens follow mod_export.generation.loop.stream exactly (the same sampling, a generator seeded
 by (seed, row 0)), so a request's tokens are those of Session.generate of that prompt alone: prompts of different
 lengths are not padded into one prefill, since padding changes the attention's rounding.
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mod_export.backends.onnxrt.slots import SlotDecoder
-from mod_export.decoding.sampling import Sampling, sample
+from mod_export.backends.onnxrt.generation_slots import SlotDecoder
+from mod_export.generation.sampling import Sampling, sample
 
 logger = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ from mod_export.backends.trt.runner import EngineRunner
 from mod_export.contract import (
     DEFAULT_EVAL_WINDOWS,
     DEFAULT_MIN_ROUTING_AGREEMENT,
-    TOLERANCES,
     WINDOW_BYTES,
-    Tolerance,
+    tolerance_for,
 )
 from mod_export.data.corpus import fixed_windows, held_out_split, load_stdlib_corpus
 from mod_export.parity.health import format_health
+from mod_export.parity.verdict import fold
 from mod_export.validate.forms import HEALTH_WINDOWS, validate_onnx_forms, validate_runners
 from mod_export.validate.judge import format_table
 from mod_export.validate.quality import format_quality, quality_report
@@ -53,15 +53,15 @@ def validate_artifacts(
     report: dict | None = None
     if fp32 is not None:
         logger.info("validating PyTorch vs ONNX Runtime (CPU) for both float32 forms ...")
-        tolerance = Tolerance(
-            atol if atol is not None else TOLERANCES["fp32"].logits_atol, TOLERANCES["fp32"].score_tolerance
+        tolerance = tolerance_for("fp32", atol)
+        report = validate_onnx_forms(
+            model, fp32, fp32["plugin"], text, precision="fp32", tolerance=tolerance, health_windows=health
         )
-        report = validate_onnx_forms(model, fp32, fp32["plugin"], text, "fp32", tolerance, health_windows=health)
     if precision == "fp32":
         return report
     logger.info("validating the %s forms at their precision ...", precision)
     reduced = validate_onnx_forms(
-        model, forms, forms["plugin"], text, precision, health_windows=health if report is None else None
+        model, forms, forms["plugin"], text, precision=precision, health_windows=health if report is None else None
     )
     logger.info("checking %s against float32 on held-out text ...", precision)
     quality = quality_report(
@@ -82,9 +82,7 @@ def validate_artifacts(
         }
     report["reduced_precision"] = reduced
     report["quality"] = quality
-    report["mismatches"] = report["mismatches"] + reduced["mismatches"] + quality["mismatches"]
-    report["passed"] = report["passed"] and reduced["passed"] and quality["passed"]
-    return report
+    return fold(fold(report, reduced), quality)
 
 
 def validate_engine(
@@ -92,9 +90,7 @@ def validate_engine(
 ) -> dict:
     """A TensorRT engine (built with every routed layer's idx as an output) against PyTorch, at `precision`.
     Runs only where TensorRT and a GPU are (the engine exists only there)."""
-    tolerance = TOLERANCES[precision]
-    if atol is not None and precision == "fp32":
-        tolerance = Tolerance(atol, tolerance.score_tolerance)
+    tolerance = tolerance_for(precision, atol)
     runner = EngineRunner(engine, plugin_library, list(forms.idx_outputs), name="tensorrt")
     return validate_runners(model, [runner], forms.plugin, evaluation_text(), precision, tolerance)
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import onnx
 
-from mod_export.backends.onnxrt.decoder import OrtStepper
+from mod_export.backends.onnxrt.generation import OrtStepper
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.contract import (
     DECODE_ENGINE_FILE,
@@ -26,6 +26,7 @@ from mod_export.contract import (
 from mod_export.errors import ExportError, IntegrityError, MissingDependencyError
 from mod_export.integrity import read_manifest, unlisted_files, verify_files
 from mod_export.output import absolute
+from mod_export.parity.verdict import fold
 from mod_export.validate.artifacts import evaluation_text, validate_artifacts, validate_engine
 from mod_export.validate.generation import generation_cases, judge_generation
 
@@ -95,10 +96,10 @@ def judge_generation_graphs(model, graphs: dict[str, onnx.ModelProto]) -> dict:
     if "plugin_prefill" in graphs and "plugin_decode" in graphs:
         plugin = judge_generation(model, OrtStepper(graphs["plugin_prefill"], graphs["plugin_decode"]), cases)
         parity["plugin"] = plugin
-        parity["mismatches"] += [f"plugin form: {m}" for m in plugin["mismatches"]]
-        if plugin["passed"] != parity["passed"]:
+        disagree = plugin["passed"] != parity["passed"]
+        fold(parity, plugin, prefix="plugin form: ")
+        if disagree:
             parity["mismatches"].append("plugin form and portable form of the decode graphs reach different verdicts")
-        parity["passed"] = parity["passed"] and plugin["passed"]
     return parity
 
 
@@ -160,7 +161,6 @@ def validate_directory(source, export: ExportDir, atol: float | None = None) -> 
     for key, part in checks.items():
         if part is not None:
             report[key] = part
-            report["mismatches"] = report["mismatches"] + part["mismatches"]
-            report["passed"] = report["passed"] and part["passed"]
+            fold(report, part)
     report["not_checked"] = list(export.not_checked)
     return report

@@ -11,22 +11,15 @@ import torch
 
 from mod_export.backends.onnxrt.runner import onnxrt_runner, routing_outputs
 from mod_export.backends.torch.runner import TorchRunner
-from mod_export.contract import LOGITS, TOLERANCES, Tolerance
+from mod_export.contract import Tolerance, tolerance_for
 from mod_export.errors import ModelError
-from mod_export.graph.queries import routing_tensors
+from mod_export.graph.queries import graph_vocab, routing_tensors
 from mod_export.models.capture import RoutingCapture
 from mod_export.parity.health import LayerScores, router_health
 from mod_export.validate.cases import validation_cases
 from mod_export.validate.judge import Candidate, judge
 
 HEALTH_WINDOWS = 32  # windows of 256 bytes of held-out text for the router health report
-
-
-def graph_vocab(proto: onnx.ModelProto) -> int:
-    """The vocabulary size: the static last dim of the logits output."""
-    out = next(o for o in proto.graph.output if o.name == LOGITS)
-    last = out.type.tensor_type.shape.dim[-1]
-    return int(last.dim_value) if last.HasField("dim_value") else 256
 
 
 def reference_health(model, windows: np.ndarray, capacities: list[tuple[int, int]], batch: int = 16) -> dict:
@@ -61,14 +54,16 @@ def validate_runners(
     precision: str = "fp32",
     tolerance: Tolerance | None = None,
     health_windows: np.ndarray | None = None,
+    routing: list | None = None,
 ) -> dict:
     """PyTorch `model` vs every candidate runner (Polygraphy runners returning logits and idx:l, ideally scores:l);
     `plugin` is the plugin-form graph (where the routing tensors and the vocabulary are read). text: held-out
-    evaluation bytes. Returns the report; never raises on a mismatch."""
-    routing = routing_tensors(plugin)
+    evaluation bytes; routing: plugin's routing tensors where the caller has read them. Returns the report; never
+    raises on a mismatch."""
+    routing = routing if routing is not None else routing_tensors(plugin)
     capacities = [r.capacity for r in routing]
     den = min((d for _, d in capacities), default=1)
-    vocab = graph_vocab(plugin)
+    vocab = graph_vocab(plugin) or 256  # a graph that does not state it: the byte-level default
     model_vocab = getattr(getattr(model, "config", None), "vocab_size", None)
     if model_vocab is not None and model_vocab != vocab:
         raise ModelError(
@@ -80,22 +75,17 @@ def validate_runners(
     with contextlib.ExitStack() as active:
         for runner in [reference, *runners]:
             active.enter_context(runner)
-        report = judge(reference, candidates, cases, capacities, precision, tolerance or TOLERANCES[precision])
+        report = judge(reference, candidates, cases, capacities, precision, tolerance or tolerance_for(precision))
     if health_windows is not None and capacities:
         report["router_health"] = reference_health(model, health_windows, capacities)
     return report
 
 
 def validate_onnx_forms(
-    model,
-    forms: dict[str, onnx.ModelProto],
-    plugin: onnx.ModelProto,
-    text: np.ndarray,
-    precision: str = "fp32",
-    tolerance: Tolerance | None = None,
-    health_windows: np.ndarray | None = None,
+    model, forms: dict[str, onnx.ModelProto], plugin: onnx.ModelProto, text: np.ndarray, **options
 ) -> dict:
-    """validate_runners with an ONNX Runtime runner per form (name -> proto)."""
+    """validate_runners with an ONNX Runtime runner per form (name -> proto); options as validate_runners'
+    (precision, tolerance, health_windows)."""
     routing = routing_tensors(plugin)
     runners = [onnxrt_runner(proto, name, routing_outputs(routing)) for name, proto in forms.items()]
-    return validate_runners(model, runners, plugin, text, precision, tolerance, health_windows)
+    return validate_runners(model, runners, plugin, text, routing=routing, **options)

@@ -11,57 +11,27 @@ Inputs are teacher-forced (prompts and continuations are held-out text), so both
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from mod_export.contract import TOLERANCES, Tolerance
-from mod_export.decoding.loop import left_pad
+from mod_export.contract import Tolerance, tolerance_for
+from mod_export.generation.loop import left_pad
 from mod_export.models.generation import TorchStepper
 from mod_export.parity.numerics import max_abs_error, within
+from mod_export.parity.routing import LayerRouting, decision_verdicts
 
 
-@dataclass
-class DecisionTally:
-    tolerance: float
-    tokens: int = 0
-    identical: int = 0
-    flips: int = 0
-    errors: int = 0
-    flip_margins: list[float] = field(default_factory=list)
-    examples: list[str] = field(default_factory=list)
+def decision_tally(tolerance: float) -> LayerRouting:
+    """One routed layer's per-token decisions over a whole generation (the routing tally, counting tokens)."""
+    return LayerRouting(tolerance, unit="tokens")
 
-    def add(
-        self, ref_logits: np.ndarray, ref_take: np.ndarray, cand_take: np.ndarray, valid: np.ndarray, where: str
-    ) -> None:
-        """Arrays of one layer, same shape ([B] or [B,P]); valid marks the tokens that count."""
-        scale = max(1.0, float(np.abs(ref_logits[valid]).max())) if valid.any() else 1.0
-        band = self.tolerance * scale
-        for index in zip(*np.nonzero(valid)):
-            self.tokens += 1
-            if bool(ref_take[index]) == bool(cand_take[index]):
-                self.identical += 1
-            elif abs(float(ref_logits[index])) <= band:
-                self.flips += 1
-                self.flip_margins.append(abs(float(ref_logits[index])))
-            else:
-                self.errors += 1
-                if len(self.examples) < 5:
-                    self.examples.append(
-                        f"{where} token {index}: decision logit {float(ref_logits[index]):.3g} "
-                        f"is {abs(float(ref_logits[index])):.3g} from 0 (band {band:.3g})"
-                    )
 
-    def as_dict(self) -> dict:
-        return {
-            "tokens": self.tokens,
-            "identical": self.identical,
-            "near_tie_flips": self.flips,
-            "routing_errors": self.errors,
-            "tolerance": self.tolerance,
-            "flip_margin_max": max(self.flip_margins) if self.flip_margins else None,
-            "error_examples": list(self.examples),
-        }
+def tally_decisions(
+    tally: LayerRouting, ref_logits: np.ndarray, ref_take: np.ndarray, cand_take: np.ndarray, valid, where: str
+) -> None:
+    verdicts, labels = decision_verdicts(ref_logits, ref_take, cand_take, valid, tally.tolerance)
+    tally.add(verdicts, f"{where} ", labels)
 
 
 @dataclass
@@ -91,8 +61,8 @@ def generation_cases(text: np.ndarray, vocab: int, steps: int = 64, seed: int = 
 def judge_generation(
     model, candidate, cases: list[GenerationCase], precision: str = "fp32", tolerance: Tolerance | None = None
 ) -> dict:
-    """candidate: a stepper (prefill / step, as mod_export.decoding.loop expects). Returns the report."""
-    tolerance = tolerance or TOLERANCES[precision]
+    """candidate: a stepper (prefill / step, as mod_export.generation.loop expects). Returns the report."""
+    tolerance = tolerance or tolerance_for(precision)
     report: dict = {
         "precision": precision,
         "atol": tolerance.logits_atol,
@@ -105,13 +75,13 @@ def judge_generation(
         ids, mask = left_pad(case.prompts)
         steps = case.continuations.shape[1]
         capacity = ids.shape[1] + steps + 1
-        tallies = {layer: DecisionTally(tolerance.score_tolerance) for layer in reference.routed_layers}
+        tallies = {layer: decision_tally(tolerance.score_tolerance) for layer in reference.routed_layers}
         got = candidate.prefill(ids, mask, capacity)
         ref = reference.prefill(ids, mask, capacity, forced={i: got.take[i] for i in got.take})
         valid = mask != 0
         errors = [max_abs_error(got.logits, ref.logits)]
         for layer, tally in tallies.items():
-            tally.add(ref.decision[layer], ref.take[layer], got.take[layer], valid, "prefill")
+            tally_decisions(tally, ref.decision[layer], ref.take[layer], got.take[layer], valid, "prefill")
         active = np.ones(ids.shape[0], dtype=bool)
         for t in range(steps):
             tokens = case.continuations[:, t]
@@ -119,7 +89,7 @@ def judge_generation(
             ref = reference.step(tokens, active, forced={i: got.take[i] for i in got.take})
             errors.append(max_abs_error(got.logits, ref.logits))
             for layer, tally in tallies.items():
-                tally.add(ref.decision[layer], ref.take[layer], got.take[layer], active, f"step {t}")
+                tally_decisions(tally, ref.decision[layer], ref.take[layer], got.take[layer], active, f"step {t}")
         forced_err = max(errors)
         fed = int(mask.sum()) + steps * ids.shape[0]  # every token both sides processed
         routing_errors = sum(t.errors for t in tallies.values())
@@ -142,7 +112,7 @@ def judge_generation(
             if tally.errors:
                 report["mismatches"].append(
                     f"decode / {case.name}: routed layer {layer}: {tally.errors} decision "
-                    f"error(s), first: {tally.examples[0]}"
+                    f"error(s), first: {tally.error_examples[0]}"
                 )
         report["cases"].append(row)
     report["passed"] = not report["mismatches"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mod_export.contract import LOGITS, TOLERANCES, Tolerance
+from mod_export.contract import LOGITS, Tolerance, tolerance_for
 from mod_export.errors import ModelError
 from mod_export.parity.numerics import max_abs_error, nonfinite_count, within
 from mod_export.parity.routing import LayerRouting, compare_layers, masked_scores
@@ -55,6 +55,25 @@ def check_reference(case: Case, logits: np.ndarray, reference_name: str = "PyTor
         )
 
 
+def _failed_to_run(
+    exc: Exception, where: str, case: Case, layers: int, tolerance: Tolerance
+) -> tuple[dict, list[LayerRouting], list[str]]:
+    message = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
+    row = {
+        "case": case.name,
+        "shape": list(case.input_ids.shape),
+        "forced_max_abs_err": math.inf,
+        "unforced_max_abs_err": math.inf,
+        "max_score_deviation": None,
+        "near_tie_flips": 0,
+        "routing_errors": 0,
+        "routing": {},
+        "run_error": message,
+        "passed": False,
+    }
+    return row, [LayerRouting(tolerance.score_tolerance) for _ in range(layers)], [f"{where}: failed to run: {message}"]
+
+
 def judge_case(
     reference, candidate: Candidate, case: Case, capacities: list[tuple[int, int]], tolerance: Tolerance, unforced: dict
 ) -> tuple[dict, list[LayerRouting], list[str]]:
@@ -64,24 +83,7 @@ def judge_case(
     try:
         got = candidate.runner.infer(case.feed)
     except Exception as exc:  # a candidate that cannot run is a failed case, never a traceback
-        message = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)[:300]
-        row = {
-            "case": case.name,
-            "shape": list(case.input_ids.shape),
-            "forced_max_abs_err": math.inf,
-            "unforced_max_abs_err": math.inf,
-            "max_score_deviation": None,
-            "near_tie_flips": 0,
-            "routing_errors": 0,
-            "routing": {},
-            "run_error": message,
-            "passed": False,
-        }
-        return (
-            row,
-            [LayerRouting(tolerance.score_tolerance) for _ in range(layers)],
-            [f"{where}: failed to run: {message}"],
-        )
+        return _failed_to_run(exc, where, case, layers, tolerance)
     cand_idx, cand_scores = _outputs(got, "idx", layers), _outputs(got, "scores", layers)
     mismatches: list[str] = []
     if cand_idx is None:
@@ -129,7 +131,7 @@ def judge(
 ) -> dict:
     """Run every candidate and the reference on every case; returns the report (never raises on a mismatch;
     raises ModelError when the reference itself produces non-finite logits)."""
-    tolerance = tolerance or TOLERANCES[precision]
+    tolerance = tolerance or tolerance_for(precision)
     report: dict = {
         "precision": precision,
         "atol": tolerance.logits_atol,

@@ -11,7 +11,7 @@ import onnx
 
 from mod_export.backends.onnxrt.runner import onnxrt_runner, routing_outputs
 from mod_export.backends.torch.runner import TorchRunner
-from mod_export.contract import DEFAULT_MIN_ROUTING_AGREEMENT, LOGITS, QUALITY_LIMITS, TOLERANCES
+from mod_export.contract import DEFAULT_MIN_ROUTING_AGREEMENT, LOGITS, QUALITY_LIMITS, tolerance_for
 from mod_export.graph.queries import routing_tensors
 from mod_export.parity.numerics import max_abs_error, within
 from mod_export.parity.routing import LayerRouting, compare_layers
@@ -26,6 +26,59 @@ def _nll_sum(logits: np.ndarray, targets: np.ndarray) -> float:
     return -float(np.take_along_axis(logp, targets[..., None], -1).sum())
 
 
+def _reference_pass(reference: TorchRunner, windows: np.ndarray, batch: int) -> list[tuple]:
+    """The reference's own (unforced) logits on each batch of windows: [(case, targets[B,T], outputs)]."""
+    unforced = []
+    for start in range(0, len(windows), batch):
+        chunk = windows[start : start + batch]
+        case = Case(f"held-out windows {start}..{start + len(chunk) - 1}", chunk[:, :-1], np.ones_like(chunk[:, :-1]))
+        result = reference.infer(case.feed)
+        check_reference(case, result[LOGITS])
+        unforced.append((case, chunk[:, 1:], result))
+    return unforced
+
+
+def _form_quality(reference: TorchRunner, runner, unforced: list[tuple], capacities: list, tolerance) -> dict:
+    """One form over the windows: its bits/byte, its logits with the reference forced to its routing, its scores,
+    and its routing tallied per routed layer."""
+    layers = range(len(capacities))
+    totals = [LayerRouting(tolerance.score_tolerance) for _ in capacities]
+    nll, forced_err, deviation = 0.0, 0.0, 0.0
+    with runner:
+        for case, targets, _ in unforced:
+            got = runner.infer(case.feed)
+            idx = [got[f"idx:{layer}"] for layer in layers]
+            scores = [got[f"scores:{layer}"] for layer in layers]
+            forced = reference.infer(case.feed, forced_idx=idx)
+            ref_scores = [forced[f"scores:{layer}"] for layer in layers]
+            compared = compare_layers(
+                ref_scores, case.attention_mask, idx, capacities, tolerance.score_tolerance, scores
+            )
+            for total, r in zip(totals, compared):
+                total.merge(r)
+            nll += _nll_sum(got[LOGITS], targets)
+            forced_err = max(forced_err, max_abs_error(got[LOGITS], forced[LOGITS]))
+            deviation = max(deviation, score_deviation(scores, ref_scores, case.attention_mask))
+    return {"nll": nll, "forced_max_abs_err": forced_err, "max_score_deviation": deviation, "totals": totals}
+
+
+def _form_mismatches(where: str, entry: dict, totals: list, limit: float, tolerance, min_agreement: float) -> list:
+    found = []
+    if not math.isfinite(entry["bits_per_byte"]) or entry["relative_bpb_change"] > limit:
+        found.append(f"{where}: bits/byte {100 * entry['relative_bpb_change']:+.2f}% > {100 * limit:.1f}%")
+    if not within(entry["forced_max_abs_err"], tolerance.logits_atol):
+        found.append(
+            f"{where}: forced-routing logits max abs error {entry['forced_max_abs_err']:.3g} > {tolerance.logits_atol:g}"
+        )
+    for layer, t in enumerate(totals):
+        if t.margin_aware_agreement < min_agreement:
+            found.append(
+                f"{where}: routed layer #{layer}: margin-aware routing agreement {100 * t.margin_aware_agreement:.1f}% "
+                f"< {100 * min_agreement:.1f}% ({t.errors} routing errors in {t.rows} rows)"
+            )
+    return found
+
+
 def quality_report(
     model,
     forms: dict[str, onnx.ModelProto],
@@ -36,7 +89,7 @@ def quality_report(
     batch: int = 8,
 ) -> dict:
     """forms: reduced-precision protos by name; windows[N, T+1] int64 held-out text. Never raises on a mismatch."""
-    tolerance = TOLERANCES[precision]
+    tolerance = tolerance_for(precision)
     limit = QUALITY_LIMITS.get(precision, 0.0)
     routing = routing_tensors(plugin)
     capacities = [r.capacity for r in routing]
@@ -53,63 +106,25 @@ def quality_report(
     }
     reference = TorchRunner(model)
     with reference:
-        unforced = []
-        for start in range(0, len(windows), batch):
-            chunk = windows[start : start + batch]
-            case = Case(
-                f"held-out windows {start}..{start + len(chunk) - 1}", chunk[:, :-1], np.ones_like(chunk[:, :-1])
-            )
-            result = reference.infer(case.feed)
-            check_reference(case, result[LOGITS])
-            unforced.append((case, chunk[:, 1:], result))
+        unforced = _reference_pass(reference, windows, batch)
         count = sum(t.size for _, t, _ in unforced)
         ref_bpb = sum(_nll_sum(r[LOGITS], t) for _, t, r in unforced) / count / math.log(2)
         for name, proto in forms.items():
             runner = onnxrt_runner(proto, name, routing_outputs(routing))
-            totals = [LayerRouting(tolerance.score_tolerance) for _ in capacities]
-            nll, forced_err, deviation = 0.0, 0.0, 0.0
-            with runner:
-                for case, targets, _ in unforced:
-                    got = runner.infer(case.feed)
-                    idx = [got[f"idx:{layer}"] for layer in range(len(capacities))]
-                    scores = [got[f"scores:{layer}"] for layer in range(len(capacities))]
-                    forced = reference.infer(case.feed, forced_idx=idx)
-                    ref_scores = [forced[f"scores:{layer}"] for layer in range(len(capacities))]
-                    for total, r in zip(
-                        totals,
-                        compare_layers(
-                            ref_scores, case.attention_mask, idx, capacities, tolerance.score_tolerance, scores
-                        ),
-                    ):
-                        total.merge(r)
-                    nll += _nll_sum(got[LOGITS], targets)
-                    forced_err = max(forced_err, max_abs_error(got[LOGITS], forced[LOGITS]))
-                    deviation = max(deviation, score_deviation(scores, ref_scores, case.attention_mask))
-            bpb = nll / count / math.log(2)
+            measured = _form_quality(reference, runner, unforced, capacities, tolerance)
+            bpb = measured["nll"] / count / math.log(2)
             entry = {
                 "bits_per_byte": bpb,
                 "reference_bits_per_byte": ref_bpb,
                 "relative_bpb_change": bpb / ref_bpb - 1.0,
-                "forced_max_abs_err": forced_err,
-                "max_score_deviation": deviation,
-                "routing": {str(layer): t.as_dict() for layer, t in enumerate(totals)},
+                "forced_max_abs_err": measured["forced_max_abs_err"],
+                "max_score_deviation": measured["max_score_deviation"],
+                "routing": {str(layer): t.as_dict() for layer, t in enumerate(measured["totals"])},
             }
             out["forms"][name] = entry
-            where = f"{precision} {name}"
-            if not math.isfinite(bpb) or entry["relative_bpb_change"] > limit:
-                out["mismatches"].append(
-                    f"{where}: bits/byte {100 * entry['relative_bpb_change']:+.2f}% > {100 * limit:.1f}%"
-                )
-            if not within(forced_err, tolerance.logits_atol):
-                out["mismatches"].append(
-                    f"{where}: forced-routing logits max abs error {forced_err:.3g} > {tolerance.logits_atol:g}"
-                )
-            for layer, t in enumerate(totals):
-                if t.margin_aware_agreement < min_routing_agreement:
-                    out["mismatches"].append(
-                        f"{where}: routed layer #{layer}: margin-aware routing agreement {100 * t.margin_aware_agreement:.1f}% "
-                        f"< {100 * min_routing_agreement:.1f}% ({t.errors} routing errors in {t.rows} rows)"
-                    )
+            out["mismatches"] += _form_mismatches(
+                f"{precision} {name}", entry, measured["totals"], limit, tolerance, min_routing_agreement
+            )
     out["passed"] = not out["mismatches"]
     return out
 

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.gpu
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    from mod_export.kernels import KernelLibrary
-    from mod_export.plugins import KERNEL_LIBRARY_ENV, build_plugins
+    from mod_export.kernel_abi import KernelLibrary
+    from mod_export.plugin_build import KERNEL_LIBRARY_ENV, build_plugins
 
     path = os.environ.get(KERNEL_LIBRARY_ENV)
     if not path:
@@ -68,7 +68,7 @@ def test_the_kernels_run_on_the_stream_they_are_given(lib):
 
 
 def test_argument_errors_on_the_device_are_typed_errors(lib):
-    from mod_export.kernels import KernelError
+    from mod_export.kernel_abi import KernelError
 
     x = torch.zeros(2, 8, 4, device="cuda", dtype=torch.float16)
     scores = torch.zeros(2, 8, device="cuda")

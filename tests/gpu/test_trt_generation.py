@@ -1,4 +1,4 @@
-"""GPU and TensorRT only (markers `gpu`, `tensorrt`): generation on TensorRT (mod_export/backends/trt/decoder.py)
+"""GPU and TensorRT only (markers `gpu`, `tensorrt`): generation on TensorRT (mod_export/backends/trt/generation.py)
 with the real runtime: the plugin-form pair built as one engine per phase with the plugin library, driven on the
 device, against the ONNX Runtime stepper. Never executed on the CPU-only development machines (it skips there);
 its host logic runs on a mock TensorRT in tests/unit/test_trt_generation.py."""
@@ -17,10 +17,10 @@ def test_generation_engines_generate_like_onnx_runtime(exported, tmp_path):
 
     import torch
 
-    from mod_export.backends.onnxrt.decoder import OrtStepper
-    from mod_export.backends.trt.decoder import DecodeLayout, TrtStepper, build_phase_engine, phase_profiles
-    from mod_export.decoding.loop import generate, left_pad
-    from mod_export.plugins import build_plugins
+    from mod_export.backends.onnxrt.generation import OrtStepper
+    from mod_export.backends.trt.generation import DecodeLayout, TrtStepper, build_phase_engine, phase_profiles
+    from mod_export.generation.loop import generate, left_pad
+    from mod_export.plugin_build import build_plugins
 
     _, out = exported
     info = json.loads((out / "manifest.json").read_text())["generation"]

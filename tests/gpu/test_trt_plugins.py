@@ -17,7 +17,7 @@ def test_plugin_engine_matches_onnxruntime(exported, tmp_path):
     from polygraphy.comparator import Comparator
 
     from mod_export.backends.onnxrt.session import create_session
-    from mod_export.plugins import build_plugins
+    from mod_export.plugin_build import build_plugins
 
     _, out = exported
     library = build_plugins(tmp_path / "plugins", run_tests=False).library

@@ -29,14 +29,16 @@ def serving():
 @pytest.fixture(scope="session")
 def triton_export(trained, tmp_path_factory) -> Path:
     """`--target triton` of the trained model (no TensorRT here: ONNX Runtime and scoring models)."""
-    from mod_export.pipeline import OnnxJob, run_onnx_job
+    from mod_export.pipeline import ExportJob, ExportOptions, run_export_job
 
     _, _, ckpt = trained
     out = tmp_path_factory.mktemp("triton") / "out"
     engine = EngineSettings(batch=ShapeRange(1, 4, MAX_BATCH), seq=ShapeRange(1, 64, MAX_SEQ), show_progress=False)
     # 2 ms of queue delay lets concurrent requests meet in one batch; 1 thread per instance on 2 cores.
     triton = TritonSettings(instances=1, queue_delay_us=2000, threads=1, slots=GEN_SLOTS, context=GEN_CONTEXT)
-    run_onnx_job(OnnxJob(Path(ckpt), out, validate=False, target="triton", engine=engine, triton=triton))
+    run_export_job(
+        ExportJob(Path(ckpt), out, ExportOptions(validate=False, target="triton", engine=engine, triton=triton))
+    )
     return out
 
 

@@ -11,6 +11,8 @@ The tests and benchmarks/serving.py share it. Everything here runs pip as a subp
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -67,7 +69,22 @@ def _env_key(python: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+@contextlib.contextmanager
+def _cache_lock():
+    """One builder at a time (two test workers, or a benchmark beside the tests): pip builds the wheel in
+    deploy/runtime/build/, which two concurrent builds would both write."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def serving_env() -> ServingEnv:
+    with _cache_lock():
+        return _serving_env()
+
+
+def _serving_env() -> ServingEnv:
     python = base_python()
     env = CACHE / f"env-{_env_key(python)}"
     wheel = runtime_wheel()

@@ -439,12 +439,12 @@ class FakeSession:
 
     @property
     def codec(self):
-        from mod_export.decoding.text import codec_for
+        from mod_export.generation.text import codec_for
 
         return codec_for(self.vocab)
 
     def stream(self, prompt, max_new_tokens, *args):
-        from mod_export.decoding.loop import Event
+        from mod_export.generation.loop import Event
 
         self.prompt = prompt
         for index, token in enumerate(self.to_emit):
@@ -494,7 +494,7 @@ def test_a_prompt_that_is_not_utf8_is_taken_as_its_bytes(monkeypatch, capsys):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(min_size=0, max_size=6), max_size=20))
 def test_incremental_decoding_equals_one_shot_decoding(chunks):
-    from mod_export.decoding.text import ByteCodec
+    from mod_export.generation.text import ByteCodec
 
     codec = ByteCodec()
     data = b"".join(chunks)
@@ -508,7 +508,7 @@ def test_incremental_decoding_equals_one_shot_decoding(chunks):
 @settings(max_examples=200, deadline=None)
 @given(st.text())
 def test_any_text_encodes_to_byte_ids_or_one_typed_error(text):
-    from mod_export.decoding.text import ByteCodec
+    from mod_export.generation.text import ByteCodec
 
     try:
         ids = ByteCodec().encode(text)
@@ -539,7 +539,7 @@ NUMBERS = st.one_of(
     logits=st.lists(st.floats(-1e4, 1e4), min_size=2, max_size=8),
 )
 def test_sampling_parameters_give_a_token_or_one_typed_error(temperature, top_k, top_p, seed, logits):
-    from mod_export.decoding.sampling import Sampling, sample
+    from mod_export.generation.sampling import Sampling, sample
 
     try:
         sampling = Sampling(temperature, top_k, top_p, seed)

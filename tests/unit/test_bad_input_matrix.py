@@ -461,6 +461,18 @@ ROWS = [
 ]
 
 
+def placeholders(context: dict, tmp_path: Path, **more: str) -> dict[str, str]:
+    """What a row's argv may name: {ckpt}, {dir} (the shared export), {tmp}, {out}, {bad}, and `more`."""
+    return {
+        "ckpt": context["ckpt"],
+        "dir": context["dir"],
+        "tmp": str(tmp_path),
+        "out": str(tmp_path / "out"),
+        "bad": str(tmp_path / "bad.pt"),
+        **more,
+    }
+
+
 @pytest.fixture(scope="module")
 def context(trained, exported):
     return {"ckpt": str(trained[2]), "dir": str(exported[1])}
@@ -475,14 +487,7 @@ def test_bad_input(row: Row, context, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MOD_EXPORT_PLUGIN_LIBRARY", str(tmp_path / "no-plugin-library.so"))
     if row.setup is not None:
         row.setup(tmp_path, context)
-    values = {
-        "ckpt": context["ckpt"],
-        "dir": context["dir"],
-        "tmp": str(tmp_path),
-        "out": str(tmp_path / "out"),
-        "bad": str(tmp_path / "bad.pt"),
-    }
-    argv = [a.format(**values) for a in row.argv]
+    argv = [a.format(**placeholders(context, tmp_path)) for a in row.argv]
     before, export_before = snapshot(tmp_path), snapshot(Path(context["dir"]))
     lock = None
     if row.name == "out locked by another run":

@@ -18,7 +18,7 @@ import pytest
 
 from mod_export.cli.main import main
 from tests.helpers import snapshot
-from tests.unit.test_bad_input_matrix import Row, existing_file, export_copy, user_dir
+from tests.unit.test_bad_input_matrix import Row, existing_file, export_copy, placeholders, user_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -510,15 +510,7 @@ ROWS = [
 
 
 def check_row(row: WriterRow, context: dict, tmp_path: Path, capsys) -> None:
-    values = {
-        "ckpt": context["ckpt"],
-        "dir": context["dir"],
-        "tmp": str(tmp_path),
-        "out": str(tmp_path / "out"),
-        "bad": str(tmp_path / "bad.pt"),
-        "plugins": str(REPO / "plugins"),
-        "repo": str(REPO),
-    }
+    values = placeholders(context, tmp_path, plugins=str(REPO / "plugins"), repo=str(REPO))
     if row.setup is not None:
         row.setup(tmp_path, context)
     argv = [a.format(**values) for a in row.argv]

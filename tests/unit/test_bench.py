@@ -122,8 +122,8 @@ def test_decode_bench_end_to_end(tmp_path):
     assert "ONNX Runtime over PyTorch eager (MoD)" in proc.stdout
 
 
-def test_decode_roofline_favours_mod_less_as_the_batch_grows():
-    from mod_export.models.decode_roofline import Machine, kv_bytes_per_token, step_time
+def test_generation_roofline_favours_mod_less_as_the_batch_grows():
+    from mod_export.models.generation_roofline import Machine, kv_bytes_per_token, step_time
 
     cfg = MoDConfig(d_model=512, n_heads=8, n_layers=8, d_mlp=2048)
     machine = Machine(bandwidth=20e9, gemm_rate=100e9)

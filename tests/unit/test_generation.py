@@ -8,16 +8,16 @@ import onnx
 import pytest
 import torch
 
-from mod_export.backends.onnxrt.decoder import OrtStepper
+from mod_export.backends.onnxrt.generation import OrtStepper
 from mod_export.contract import TOLERANCES
 from mod_export.data.corpus import held_out_split
-from mod_export.decoding.loop import generate, left_pad, stream
-from mod_export.decoding.sampling import Sampling, sample
 from mod_export.errors import InputError
-from mod_export.exporter.decode_export import export_decode_forms
+from mod_export.exporter.generation_graphs import export_decode_forms
+from mod_export.generation.loop import generate, left_pad, stream
+from mod_export.generation.sampling import Sampling, sample
 from mod_export.models.causal import CausalRecord, causal_forward, routed_layers
 from mod_export.models.generation import TorchStepper
-from mod_export.validate.generation import DecisionTally, generation_cases, judge_generation
+from mod_export.validate.generation import decision_tally, generation_cases, judge_generation, tally_decisions
 
 TOL = TOLERANCES["fp32"]
 
@@ -77,22 +77,23 @@ def test_prefill_plus_decode_equals_one_causal_forward(routing_model, text):
     forced_prefill = {i: record.take[i][:, :P].numpy() for i in layers}
     forced_steps = [{i: record.take[i][:, P + t].numpy() for i in layers} for t in range(continuation.shape[1])]
     steps = _teacher_forced(TorchStepper(routing_model), [prompt], continuation, forced_prefill, forced_steps)
-    tallies = {i: DecisionTally(TOL.score_tolerance) for i in layers}
+    tallies = {i: decision_tally(TOL.score_tolerance) for i in layers}
     for t, step in enumerate(steps):
         pos = P - 1 + t  # step t's logits predict position pos + 1
         assert float(np.abs(step.logits[0] - full[0, pos].numpy()).max()) <= TOL.logits_atol, t
         for i in layers:  # the stepper's own decision, computed before forcing, against the full forward's
             span = slice(0, P) if t == 0 else slice(pos, pos + 1)
             ref = record.decision[i][:, span].numpy()
-            tallies[i].add(
+            tally_decisions(
+                tallies[i],
                 ref.reshape(-1),
                 ref.reshape(-1) > 0,
                 step.decision[i].reshape(-1) > 0,
                 np.ones(ref.size, bool),
                 f"step {t}",
             )
-    assert all(t.errors == 0 for t in tallies.values()), [t.examples for t in tallies.values()]
-    assert all(t.tokens == P + continuation.shape[1] for t in tallies.values())
+    assert all(t.errors == 0 for t in tallies.values()), [t.error_examples for t in tallies.values()]
+    assert all(t.rows == P + continuation.shape[1] for t in tallies.values())  # one per token
 
 
 def test_batch_equals_each_row_alone(routing_model, prompts, text):
@@ -185,7 +186,7 @@ def test_stop_tokens_end_rows_at_different_times(routing_model, prompts):
 
 
 def test_session_generates_streams_and_refuses_bad_requests(exported, trained, tmp_path):
-    from mod_export.pipeline import OnnxJob, run_onnx_job
+    from mod_export.pipeline import ExportJob, ExportOptions, run_export_job
     from mod_export.runtime import Session
 
     session = Session(exported[1])
@@ -209,7 +210,7 @@ def test_session_generates_streams_and_refuses_bad_requests(exported, trained, t
             session.generate(**kwargs)
         assert fragment in str(info.value), (kwargs, str(info.value))
     plain = tmp_path / "plain"
-    run_onnx_job(OnnxJob(trained[2], plain, validate=False, decode=False))
+    run_export_job(ExportJob(trained[2], plain, ExportOptions(validate=False, decode=False)))
     with pytest.raises(InputError, match="without the generation graphs"):
         Session(plain).generate([[1, 2]], 2)
 

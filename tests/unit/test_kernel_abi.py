@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from mod_export.kernels import STATUS, KernelError, KernelLibrary
+from mod_export.kernel_abi import STATUS, KernelError, KernelLibrary
 from mod_export.models import routing
-from mod_export.plugins import find_nvcc
+from mod_export.plugin_build import find_nvcc
 from tests.helpers import run_cli
 
 NO_GTEST = "-DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON"
@@ -39,7 +39,7 @@ def kernel_build(tmp_path_factory):
     """A kernels-only build for one architecture (about 15 s on 2 cores) as if GoogleTest were missing."""
     if find_nvcc() is None or shutil.which("cmake") is None:
         pytest.skip("needs nvcc and cmake to build libmod_export_kernels.so")
-    from mod_export.plugins import build_plugins
+    from mod_export.plugin_build import build_plugins
 
     build = tmp_path_factory.mktemp("kernels-build")
     return build_plugins(

@@ -145,7 +145,7 @@ class FakeKernels:
 def test_the_timing_path_runs_end_to_end_with_fakes(bench, capsys, monkeypatch, tmp_path):
     """The GPU-only code (events, flush, the C calls, the table and RESULTS.md) on the CPU: CUDA events,
     device queries and the library replaced by fakes, tensors on the CPU. Catches mistakes before a GPU."""
-    import mod_export.kernels
+    import mod_export.kernel_abi
 
     monkeypatch.setattr(bench, "DEVICE", "cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -160,7 +160,9 @@ def test_the_timing_path_runs_end_to_end_with_fakes(bench, capsys, monkeypatch, 
     monkeypatch.setattr(torch.cuda, "current_stream", lambda: type("S", (), {"cuda_stream": 0})())
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     fakes = []
-    monkeypatch.setattr(mod_export.kernels, "KernelLibrary", lambda path: fakes.append(FakeKernels(path)) or fakes[-1])
+    monkeypatch.setattr(
+        mod_export.kernel_abi, "KernelLibrary", lambda path: fakes.append(FakeKernels(path)) or fakes[-1]
+    )
     results = tmp_path / "RESULTS.md"
     argv = [
         "--library",

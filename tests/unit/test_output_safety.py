@@ -23,7 +23,7 @@ from mod_export.cli.main import main
 from mod_export.errors import OutputDirError
 from mod_export.exporter import artifacts
 from mod_export.output import staged
-from mod_export.pipeline import OnnxJob, run_onnx_job
+from mod_export.pipeline import ExportJob, ExportOptions, run_export_job
 from tests.helpers import snapshot
 
 
@@ -38,11 +38,11 @@ class Boom(RuntimeError):
 @pytest.fixture()
 def fast_export(trained, monkeypatch):
     """The pipeline with export_forms answered from one cached export: these tests are about writing files."""
-    from mod_export import pipeline
     from mod_export.exporter.onnx_export import export_forms
+    from mod_export.pipeline import job
 
     forms = _cached_forms(trained[0], export_forms)
-    monkeypatch.setattr(pipeline, "export_forms", lambda model, opset, allow_dense: forms)
+    monkeypatch.setattr(job, "export_forms", lambda model, opset, allow_dense: forms)
     return trained[2]
 
 
@@ -72,7 +72,9 @@ WRITE_STEPS = [
 def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_path, monkeypatch, caplog):
     ckpt = fast_export
     out = tmp_path / "out"
-    run_onnx_job(OnnxJob(ckpt, out, validate=False, decode=False))  # an earlier export, to be replaced with --force
+    run_export_job(
+        ExportJob(ckpt, out, ExportOptions(validate=False, decode=False))
+    )  # an earlier export, to be replaced with --force
     before = snapshot(out)
     kind, _, nth = step.partition(":")
     calls = {"n": 0}
@@ -103,10 +105,12 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
         else:  # the previous export's removal after a successful swap fails quietly
             fault.setattr(staged, "remove_tree", lambda path: None)
         if kind == "remove_old":
-            run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))  # the swap succeeded
+            run_export_job(
+                ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False))
+            )  # the swap succeeded
         else:
             with pytest.raises(Boom if kind in ("save_onnx", "put_json") else OutputDirError):
-                run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))
+                run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))
     if kind == "remove_old":
         assert sorted(p.name for p in out.iterdir()) == sorted(before)
         assert leftovers(tmp_path), "the previous export is still beside the new one"
@@ -114,7 +118,7 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
         assert snapshot(out) == before, "the previous export must be intact"
         assert leftovers(tmp_path) == []
     with caplog.at_level(logging.INFO, logger="mod_export"):
-        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))  # the next run
+        run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))  # the next run
     assert leftovers(tmp_path) == [] and sorted(p.name for p in out.iterdir()) == sorted(before)
     notes = [r.getMessage() for r in caplog.records if "interrupted run" in r.getMessage()]
     assert len(notes) == (1 if kind == "remove_old" else 0), notes
@@ -123,7 +127,7 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
 def test_interrupt_leaves_nothing_and_keeps_the_previous_export(fast_export, tmp_path, monkeypatch):
     ckpt = fast_export
     out = tmp_path / "out"
-    run_onnx_job(OnnxJob(ckpt, out, validate=False, decode=False))
+    run_export_job(ExportJob(ckpt, out, ExportOptions(validate=False, decode=False)))
     before = snapshot(out)
 
     def interrupted(*args, **kwargs):
@@ -152,22 +156,22 @@ def test_a_killed_export_is_cleaned_up_by_the_next_run(fast_export, tmp_path, ca
 def test_force_replaces_our_own_export_only(fast_export, tmp_path):
     ckpt = fast_export
     out = tmp_path / "out"
-    run_onnx_job(OnnxJob(ckpt, out, validate=False, decode=False))
-    run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))  # ours: replaced
+    run_export_job(ExportJob(ckpt, out, ExportOptions(validate=False, decode=False)))
+    run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))  # ours: replaced
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
     (out / "mine.txt").write_text("mine")
     with pytest.raises(OutputDirError, match="mine.txt"):
-        run_onnx_job(OnnxJob(ckpt, out, force=True, validate=False, decode=False))
+        run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))
     assert (out / "mine.txt").read_text() == "mine" and leftovers(tmp_path) == []
 
 
 def test_output_dot_and_symlinked_output(fast_export, tmp_path, monkeypatch):
     ckpt = fast_export
     real = tmp_path / "real"
-    run_onnx_job(OnnxJob(ckpt, real, validate=False, decode=False))
+    run_export_job(ExportJob(ckpt, real, ExportOptions(validate=False, decode=False)))
     link = tmp_path / "link"
     link.symlink_to(real)
-    run_onnx_job(OnnxJob(ckpt, link, force=True, validate=False, decode=False))
+    run_export_job(ExportJob(ckpt, link, ExportOptions(force=True, validate=False, decode=False)))
     assert link.is_symlink() and (link / "model.onnx").is_file() and leftovers(tmp_path) == []
     monkeypatch.chdir(real)
     assert main([str(ckpt), "--target", "onnx", "--out", ".", "--force", "--no-validate", "--no-decode"]) == 0

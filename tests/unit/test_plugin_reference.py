@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mod_export.models import routing
-from mod_export.plugins import build_reference_library
+from mod_export.plugin_build import build_reference_library
 
 F32 = ctypes.POINTER(ctypes.c_float)
 I32 = ctypes.POINTER(ctypes.c_int32)

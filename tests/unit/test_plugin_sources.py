@@ -122,3 +122,13 @@ def test_glue_includes_only_nvinferruntime_and_files_stay_small():
         PLUGINS / "kernelApi" / "modKernelApi.cpp"
     ).read_text()
     assert "NvInfer" not in api, "the kernels' C ABI needs no TensorRT"
+
+
+def test_the_preload_library_registers_every_creator_the_entry_point_lists():
+    """libmod_export_plugins_preload.so (LD_PRELOAD into Triton) must register the same creators as getCreators,
+    the generation ops included: an engine with a plugin nobody registered fails to deserialize."""
+    entry = (PLUGINS / "entry" / "modPluginEntry.cpp").read_text()
+    preload = (PLUGINS / "entry" / "modPluginPreload.cpp").read_text()
+    listed = set(re.findall(r"static mod_export::(MoD\w+Creator) ", entry))
+    registered = set(re.findall(r"REGISTER_TENSORRT_PLUGIN\((MoD\w+Creator)\)", preload))
+    assert len(listed) == 4 and registered == listed, (listed, registered)

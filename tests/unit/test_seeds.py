@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from calibration.apply import PrecisionOptions
 from mod_export.models.checkpoint import save_checkpoint
-from mod_export.pipeline import OnnxJob, run_onnx_job
+from mod_export.pipeline import ExportJob, ExportOptions, run_export_job
 from mod_export.training.train import TrainSettings, example_config, train_example
 from tests.helpers import run_cli
 
@@ -37,8 +36,8 @@ def _check_parity(parity: dict) -> None:
 @pytest.mark.slow
 def test_fp16_export_validates_and_validate_judges_it_at_its_precision(seeded_checkpoint, tmp_path):
     out = tmp_path / "fp16"
-    report = run_onnx_job(
-        OnnxJob(seeded_checkpoint, out, precision=PrecisionOptions("fp16", eval_windows=16), decode=False)
+    report = run_export_job(
+        ExportJob(seeded_checkpoint, out, ExportOptions(precision="fp16", eval_windows=16, decode=False))
     )
     _check_parity(report["parity"])
     quality = report["parity"]["quality"]
@@ -54,8 +53,8 @@ def test_fp16_export_validates_and_validate_judges_it_at_its_precision(seeded_ch
 
 @pytest.mark.slow
 def test_int8_export_passes_with_disjoint_calibration_and_evaluation(seeded_checkpoint, tmp_path):
-    options = PrecisionOptions("int8", calib_windows=8, eval_windows=16)
-    report = run_onnx_job(OnnxJob(seeded_checkpoint, tmp_path / "int8", precision=options, decode=False))
+    options = ExportOptions(precision="int8", calib_windows=8, eval_windows=16, decode=False)
+    report = run_export_job(ExportJob(seeded_checkpoint, tmp_path / "int8", options))
     _check_parity(report["parity"])
     assert report["parity"]["quality"]["passed"], report["parity"]["quality"]["mismatches"]
     assert "calibration part" in report["precision_details"]["calibration_data"]

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from mod_export.backends.onnxrt.decoder import OrtStepper
-from mod_export.backends.onnxrt.slots import SlotDecoder
+from mod_export.backends.onnxrt.generation import OrtStepper
+from mod_export.backends.onnxrt.generation_slots import SlotDecoder
 from mod_export.contract import TRITON_GENERATE_MODEL, TRITON_SCORE_MODEL, TRITON_STEP_DELAY
-from mod_export.decoding.sampling import Sampling
 from mod_export.errors import InputError
 from mod_export.exporter.artifacts import why_not_ours
-from mod_export.exporter.decode_export import export_decode_forms
+from mod_export.exporter.generation_graphs import export_decode_forms
 from mod_export.exporter.triton import TritonSettings, score_config, score_model_py, write_repository
+from mod_export.generation.sampling import Sampling
 from mod_export.runtime import Session
 from mod_export.serving.batching import Request, merge
 from mod_export.serving.generation import GenerationModel
@@ -232,8 +232,11 @@ def test_force_accepts_pythons_bytecode_of_a_listed_module_only(tmp_path):
 def runtime_closure() -> set[str]:
     import grimp
 
+    from mod_export.backends.registry import BACKENDS
+
     graph = grimp.build_graph("mod_export")
     roots = {m for m in graph.modules if m == "mod_export.runtime" or m.startswith("mod_export.serving")}
+    roots |= {spec.module for spec in BACKENDS.values() if spec.runtime}  # loaded by name (the registry)
     modules = set(roots)
     for root in roots:
         modules |= graph.find_upstream_modules(root)

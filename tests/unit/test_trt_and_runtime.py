@@ -18,6 +18,7 @@ from mod_export.backends.trt.builder import EngineBuildError, EngineSettings, Sh
 from mod_export.errors import MissingDependencyError, ModExportError
 from mod_export.runtime import Session
 from tests.helpers import run_cli
+from tests.unit.fakes.mock_export import export_on_mock_tensorrt
 from tests.unit.parity_helpers import assert_forced_parity
 
 
@@ -28,7 +29,7 @@ def mock_tensorrt(monkeypatch):
     fake.REGISTRY.libraries.clear()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr("mod_export.backends.trt.builder.require_gpu", lambda: None)
-    monkeypatch.setattr("mod_export.backends.trt.decoder.require_gpu", lambda: None)
+    monkeypatch.setattr("mod_export.backends.trt.generation.require_gpu", lambda: None)
     return fake
 
 
@@ -149,41 +150,16 @@ def test_parser_errors_name_every_node_with_mock_tensorrt_runtime(mock_tensorrt,
 
 
 def test_target_trt_and_triton_with_mock_tensorrt_runtime(mock_tensorrt, monkeypatch, trained, tmp_path):
-    from mod_export.pipeline import OnnxJob, run_onnx_job
-
     _, _, ckpt = trained
-    library = tmp_path / "libmod_export_plugins.so"
-    library.write_bytes(b"\x7fELF mock")
-    monkeypatch.setattr("mod_export.backends.trt.availability.cuda_device_count", lambda: 1)
-    out = tmp_path / "trt"
-    report = run_onnx_job(
-        OnnxJob(
-            ckpt,
-            out,
-            validate=False,
-            target="trt",
-            plugin_library=library,
-            engine=EngineSettings(show_progress=False),
-            decode=False,
-        )
-    )
+    library, out, tri = tmp_path / "libmod_export_plugins.so", tmp_path / "trt", tmp_path / "tri"
+    report = export_on_mock_tensorrt(monkeypatch, ckpt, out, library, target="trt", decode=False)
     assert (
         report["engine"]["built"] and (out / "model.engine").is_file() and (out / "libmod_export_plugins.so").is_file()
     )
     manifest = json.loads((out / "manifest.json").read_text())
     assert {"model.engine", "libmod_export_plugins.so"} <= set(manifest["files"])
-    tri = tmp_path / "tri"
-    run_onnx_job(
-        OnnxJob(
-            ckpt,
-            tri,
-            validate=False,
-            target="triton",
-            plugin_library=library,
-            engine=EngineSettings(batch=ShapeRange(1, 4, 16), show_progress=False),
-            decode=False,
-        )
-    )
+    engine = EngineSettings(batch=ShapeRange(1, 4, 16), show_progress=False)
+    export_on_mock_tensorrt(monkeypatch, ckpt, tri, library, target="triton", engine=engine, decode=False)
     repo = tri / "model_repository"
     assert (repo / "mod_export_trt" / "1" / "model.plan").is_file()
     assert (repo / "mod_export_trt" / "libmod_export_plugins.so").is_file()

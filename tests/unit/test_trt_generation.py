@@ -1,4 +1,4 @@
-"""The TensorRT backend of generation (mod_export/backends/trt/decoder.py), host logic only: tests whose name says
+"""The TensorRT backend of generation (mod_export/backends/trt/generation.py), host logic only: tests whose name says
 mock_tensorrt run it on tests/unit/fakes/mock_tensorrt.py, whose engines execute the plugin-form ONNX with ONNX
 Runtime on the addresses the stepper binds (CPU tensors standing in for device buffers). Checked: one engine per
 phase and its profile, aliased plugin I/O requested, buffer sizes, per-step shapes, the cache updated in place
@@ -14,9 +14,10 @@ import onnx
 import pytest
 import torch
 
-from mod_export.backends.onnxrt.decoder import OrtStepper
-from mod_export.backends.trt import decoder as trt_decoder
-from mod_export.backends.trt.decoder import (
+from mod_export.backends.onnxrt.generation import OrtStepper
+from mod_export.backends.trt import builder as trt_builder
+from mod_export.backends.trt import generation as trt_generation
+from mod_export.backends.trt.generation import (
     DecodeLayout,
     TrtStepper,
     build_phase_engine,
@@ -26,13 +27,14 @@ from mod_export.backends.trt.decoder import (
     phase_profiles,
 )
 from mod_export.contract import CUDA_GRAPH_BATCHES
-from mod_export.decoding.loop import generate, left_pad
-from mod_export.decoding.sampling import Sampling
 from mod_export.errors import InputError
-from mod_export.exporter.decode_export import export_decode_forms
-from mod_export.graph.decode_plugin_form import plugin_decode_graph, plugin_prefill_graph
+from mod_export.exporter.generation_graphs import export_decode_forms
+from mod_export.generation.loop import generate, left_pad
+from mod_export.generation.sampling import Sampling
+from mod_export.graph.generation_plugin_form import plugin_decode_graph, plugin_prefill_graph
 from mod_export.models.model import MoDTransformer
 from mod_export.training.train import example_config
+from tests.unit.fakes.mock_export import export_on_mock_tensorrt
 
 
 @pytest.fixture()
@@ -41,7 +43,8 @@ def mock_tensorrt(monkeypatch):
 
     fake.REGISTRY.libraries.clear()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(trt_decoder, "require_gpu", lambda: None)
+    monkeypatch.setattr(trt_generation, "require_gpu", lambda: None)
+    monkeypatch.setattr(trt_builder, "require_gpu", lambda: None)
     return fake
 
 
@@ -164,19 +167,9 @@ def test_target_trt_writes_one_engine_per_phase_and_names_them_mock_tensorrt(
     the manifest (what Session.generate and examples/cpp/generate.cpp read), and they generate like ONNX Runtime."""
     import json
 
-    from mod_export.backends.trt.builder import EngineSettings
-    from mod_export.pipeline import OnnxJob, run_onnx_job
-
     _, _, ckpt = trained
-    library = tmp_path / "libmod_export_plugins.so"
-    library.write_bytes(b"\x7fELF mock")
-    monkeypatch.setattr("mod_export.backends.trt.availability.cuda_device_count", lambda: 1)
-    out = tmp_path / "trt"
-    report = run_onnx_job(
-        OnnxJob(
-            ckpt, out, validate=False, target="trt", plugin_library=library, engine=EngineSettings(show_progress=False)
-        )
-    )
+    out, library = tmp_path / "trt", tmp_path / "libmod_export_plugins.so"
+    report = export_on_mock_tensorrt(monkeypatch, ckpt, out, library, target="trt")
     built = report["engine"]["generation"]
     assert [built[p]["engine"] for p in ("prefill", "decode")] == ["model.prefill.engine", "model.decode.engine"]
     assert all(built[p]["aliased_plugin_io"] for p in built)

@@ -24,8 +24,8 @@ from mod_export.models.capture import RoutingCapture
 class TorchRunner(BaseRunner):
     """Polygraphy's PytRunner moves inputs to CUDA; this one runs the reference on the CPU, under no_grad."""
 
-    def __init__(self, model, name: str = "pytorch"):
-        super().__init__(name=name, prefix="pytorch-runner")
+    def __init__(self, model, name: str = "torch"):
+        super().__init__(name=name, prefix="torch-runner")
         self.model = model
         self.last_capture: RoutingCapture | None = None
 

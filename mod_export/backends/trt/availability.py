@@ -45,3 +45,13 @@ def tensorrt_version() -> str | None:
         return import_tensorrt().__version__
     except MissingDependencyError:
         return None
+
+
+def unavailable() -> str | None:
+    """Why TensorRT engines cannot run here (no TensorRT, no GPU), or None."""
+    try:
+        import_tensorrt()
+        require_gpu()
+    except MissingDependencyError as exc:
+        return str(exc)
+    return None

@@ -118,16 +118,22 @@ def mark_extra_outputs(network, names: tuple[str, ...]) -> None:
         network.mark_output(found[name])
 
 
-def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings) -> dict:
-    """Parse, configure one optimisation profile, build, write engine (and timing cache) atomically."""
-    trt = import_tensorrt()
-    require_gpu()
-    logger = trt.Logger(trt.Logger.WARNING)
-    if settings.plugin_library is not None:
-        handle = trt.get_plugin_registry().load_library(str(settings.plugin_library))
-        if handle is None:
-            raise EngineBuildError(f"TensorRT could not load the plugin library {settings.plugin_library}")
-    builder = trt.Builder(logger)
+Profile = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input: (min, opt, max) shapes
+
+
+def token_profile(settings: EngineSettings) -> Profile:
+    """The scoring engine's one profile: every token input [batch, seq] over the settings' ranges."""
+    b, s = settings.batch, settings.seq
+    return {name: ((b.min, s.min), (b.opt, s.opt), (b.max, s.max)) for name in INPUT_NAMES}
+
+
+def load_plugin_library(trt, library: Path | None) -> None:
+    if library is not None and trt.get_plugin_registry().load_library(str(library)) is None:
+        raise EngineBuildError(f"TensorRT could not load the plugin library {library}")
+
+
+def parse_network(trt, builder, logger, onnx_path: Path) -> tuple:
+    """(network, parser): the parser stays referenced while the network is built (it owns the weights)."""
     network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -135,36 +141,65 @@ def build_engine(onnx_path: Path, engine_path: Path, settings: EngineSettings) -
         raise EngineBuildError(
             f"the ONNX parser rejected {onnx_path.name} ({len(errors)} error(s)): " + " | ".join(errors)
         )
-    mark_extra_outputs(network, tuple(settings.extra_outputs))
+    return network, parser
+
+
+def configure(trt, builder, settings: EngineSettings, profile: Profile, aliased_plugin_io: bool) -> tuple:
+    """(config, timing cache bytes read, aliased plugin I/O set): workspace, the one optimisation profile, the
+    timing cache, the plugin library serialised into the engine, progress, and (generation) aliased plugin I/O where
+    the version has that preview feature."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mb << 20)
-    profile = builder.create_optimization_profile()
-    b, s = settings.batch, settings.seq
-    for name in INPUT_NAMES:
-        profile.set_shape(name, (b.min, s.min), (b.opt, s.opt), (b.max, s.max))
-    config.add_optimization_profile(profile)
-    cache_bytes = (
-        settings.timing_cache.read_bytes() if settings.timing_cache and settings.timing_cache.is_file() else b""
-    )
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    shapes = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile.items():
+        shapes.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(shapes)
+    cache = settings.timing_cache
+    cache_bytes = cache.read_bytes() if cache is not None and cache.is_file() else b""
+    config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False)
     if settings.plugin_library is not None and hasattr(config, "plugins_to_serialize"):
         config.plugins_to_serialize = [str(settings.plugin_library)]  # so the engine deserialises elsewhere
     monitor = make_progress_monitor(trt) if settings.show_progress else None
     if monitor is not None and hasattr(config, "progress_monitor"):
         config.progress_monitor = monitor
+    feature = getattr(getattr(trt, "PreviewFeature", None), "ALIASED_PLUGIN_IO_10_03", None)
+    aliased = aliased_plugin_io and feature is not None and hasattr(config, "set_preview_feature")
+    if aliased:
+        config.set_preview_feature(feature, True)
+    return config, cache_bytes, aliased
+
+
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    settings: EngineSettings,
+    profile: Profile | None = None,
+    aliased_plugin_io: bool = False,
+) -> dict:
+    """The one engine build (scoring and each generation phase): parse, configure one optimisation profile (the
+    token inputs over the settings' ranges unless `profile` is given), build, write the engine (and timing cache)
+    atomically. Returns what was set, for the report."""
+    trt = import_tensorrt()
+    require_gpu()
+    logger = trt.Logger(trt.Logger.WARNING)
+    load_plugin_library(trt, settings.plugin_library)
+    builder = trt.Builder(logger)
+    network, _parser = parse_network(trt, builder, logger, onnx_path)
+    mark_extra_outputs(network, tuple(settings.extra_outputs))
+    shapes = token_profile(settings) if profile is None else profile
+    config, cache_bytes, aliased = configure(trt, builder, settings, shapes, aliased_plugin_io)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EngineBuildError("TensorRT could not build the engine (see the TensorRT log above)")
+        raise EngineBuildError(f"TensorRT could not build the engine for {onnx_path.name} (see the TensorRT log above)")
     output.write_bytes(engine_path, bytes(serialized))  # atomic, or straight into an export's staging folder
     if settings.timing_cache is not None:
         output.write_bytes(settings.timing_cache, bytes(config.get_timing_cache().serialize()))
     return {
         "tensorrt": getattr(trt, "__version__", None),
         "network_flags": network_flags(trt),
-        "profile": {"batch": vars(b), "seq": vars(s)},
+        "profile": {"batch": vars(settings.batch), "seq": vars(settings.seq)} if profile is None else None,
         "timing_cache": str(settings.timing_cache) if settings.timing_cache else None,
         "timing_cache_reused": bool(cache_bytes),
         "plugins_serialized": settings.plugin_library is not None and hasattr(config, "plugins_to_serialize"),
         "extra_outputs": list(settings.extra_outputs),
-    }
+    } | ({"aliased_plugin_io": aliased} if aliased_plugin_io else {})

@@ -21,6 +21,7 @@ from mod_export.contract import CUDA_ARCHS
 from mod_export.contract import LIBRARY_NAME as CONTRACT_LIBRARY_NAME
 from mod_export.errors import MissingDependencyError, ModExportError
 from mod_export.output import BuildFolder, check_build_folder
+from mod_export.output.target import cmake_cache_entry
 
 LIBRARY_NAME = CONTRACT_LIBRARY_NAME
 KERNEL_LIBRARY_NAME = "libmod_export_kernels.so"
@@ -93,18 +94,6 @@ class BuildResult:
     tests_passed: bool | None  # None when the host tests were not run
     kernel_library: Path | None = None  # libmod_export_kernels.so, the kernels' C ABI
     tests_skipped: str | None = None  # why the host tests were not built, e.g. GoogleTest not found
-
-
-def _cache_value(build: Path, name: str) -> str | None:
-    """A variable from build/CMakeCache.txt (NAME:TYPE=value), or None."""
-    try:
-        for line in (build / "CMakeCache.txt").read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.split(":", 1)[0] == name:
-                return value
-    except OSError:
-        return None
-    return None
 
 
 def _run(cmd: list[str], what: str, show_progress: bool) -> None:
@@ -190,7 +179,7 @@ def _configure_build_test(
     if include is not None:
         configure.append(f"-DTENSORRT_INCLUDE_DIR={include}")
     _run(configure, "cmake configure", False)
-    skipped = (_cache_value(build, "MOD_HOST_TESTS_SKIPPED") or None) if run_tests else None
+    skipped = (cmake_cache_entry(build / "CMakeCache.txt", "MOD_HOST_TESTS_SKIPPED") or None) if run_tests else None
     _run(["cmake", "--build", str(build), "-j", str(jobs or os.cpu_count() or 2)], "building plugins", show_progress)
     tests_passed = None
     if skipped:

@@ -1,5 +1,5 @@
-"""Generation on ONNX Runtime: the prefill and decode-step graphs (mod_export/exporter/decode_export.py) driven as a
-stepper for mod_export.decoding.loop, with the MoD-aware KV cache in buffers this object owns.
+"""Generation on ONNX Runtime: the prefill and decode-step graphs (mod_export/exporter/generation_graphs.py) driven as a
+stepper for mod_export.generation.loop, with the MoD-aware KV cache in buffers this object owns.
 
 The cache buffers ([B,H,S,Dh] per layer, float32, and valid lengths [B]) are bound to the decode session once
 per generation with IOBinding, as OrtValues over the very numpy arrays (no copy on the CPU); each step ONNX
@@ -7,9 +7,9 @@ Runtime reads them in place, and the new entries (key.l/value.l, [B,H,1,Dh]) are
 length here. No step copies a cache. The CUDA execution provider path (device buffers) is not implemented yet:
 ONNX Runtime has no in-place slice write, so it needs a device-side writer (see docs/generation.md).
 
-The plugin form (mod_export.graph.decode_plugin_form) appends inside the graph: its key.l/value.l are the whole
+The plugin form (mod_export.graph.generation_plugin_form) appends inside the graph: its key.l/value.l are the whole
 caches. Here (reference functions, out of place) the stepper copies them back into its buffers, a cache copy per
-layer per step that only validation pays; TensorRT writes them in place (mod_export.backends.trt.decoder)."""
+layer per step that only validation pays; TensorRT writes them in place (mod_export.backends.trt.generation)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import onnxruntime as ort
 
 from mod_export.backends.onnxrt.session import create_session
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS
-from mod_export.decoding.loop import Step
 from mod_export.errors import InputError
-from mod_export.graph.decode_plugin_form import is_plugin_decode
+from mod_export.generation.loop import Step
+from mod_export.graph.generation_plugin_form import is_plugin_decode
 
 POSITION_IDS, ACTIVE = "position_ids", "active"
 

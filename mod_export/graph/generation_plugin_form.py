@@ -24,7 +24,7 @@ from mod_export.graph.schemas import plugin_attributes
 
 # The ONNX ops of the generation graphs that the TensorRT ONNX parser's supported-operator list marks "Y"
 # (onnx-tensorrt docs/operators.md, 10.1-GA: the newest list stored here; docs/trt-parser-ops.md has the check
-# and the restrictions that apply). A graph using anything else fails test_decode_plugin_form.
+# and the restrictions that apply). A graph using anything else fails test_generation_plugin_form.
 TRT_PARSER_OPS = frozenset(
     "Add And Cast Concat Constant ConstantOfShape Cos Div Equal Erf Expand Gather Greater GreaterOrEqual Identity If "
     "LayerNormalization Less MatMul Mul Not Or Range ReduceMax ReduceSum Reshape Shape Sigmoid Sin Slice Softmax "
@@ -103,7 +103,7 @@ def _custom(op: str, inputs: list[str], outputs: list[str], name: str) -> onnx.N
 
 
 def plugin_decode_graph(decode: onnx.ModelProto) -> onnx.ModelProto:
-    """The plugin form of a portable decode graph (mod_export.exporter.decode_export). Raises ValueError for a graph
+    """The plugin form of a portable decode graph (mod_export.exporter.generation_graphs). Raises ValueError for a graph
     that is not one (missing I/O names)."""
     out = onnx.ModelProto()
     out.CopyFrom(decode)

@@ -17,15 +17,25 @@ PYTRITON = "nvidia-pytriton==0.7.0"  # ships tritonserver 2.51 with the Python b
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, the release the bundled server is
 
 
+ONNX_MODEL, TRT_MODEL, SCORE_MODEL, REPOSITORY = (
+    TRITON_ONNX_MODEL,
+    TRITON_TRT_MODEL,
+    TRITON_SCORE_MODEL,
+    TRITON_REPOSITORY,
+)
+RUNTIME = f'"{RUNTIME_DISTRIBUTION}=={VERSION}"'
+
+
 def loading_notes(has_engine: bool, settings, has_generation: bool = False) -> str:
-    ONNX_MODEL, TRT_MODEL, SCORE_MODEL, REPOSITORY = (
-        TRITON_ONNX_MODEL,
-        TRITON_TRT_MODEL,
-        TRITON_SCORE_MODEL,
-        TRITON_REPOSITORY,
-    )
-    runtime = f'"{RUNTIME_DISTRIBUTION}=={VERSION}"'
-    text = [
+    """The repository's README.md: which model runs where, and how to serve each."""
+    sections = _models_table(has_engine, has_generation) + _ngc_container(has_engine)
+    sections += _score_model(settings) + _generate_model(settings)
+    return "\n".join(sections)
+
+
+def _models_table(has_engine: bool, has_generation: bool) -> list[str]:
+    runtime = RUNTIME
+    return [
         "# Serving with Triton Inference Server\n",
         "| model | backend | serve it with |\n| --- | --- | --- |",
         f"| `{ONNX_MODEL}` | ONNX Runtime | the NGC container (x86-64, any GPU or CPU), JetPack's Triton on Orin |",
@@ -38,6 +48,11 @@ def loading_notes(has_engine: bool, settings, has_generation: bool = False) -> s
         if has_generation
         else f"| `{TRITON_GENERATE_MODEL}` | Python, decoupled | not written: exported with --no-decode |",
         "",
+    ]
+
+
+def _ngc_container(has_engine: bool) -> list[str]:
+    text = [
         "## ONNX Runtime and TensorRT models: the NGC container\n",
         f"    docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 -v $PWD/{REPOSITORY}:/models \\",
         f"        {NGC_IMAGE} tritonserver --model-repository=/models\n",
@@ -56,7 +71,12 @@ def loading_notes(has_engine: bool, settings, has_generation: bool = False) -> s
         )
     else:
         text.append(f"No TensorRT engine was built here, so there is no `{TRT_MODEL}` model.\n")
-    text += [
+    return text
+
+
+def _score_model(settings) -> list[str]:
+    runtime = RUNTIME
+    return [
         "## Jetson Orin: JetPack's Triton\n",
         "JetPack 6 (TensorRT 10.3) runs Triton from NVIDIA's Jetson release (the `tritonserver<version>-igpu` tarball, "
         "or the `-py3-igpu` container) with the same repository; build the engine on the Orin itself (`mod-export "
@@ -86,6 +106,11 @@ def loading_notes(has_engine: bool, settings, has_generation: bool = False) -> s
         f"    serving/bin/python -m mod_export.serving.bundled --repository {REPOSITORY} --pytriton ./pytriton\n",
         "It serves HTTP and gRPC on 127.0.0.1 (ports printed; `--http-port`, `--grpc-port` to choose). Only the "
         "Python-backend models load there: the wheel has no ONNX Runtime or TensorRT backend.\n",
+    ]
+
+
+def _generate_model(settings) -> list[str]:
+    return [
         f"## `{TRITON_GENERATE_MODEL}`: streaming generation (Python backend, decoupled)\n",
         "One response per generated token (`" + TOKEN_ID + "` [1] int64); the last carries Triton's final flag. "
         "Inputs: `input_ids` [P] int64 (one prompt), and optional `max_new_tokens` [1] int32 (default 64), "
@@ -100,4 +125,3 @@ def loading_notes(has_engine: bool, settings, has_generation: bool = False) -> s
         "`mod_export_generate_busy_rows`, `_waiting`, `_steps`, `_row_steps`, `_routed_runs` (routed blocks that "
         "ran: a block runs when any busy row takes it), `_prefills`, `_joined`, `_cancelled`, `_finished`.\n",
     ]
-    return "\n".join(text)

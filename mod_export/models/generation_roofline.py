@@ -4,7 +4,7 @@ reads only when no row of the batch takes it, so MoD's advantage shrinks as the 
 
     time(step) = max(bytes / bandwidth, flops / gemm_rate), per block, summed
 
-The bandwidth and GEMM rate are measured on the machine that runs the benchmark (mod_export.bench.decode)."""
+The bandwidth and GEMM rate are measured on the machine that runs the benchmark (mod_export.bench.generation)."""
 
 from __future__ import annotations
 

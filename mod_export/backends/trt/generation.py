@@ -1,5 +1,5 @@
-"""Generation on TensorRT: the plugin-form prefill/decode graphs (mod_export.graph.decode_plugin_form) as two
-engines, driven as a stepper for mod_export.decoding.loop, with the MoD-aware KV cache in device buffers this
+"""Generation on TensorRT: the plugin-form prefill/decode graphs (mod_export.graph.generation_plugin_form) as two
+engines, driven as a stepper for mod_export.generation.loop, with the MoD-aware KV cache in device buffers this
 object owns (docs/generation.md).
 
 - **One engine per phase**, each with one optimisation profile. Prefill and decode are two different networks (the
@@ -13,7 +13,7 @@ object owns (docs/generation.md).
   step's own attention, so the order of the write and the reads does not matter). Where TensorRT does not alias
   the plugin's output to its input (10.3 without PreviewFeature.ALIASED_PLUGIN_IO_10_03, which the build turns on
   where it exists), the plugin copies the cache first: 2 x B x H x S x Dh x element bytes per block per step
-  (mod_export.models.decode_roofline has the bytes model; that copy has not been measured, no GPU here).
+  (mod_export.models.generation_roofline has the bytes model; that copy has not been measured, no GPU here).
   Per step only tokens, positions and the active flags go up and logits, take and decisions come down.
 - **CUDA graphs for decode at fixed batch sizes** (contract.CUDA_GRAPH_BATCHES): a batch is padded up to the next
   size with inactive rows (they take nothing and write nothing), the bindings never move during a generation,
@@ -34,14 +34,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from mod_export import output
-from mod_export.backends.onnxrt.decoder import decode_layout, positions_from_mask
+from mod_export.backends.onnxrt.generation import decode_layout, positions_from_mask
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
-from mod_export.backends.trt.builder import EngineBuildError, format_parser_error, network_flags
+from mod_export.backends.trt.builder import EngineSettings, Profile, build_engine
 from mod_export.backends.trt.engine_runner import TRT_TO_TORCH
 from mod_export.contract import ATTENTION_MASK, CUDA_GRAPH_BATCHES, DEFAULT_WORKSPACE_MB, INPUT_IDS, LOGITS
-from mod_export.decoding.loop import Step
 from mod_export.errors import InputError, MissingDependencyError, ModExportError
+from mod_export.generation.loop import Step
 
 logger = logging.getLogger(__name__)
 
@@ -117,44 +116,24 @@ def decode_shapes(layout: DecodeLayout, batch: int, capacity: int) -> dict[str, 
 def build_phase_engine(
     onnx_path: Path,
     engine_path: Path,
-    profile: dict[str, tuple[Shape, Shape, Shape]],
+    profile: Profile,
     plugin_library: Path | None,
     workspace_mb: int = DEFAULT_WORKSPACE_MB,
 ) -> dict:
-    """Parse one phase's plugin-form ONNX, set its profile, turn on aliased plugin I/O where the version has the
-    preview feature, build and write the engine. Returns what was set (for the report)."""
-    trt = import_tensorrt()
-    require_gpu()
-    log = trt.Logger(trt.Logger.WARNING)
-    if plugin_library is not None and trt.get_plugin_registry().load_library(str(plugin_library)) is None:
-        raise EngineBuildError(f"TensorRT could not load the plugin library {plugin_library}")
-    builder = trt.Builder(log)
-    network = builder.create_network(network_flags(trt))
-    parser = trt.OnnxParser(network, log)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [format_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise EngineBuildError(f"the ONNX parser rejected {onnx_path.name}: " + " | ".join(errors))
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    shapes = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in profile.items():
-        shapes.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(shapes)
-    feature = getattr(getattr(trt, "PreviewFeature", None), "ALIASED_PLUGIN_IO_10_03", None)
-    aliased = feature is not None and hasattr(config, "set_preview_feature")
-    if aliased:
-        config.set_preview_feature(feature, True)
-    if plugin_library is not None and hasattr(config, "plugins_to_serialize"):
-        config.plugins_to_serialize = [str(plugin_library)]
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EngineBuildError(f"TensorRT could not build the engine for {onnx_path.name} (see the TensorRT log)")
-    output.write_bytes(engine_path, bytes(serialized))
-    return {"onnx": onnx_path.name, "engine": engine_path.name, "aliased_plugin_io": aliased, "inputs": len(profile)}
+    """One phase's engine from its plugin-form ONNX (the one engine build, backends/trt/builder.py), with its profile
+    and aliased plugin I/O where the version has the preview feature. Returns what was set (for the report)."""
+    settings = EngineSettings(workspace_mb=workspace_mb, plugin_library=plugin_library, show_progress=False)
+    built = build_engine(onnx_path, engine_path, settings, profile=profile, aliased_plugin_io=True)
+    return {
+        "onnx": onnx_path.name,
+        "engine": engine_path.name,
+        "aliased_plugin_io": built["aliased_plugin_io"],
+        "inputs": len(profile),
+    }
 
 
 class TrtStepper:
-    """prefill/step over the two engines (mod_export.decoding.loop.Stepper). device: "cuda" (real) or "cpu" (the
+    """prefill/step over the two engines (mod_export.generation.loop.Stepper). device: "cuda" (real) or "cpu" (the
     mock TensorRT of the tests, which reads and writes the CPU tensors' memory)."""
 
     def __init__(

@@ -17,8 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from mod_export.decoding.sampling import Sampling, sample
 from mod_export.errors import InputError
+from mod_export.generation.sampling import Sampling, sample
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from mod_export.backends.onnxrt.decoder import (
+from mod_export.backends.onnxrt.generation import (
     ACTIVE,
     POSITION_IDS,
     OrtStepper,
@@ -28,8 +28,8 @@ from mod_export.backends.onnxrt.decoder import (
     write_step,
 )
 from mod_export.contract import INPUT_IDS, LOGITS
-from mod_export.decoding.loop import left_pad
 from mod_export.errors import InputError
+from mod_export.generation.loop import left_pad
 
 OUTPUT_DTYPES = {"tensor(float)": np.float32, "tensor(bool)": np.bool_, "tensor(int64)": np.int64}
 

@@ -13,13 +13,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from mod_export.backends.onnxrt.decoder import OrtStepper
+from mod_export.backends.onnxrt.generation import OrtStepper
 from mod_export.backends.onnxrt.session import create_session
 from mod_export.contract import CACHE_APPEND, DOMAIN, OPSET_VERSION, TAKE_COUNT
 from mod_export.data.corpus import held_out_split
-from mod_export.decoding.loop import left_pad
-from mod_export.exporter.decode_export import export_decode_forms
-from mod_export.graph.decode_plugin_form import (
+from mod_export.exporter.generation_graphs import export_decode_forms
+from mod_export.generation.loop import left_pad
+from mod_export.graph.generation_plugin_form import (
     TRT_PARSER_OPS,
     graph_op_types,
     is_plugin_decode,
@@ -27,7 +27,7 @@ from mod_export.graph.decode_plugin_form import (
     plugin_prefill_graph,
 )
 from mod_export.graph.schemas import plugin_attributes, register_onnx_schemas
-from mod_export.plugins import build_reference_library
+from mod_export.plugin_build import build_reference_library
 from mod_export.validate.generation import generation_cases, judge_generation
 
 F32 = ctypes.POINTER(ctypes.c_float)

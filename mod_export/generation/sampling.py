@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mod_export.decoding.arguments import integer, real
 from mod_export.errors import InputError
+from mod_export.generation.arguments import integer, real
 
 
 @dataclass(frozen=True)
