@@ -12,8 +12,6 @@ import copy
 import functools
 import io
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ import onnx
 import torch
 import torch.nn as nn
 
+from mod_export import output
 from mod_export.contract import DEFAULT_OPSET, INPUT_NAMES, LOGITS, MAX_OPSET, MIN_OPSET
 from mod_export.errors import ExportError
 from mod_export.exporter import custom_ops
@@ -210,14 +209,13 @@ def check_model(proto: onnx.ModelProto, what: str) -> onnx.ModelProto:
 
 
 def _check_beside_weights(proto: onnx.ModelProto, folder: Path) -> onnx.ModelProto:
-    handle, name = tempfile.mkstemp(prefix=".check-", suffix=".onnx", dir=folder)
-    os.close(handle)
-    path, inferred = Path(name), Path(name).with_suffix(".inferred.onnx")
+    path = output.scratch_file(folder, ".check-", ".onnx")
+    inferred = path.with_suffix(".inferred.onnx")
     try:
-        onnx.save_model(proto, str(path))
+        output.write_with(path, lambda p: onnx.save_model(proto, str(p)))
         onnx.checker.check_model(str(path), full_check=True)
         onnx.shape_inference.infer_shapes_path(str(path), str(inferred), check_type=True, strict_mode=True)
         return load_graph(inferred)
     finally:
-        path.unlink(missing_ok=True)
-        inferred.unlink(missing_ok=True)
+        output.remove_file(path)
+        output.remove_file(inferred)

@@ -15,12 +15,9 @@ weights; ONNX Runtime sessions read them from that folder.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -28,6 +25,7 @@ import onnx
 from onnx import TensorProto
 from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
+from mod_export import output
 from mod_export.contract import WEIGHTS_FILE
 from mod_export.errors import ExportError
 
@@ -55,7 +53,7 @@ class WeightStore:
 
     def __init__(self, folder: str | os.PathLike, name: str = WEIGHTS_FILE):
         self.folder = Path(folder).resolve()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        output.make_dirs(self.folder)
         self.name = name
         self.path = self.folder / name
         self._offsets: dict[tuple[str, int], int] = {}  # (sha256, length) -> offset
@@ -65,9 +63,7 @@ class WeightStore:
     def temporary(cls) -> WeightStore:
         """A store in a scratch folder removed when the process exits (the API and the tests; an export job
         keeps its store beside its output instead)."""
-        folder = tempfile.mkdtemp(prefix="mod_export_weights_")
-        atexit.register(shutil.rmtree, folder, True)
-        return cls.at(folder)
+        return cls.at(output.lasting_scratch_dir(prefix="mod_export_weights_"))
 
     def close(self) -> None:
         """Forget this store (its folder is about to be removed)."""
@@ -84,7 +80,7 @@ class WeightStore:
         offset = self._offsets.get(key)
         if offset is None:
             offset = _aligned(self._size, len(data))
-            with open(self.path, "ab") as f:
+            with output.append_stream(self.path) as f:
                 f.write(b"\0" * (offset - self._size))
                 f.write(data)
             self._offsets[key] = offset
@@ -168,15 +164,13 @@ def adopt(proto: onnx.ModelProto, store: WeightStore) -> onnx.ModelProto:
 def program_into_store(program, store: WeightStore) -> onnx.ModelProto:
     """A torch.onnx ONNXProgram's graph, weightless, its weights in `store`. The program writes its weights
     straight to a scratch data file (no ModelProto ever holds them), which is then adopted and removed."""
-    handle, name = tempfile.mkstemp(prefix=".program-", suffix=".onnx", dir=store.folder)
-    os.close(handle)
-    scratch = Path(name)
+    scratch = output.scratch_file(store.folder, ".program-", ".onnx")
     try:
         program.save(scratch, external_data=True)
         return adopt(load_graph(scratch), store)
     finally:
         for leftover in scratch.parent.glob(scratch.name + "*"):
-            leftover.unlink()
+            output.remove_file(leftover)
 
 
 def _typed_bytes(tensor: TensorProto) -> int:
@@ -248,8 +242,16 @@ def load_graph(path: str | os.PathLike) -> onnx.ModelProto:
     their weights inline too (older exports, users' files)."""
     proto = onnx.load(str(path), load_external_data=False)
     if has_external_weights(proto):
-        set_weights_dir(proto, Path(path).resolve().parent)
+        folder = Path(path).resolve().parent
+        for location in sorted({_location(t) for t in _initializers(proto) if uses_external_data(t)}):
+            if not (folder / location).is_file():
+                raise ExportError(f"{path}: its weights file {location} is missing (keep it beside the graph)")
+        set_weights_dir(proto, folder)
     return proto
+
+
+def _location(tensor: TensorProto) -> str:
+    return next(e.value for e in tensor.external_data if e.key == "location")
 
 
 def materialized(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -271,7 +273,8 @@ def save_graphs(graphs: Mapping[str, onnx.ModelProto], folder: str | os.PathLike
     folder = Path(folder)
     store_path = folder / WEIGHTS_FILE
     copies: dict[str, onnx.ModelProto] = {}
-    packing = folder / f".{WEIGHTS_FILE}.packing"  # the graphs may point at store_path itself
+    in_place = any(weights_dir(p) is not None and weights_dir(p) == folder.resolve() for p in graphs.values())
+    packing = folder / f".{WEIGHTS_FILE}.packing" if in_place else store_path  # never truncate what we read
     with _Packer(packing) as packer:
         for name, proto in graphs.items():
             copy = onnx.ModelProto()
@@ -284,12 +287,12 @@ def save_graphs(graphs: Mapping[str, onnx.ModelProto], folder: str | os.PathLike
                         raise ExportError(f"graph {name} has external weights but no folder for them")
                     packer.repack(tensor, source)
             copies[name] = copy
-    if packer.used:
-        os.replace(packing, store_path)
-    else:
-        packing.unlink()
+    if not packer.used:
+        output.remove_file(packing)
+    elif packing != store_path:
+        output.move_file(packing, store_path)
     for name, copy in copies.items():
-        onnx.save_model(copy, str(folder / name))
+        output.write_with(folder / name, lambda p, copy=copy: onnx.save_model(copy, str(p)))
     return store_path if packer.used else None
 
 
@@ -302,8 +305,8 @@ class _Packer:
         self._out = None
 
     def __enter__(self) -> _Packer:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = open(self.path, "wb")
+        output.make_dirs(self.path.parent)
+        self._out = output.open_stream(self.path)
         return self
 
     def __exit__(self, *exc) -> None:

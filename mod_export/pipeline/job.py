@@ -92,7 +92,8 @@ def _work_store(out_dir: Path) -> Iterator[WeightStore]:
     folder = output.temporary_sibling(resolve_output(out_dir), directory=True)
     store = WeightStore.at(folder)
     try:
-        yield store
+        with output.handed_out(folder):  # the job's own folder: writes inside go straight to their paths
+            yield store
     finally:
         store.close()
         output.remove_tree(folder)

@@ -43,7 +43,7 @@ def fast_export(trained, monkeypatch):
     from mod_export.pipeline import job
 
     forms = _cached_forms(trained[0], export_forms)
-    monkeypatch.setattr(job, "export_forms", lambda model, opset, allow_dense: forms)
+    monkeypatch.setattr(job, "export_forms", lambda model, opset, allow_dense, store=None: forms)
     return trained[2]
 
 
@@ -161,7 +161,13 @@ def test_force_replaces_our_own_export_only(fast_export, tmp_path):
     out = tmp_path / "out"
     run_export_job(ExportJob(ckpt, out, ExportOptions(validate=False, decode=False)))
     run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))  # ours: replaced
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.onnx.data",
+        "model.plugin.onnx",
+        "report.json",
+    ]
     (out / "mine.txt").write_text("mine")
     with pytest.raises(OutputDirError, match="mine.txt"):
         run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))
@@ -195,7 +201,13 @@ def test_two_exports_into_one_directory_at_once(trained, tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True)
     assert first.wait(timeout=600) == 0, first.stderr.read()
     assert second.returncode == 1 and "another mod-export run is writing" in second.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.onnx.data",
+        "model.plugin.onnx",
+        "report.json",
+    ]
     assert leftovers(tmp_path) == []
 
 

@@ -26,6 +26,8 @@ def read_onnx(path: Path, what: str = "") -> onnx.ModelProto:
     """The graph at path, without its weights (graph/weights.py); one clear error for a damaged file."""
     try:
         return load_graph(path)
+    except ExportError:  # a graph whose weights file is missing says so
+        raise
     except Exception as exc:  # protobuf's DecodeError and friends for a damaged file
         raise ExportError(f"{what or path} is not a readable ONNX file ({type(exc).__name__})") from None
 

@@ -9,6 +9,7 @@ import onnx.inliner
 import onnxruntime as ort
 
 from mod_export.contract import DOMAIN
+from mod_export.errors import ExportError
 from mod_export.graph.reference_functions import attach_reference_functions
 from mod_export.graph.weights import load_graph, session_config
 
@@ -62,4 +63,9 @@ def create_session(
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(model.SerializeToString(), options, providers=providers or available_providers())
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=providers or available_providers())
+    except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidArgument) as exc:
+        what = source if not isinstance(source, onnx.ModelProto) else f"graph {model.graph.name!r}"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"ONNX Runtime cannot load {what}: {first}") from None
