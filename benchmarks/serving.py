@@ -28,7 +28,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests.serving helpers, from any directory
 
 import numpy as np
-import onnx
 
 from mod_export.backends.onnxrt.generation import decode_layout
 from mod_export.bench.generation import DecodeSettings, decode_models
@@ -36,6 +35,7 @@ from mod_export.contract import DECODE_FILE, INPUT_IDS, PREFILL_FILE, TRITON_SCO
 from mod_export.exporter.generation_graphs import export_decode_forms
 from mod_export.exporter.onnx_export import export_forms
 from mod_export.exporter.triton import TritonSettings, write_repository
+from mod_export.graph.weights import WeightStore, save_graphs
 from mod_export.models.flops import ideal_speedup
 from mod_export.serving.bundled import BundledServer
 from mod_export.validate.artifacts import evaluation_text
@@ -52,15 +52,14 @@ def write_repositories(
     model, dense_twin = decode_models(spec, DecodeSettings(capacity=capacity), evaluation_text())
     out = {}
     for name, module, dense in (("mod", model, False), ("dense", dense_twin, True)):
-        forms = export_forms(module, allow_dense=dense)
-        decode = export_decode_forms(module)
+        store = WeightStore.temporary()  # both exports' weights, each tensor once
+        forms = export_forms(module, allow_dense=dense, store=store)
+        decode = export_decode_forms(module, store=store)
         if not dense:
             routed = len(decode_layout(decode.decode)[1])
         root = work / name
         root.mkdir()
-        onnx.save(forms.portable, str(root / "model.onnx"))
-        onnx.save(decode.prefill, str(root / PREFILL_FILE))
-        onnx.save(decode.decode, str(root / DECODE_FILE))
+        save_graphs({"model.onnx": forms.portable, PREFILL_FILE: decode.prefill, DECODE_FILE: decode.decode}, root)
         generation = {"prefill": PREFILL_FILE, "decode": DECODE_FILE, "max_context": settings.context}
         out[name] = write_repository(
             root,

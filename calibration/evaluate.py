@@ -9,6 +9,7 @@ import onnxruntime as ort
 
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS
 from mod_export.graph.queries import idx_tensor_names, with_extra_outputs
+from mod_export.graph.weights import session_config
 
 
 def run_indices(
@@ -19,6 +20,8 @@ def run_indices(
     names = idx_tensor_names(plugin_reference)
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    for key, value in session_config(model).items():
+        options.add_session_config_entry(key, value)
     session = ort.InferenceSession(
         with_extra_outputs(model, names).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )

@@ -10,7 +10,6 @@ data's hashes (`--calib-cache`)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -34,6 +33,7 @@ from mod_export.contract import (
 )
 from mod_export.errors import ModExportError
 from mod_export.graph.queries import idx_tensor_names, router_nodes
+from mod_export.graph.weights import externalize, graph_sha256, materialized, store_of
 from mod_export.progress import progress
 
 METHODS = dict(zip(CALIBRATION_METHODS, ("MinMax", "Percentile", "Entropy")))  # ours -> ORT CalibrationMethod
@@ -79,7 +79,8 @@ def read_cache(cache_file: Path) -> dict:
 
 
 def model_sha256(model: onnx.ModelProto) -> str:
-    return hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+    """The graph and its weights' bytes (graph/weights.py: the weights are not in the proto)."""
+    return graph_sha256(model)
 
 
 def weight_matmuls(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
@@ -139,8 +140,7 @@ def _calibrate(model: onnx.ModelProto, method: str, ranges_path: Path, reader) -
     """Collect activation statistics over the reader's windows and write ORT's tensor-range cache."""
     with output.scratch_dir(prefix="mod_export_calib_") as tmp, _quiet_ort():
         path = Path(tmp) / "model.onnx"
-        private = onnx.ModelProto()
-        private.CopyFrom(model)  # saving with external data rewrites the proto in place
+        private = materialized(model)  # ORT's calibrator reads the values; saving it rewrites the proto in place
         output.write_with(path, lambda p: onnx.save_model(private, str(p), save_as_external_data=True))
         calibrator = create_calibrator(
             path,
@@ -158,8 +158,7 @@ def _quantize(
     model: onnx.ModelProto, nodes: list[str], excluded: list[str], method: str, ranges_path: Path
 ) -> onnx.ModelProto:
     """Q/DQ for `nodes` from the cached ranges in ranges_path (no recalibration)."""
-    private = onnx.ModelProto()
-    private.CopyFrom(model)  # quantize_static saves its input with external data, rewriting it in place
+    private = materialized(model)  # quantize_static reads the weights and rewrites the proto in place
     with output.scratch_dir(prefix="mod_export_q_") as tmp, _quiet_ort():
         out = Path(tmp) / "quantized.onnx"
         quantize_static(
@@ -183,7 +182,7 @@ def _quantize(
                 "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1, "Gemm": 0},
             },
         )
-        return onnx.load(str(out))
+        return externalize(onnx.load(str(out)), store_of(model))  # beside the float weights
 
 
 def routing_sensitivity(

@@ -31,6 +31,7 @@ LOGITS = "logits"
 # ---------------------------------------------------------------- artifacts
 PORTABLE_FILE = "model.onnx"
 PLUGIN_FILE = "model.plugin.onnx"
+WEIGHTS_FILE = "model.onnx.data"  # every graph's weights, each tensor once (docs/weights.md)
 ENGINE_FILE = "model.engine"
 LIBRARY_NAME = "libmod_export_plugins.so"  # the TensorRT plugin library, copied next to an engine
 PREFILL_FILE = "model.prefill.onnx"  # generation: the prompt pass (docs/generation.md)

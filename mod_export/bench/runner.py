@@ -28,6 +28,7 @@ from mod_export.contract import ATTENTION_MASK, INPUT_IDS, WINDOW_BYTES
 from mod_export.data.corpus import fixed_windows
 from mod_export.errors import ModExportError
 from mod_export.exporter.onnx_export import ExportedForms, export_forms
+from mod_export.graph.weights import save_graphs
 from mod_export.models.flops import forward_flops
 from mod_export.plugin_build import library_path
 from mod_export.progress import progress
@@ -117,8 +118,8 @@ def tensorrt_runners(forms: ExportedForms, dense_forms: ExportedForms, settings:
     seq = ShapeRange(1, max(settings.seq_lens), max(settings.seq_lens))
     runners = []
     for name, proto, plugins in (("mod", forms.plugin, library), ("dense", dense_forms.portable, None)):
-        onnx_path, engine = workdir / f"{name}.onnx", workdir / f"{name}.engine"
-        output.write_with(onnx_path, lambda path, proto=proto: onnx.save(proto, str(path)))
+        onnx_path, engine = workdir / name / "model.onnx", workdir / f"{name}.engine"
+        save_graphs({onnx_path.name: proto}, output.make_dirs(onnx_path.parent))  # its own data file
         logger.info("building the %s TensorRT engine ...", name)
         build_engine(onnx_path, engine, EngineSettings(batch=batch, seq=seq, plugin_library=plugins))
         runners.append(EngineRunner(engine, plugins, name=f"tensorrt/{name}"))

@@ -11,14 +11,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import onnx
 
+from mod_export.graph.weights import save_graphs
 from mod_export.output import OutputLock, StagedDir, check_target, kinds, resolve_output
-
-EXTERNAL_DATA_THRESHOLD = 1_800_000_000  # protobuf cannot serialise a message over 2 GiB
 
 __all__ = ["ArtifactDir", "OutputLock", "check_output_dir", "resolve_output", "why_not_ours"]
 
@@ -35,7 +34,7 @@ def check_output_dir(final: Path, force: bool, inputs: Iterable[Path] = ()) -> N
 
 
 class ArtifactDir(StagedDir):
-    """with ArtifactDir(out, force, inputs) as art: art.save_onnx(proto, 'model.onnx') ...; committed on a clean
+    """with ArtifactDir(out, force, inputs) as art: art.save_onnx({'model.onnx': proto}) ...; committed on a clean
     exit. The caller holds an OutputLock on `out` for the whole run."""
 
     def __init__(self, final: str | os.PathLike, force: bool = False, inputs: Iterable[Path] = ()):
@@ -51,19 +50,7 @@ class ArtifactDir(StagedDir):
         super().__enter__()
         return self
 
-    def save_onnx(self, model: onnx.ModelProto, name: str) -> Path:
-        """Save; models too large for one protobuf use external data (NAME.data beside the file)."""
-        size = sum(len(t.raw_data) for t in model.graph.initializer)
-        if size > EXTERNAL_DATA_THRESHOLD:
-            return self.write_with(
-                name,
-                lambda path: onnx.save_model(
-                    model,
-                    str(path),
-                    save_as_external_data=True,
-                    all_tensors_to_one_file=True,
-                    location=f"{name}.data",
-                    size_threshold=1024,
-                ),
-            )
-        return self.write_with(name, lambda path: onnx.save_model(model, str(path)))
+    def save_onnx(self, graphs: Mapping[str, onnx.ModelProto]) -> Path | None:
+        """Save every graph and one data file with the tensors they use, each once (graph/weights.py); returns the
+        data file (None when no graph has external weights)."""
+        return save_graphs(graphs, self.tmp)

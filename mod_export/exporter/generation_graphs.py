@@ -29,6 +29,7 @@ from torch import nn
 from mod_export.contract import DEFAULT_OPSET
 from mod_export.errors import ExportError
 from mod_export.graph.fusable_patterns import reorder_gelu_for_fusion
+from mod_export.graph.weights import WeightStore, program_into_store
 from mod_export.models.causal import CausalRecord, block_step, causal_forward, decision, gated_update, routed_layers
 from mod_export.models.model import MoDTransformer, RoutedBlock
 
@@ -110,7 +111,15 @@ class DecodeForms:
     layers: int
 
 
-def _export(module: nn.Module, args: tuple, dynamic, input_names: list[str], output_names: list[str], opset: int):
+def _export(
+    module: nn.Module,
+    args: tuple,
+    dynamic,
+    input_names: list[str],
+    output_names: list[str],
+    opset: int,
+    store: WeightStore,
+):
     log = io.StringIO()
     torch_logger = logging.getLogger("torch.onnx")
     level = torch_logger.level
@@ -134,14 +143,18 @@ def _export(module: nn.Module, args: tuple, dynamic, input_names: list[str], out
         raise ExportError(f"exporting the {type(module).__name__} failed: {summary}") from exc
     finally:
         torch_logger.setLevel(level)
-    proto = program.model_proto
+    proto = program_into_store(program, store)
     proto.producer_name = "mod-export"
     reorder_gelu_for_fusion(proto)
     return proto
 
 
-def export_decode_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET) -> DecodeForms:
-    """The prefill and decode graphs of `model` (portable form), with dynamic batch, prompt and cache lengths."""
+def export_decode_forms(
+    model: MoDTransformer, opset: int = DEFAULT_OPSET, store: WeightStore | None = None
+) -> DecodeForms:
+    """The prefill and decode graphs of `model` (portable form), with dynamic batch, prompt and cache lengths.
+    Their weights go into `store` (a temporary one by default): the same tensors as the forms' are stored once."""
+    store = store or WeightStore.temporary()
     model = model.eval()
     cfg = model.config
     B, P, S = 2, 8, 16
@@ -167,6 +180,7 @@ def export_decode_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET) -> De
             list(PREFILL_INPUTS),
             prefill_outputs,
             opset,
+            store,
         )
         cache_args, cache_dims, cache_names = [], [], []
         for i in range(n):
@@ -180,5 +194,6 @@ def export_decode_forms(model: MoDTransformer, opset: int = DEFAULT_OPSET) -> De
             [*DECODE_INPUTS, *cache_names],
             prefill_outputs,
             opset,
+            store,
         )
     return DecodeForms(prefill, decode, routed, n)

@@ -14,11 +14,13 @@ import io
 import logging
 import warnings
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import onnx
 import torch
 import torch.nn as nn
 
+from mod_export import output
 from mod_export.contract import DEFAULT_OPSET, INPUT_NAMES, LOGITS, MAX_OPSET, MIN_OPSET
 from mod_export.errors import ExportError
 from mod_export.exporter import custom_ops
@@ -26,6 +28,7 @@ from mod_export.graph.fusable_patterns import reorder_gelu_for_fusion
 from mod_export.graph.queries import routing_tensors, scatter_nodes, topk_gather_nodes
 from mod_export.graph.reference_functions import inline_to_portable, strip_reference_functions
 from mod_export.graph.schemas import register_onnx_schemas
+from mod_export.graph.weights import WeightStore, has_external_weights, load_graph, program_into_store, weights_dir
 from mod_export.models.model import MoDTransformer, RoutedBlock
 from mod_export.models.sources import LoadedModel, as_source
 
@@ -66,8 +69,9 @@ def _exportable(src: LoadedModel):
     return exporting
 
 
-def _export_raw(src: LoadedModel, opset: int) -> onnx.ModelProto:
-    """Run torch.onnx.export (dynamo) with the custom-op translation table; returns the plugin-form proto."""
+def _export_raw(src: LoadedModel, opset: int, store: WeightStore) -> onnx.ModelProto:
+    """Run torch.onnx.export (dynamo) with the custom-op translation table; returns the plugin-form proto, its
+    weights written straight into `store` (graph/weights.py)."""
     input_ids, attention_mask = src.inputs()
     dynamic = None if src.program is not None else dynamic_shapes(src)
     log = io.StringIO()
@@ -94,7 +98,7 @@ def _export_raw(src: LoadedModel, opset: int) -> onnx.ModelProto:
         raise ExportError(f"torch.onnx.export failed: {summary}") from exc
     finally:
         torch_onnx_logger.setLevel(previous_level)
-    proto = program.model_proto
+    proto = program_into_store(program, store)
     proto.producer_name = "mod-export"
     return proto
 
@@ -143,10 +147,14 @@ def half_model(model: nn.Module) -> nn.Module:
     return half
 
 
-def export_forms(model, opset: int = DEFAULT_OPSET, allow_dense: bool = False, half: bool = False) -> ExportedForms:
+def export_forms(
+    model, opset: int = DEFAULT_OPSET, allow_dense: bool = False, half: bool = False, store: WeightStore | None = None
+) -> ExportedForms:
     """Export both forms and check that every routing call became one gather/scatter pair. model: a built-in
     MoDTransformer, any nn.Module that calls mod_export.ops, or a LoadedModel (which may hold a .pt2 program).
-    half=True exports the float16 copy (half_model); the precision policy is then a graph stage (calibration.fp16)."""
+    half=True exports the float16 copy (half_model); the precision policy is then a graph stage (calibration.fp16).
+    The weights go into `store` (a temporary one by default) as soon as torch.onnx hands the graph over: both
+    forms reference the same bytes, and no later step carries them in protobuf (graph/weights.py)."""
     check_opset(opset)
     src = as_source(model)
     if half:
@@ -164,7 +172,7 @@ def export_forms(model, opset: int = DEFAULT_OPSET, allow_dense: bool = False, h
             "pass --allow-dense to export it as a dense model"
         )
     register_onnx_schemas()
-    plugin = _export_raw(src, opset)
+    plugin = _export_raw(src, opset, store or WeightStore.temporary())
     _check_input_ranks(plugin)
     reorder_gelu_for_fusion(plugin)  # before the portable form is derived, so both forms get it
     gathers, scatters = topk_gather_nodes(plugin), scatter_nodes(plugin)
@@ -186,11 +194,28 @@ def export_forms(model, opset: int = DEFAULT_OPSET, allow_dense: bool = False, h
 
 
 def check_model(proto: onnx.ModelProto, what: str) -> onnx.ModelProto:
-    """onnx.checker full check (including strict shape inference); returns the shape-inferred model."""
+    """onnx.checker full check (including strict shape inference); returns the shape-inferred model. A graph
+    whose weights are external is checked as a file beside them (the checker resolves data files from there)."""
     register_onnx_schemas()
     try:
-        onnx.checker.check_model(proto, full_check=True)
-        return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        folder = weights_dir(proto)
+        if folder is None or not has_external_weights(proto):
+            onnx.checker.check_model(proto, full_check=True)
+            return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        return _check_beside_weights(proto, folder)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"{what} fails onnx.checker: {first}") from exc
+
+
+def _check_beside_weights(proto: onnx.ModelProto, folder: Path) -> onnx.ModelProto:
+    path = output.scratch_file(folder, ".check-", ".onnx")
+    inferred = path.with_suffix(".inferred.onnx")
+    try:
+        output.write_with(path, lambda p: onnx.save_model(proto, str(p)))
+        onnx.checker.check_model(str(path), full_check=True)
+        onnx.shape_inference.infer_shapes_path(str(path), str(inferred), check_type=True, strict_mode=True)
+        return load_graph(inferred)
+    finally:
+        output.remove_file(path)
+        output.remove_file(inferred)

@@ -36,6 +36,7 @@ from mod_export.contract import (
     TRITON_STEP_DELAY,
     TRITON_TRT_MODEL,
     VERSION,
+    WEIGHTS_FILE,
 )
 from mod_export.exporter.triton_readme import loading_notes
 from mod_export.integrity import sha256_file
@@ -165,11 +166,11 @@ def generate_model_py() -> str:
 
 
 def _copy_onnx(source: Path, folder: Path) -> list[Path]:
-    """model.onnx (and its external data file, where there is one) into folder; returns the copies."""
-    copies = []
-    for name in (source.name, source.name + ".data"):
-        if (source.parent / name).is_file():
-            copies.append(output.copy_file(source.parent / name, folder / name))
+    """A graph and the data file its weights are in (once per folder) into folder; returns the copies."""
+    copies = [output.copy_file(source, folder / source.name)]
+    weights = source.parent / WEIGHTS_FILE
+    if weights.is_file() and not (folder / WEIGHTS_FILE).exists():
+        copies.append(output.copy_file(weights, folder / WEIGHTS_FILE))
     return copies
 
 

@@ -7,6 +7,7 @@ straight to its path: the whole folder is the temporary. Anywhere else it is ato
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -157,3 +158,39 @@ def open_stream(path: str | os.PathLike) -> IO[bytes]:
     """A file another process writes as it runs (a server's log): opened for writing, truncated; the caller
     closes it. Not atomic by nature, so only for logs."""
     return open(path, "wb")  # noqa: SIM115 - handed to a subprocess, closed by the caller
+
+
+# ---------------------------------------------------------------- the weight store's files (graph/weights.py)
+
+
+def append_stream(path: str | os.PathLike) -> IO[bytes]:
+    """A data file this tool grows as it works (an export's weight store, inside a folder it owns): opened for
+    appending; the caller closes it. Its folder is removed or staged as a whole, so no atomicity is needed."""
+    return open(path, "ab")  # noqa: SIM115 - closed by the caller
+
+
+def lasting_scratch_dir(prefix: str = "mod_export_") -> Path:
+    """A private temporary folder that outlives the call (removed when the process exits)."""
+    folder = absolute(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    with _GUARD:
+        _HANDED_OUT.append(folder)  # ours for the process's life: writes inside go straight to their paths
+    return folder
+
+
+def scratch_file(folder: str | os.PathLike, prefix: str, suffix: str = "") -> Path:
+    """A new empty file with a unique name in `folder` (a folder this tool owns), for the caller to fill and
+    remove (remove_file)."""
+    handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    os.close(handle)
+    return Path(name)
+
+
+def remove_file(path: str | os.PathLike) -> None:
+    Path(path).unlink(missing_ok=True)
+
+
+def move_file(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Rename `source` to `path` (same file system), replacing it."""
+    os.replace(source, path)
+    return Path(path)

@@ -4,12 +4,15 @@ written into DIR atomically under a lock. The CLI and `mod_export.export()` are 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from calibration.apply import load_calibration
+from mod_export import output
 from mod_export.contract import (
     DOMAIN,
     ENGINE_FILE,
@@ -21,10 +24,11 @@ from mod_export.contract import (
     TOPK_GATHER,
 )
 from mod_export.errors import MissingDependencyError, ParityError
-from mod_export.exporter.artifacts import ArtifactDir, OutputLock, check_output_dir
+from mod_export.exporter.artifacts import ArtifactDir, OutputLock, check_output_dir, resolve_output
 from mod_export.exporter.manifest import build_manifest
 from mod_export.exporter.onnx_export import ExportedForms, check_model, check_opset, export_forms
 from mod_export.exporter.triton import write_repository
+from mod_export.graph.weights import WeightStore
 from mod_export.models.sources import LoadedModel, load_source
 from mod_export.parity.verdict import fold
 from mod_export.pipeline.options import ExportOptions
@@ -74,19 +78,34 @@ def run_export_job(job: ExportJob) -> dict:
     artifacts). One run at a time per output directory; nothing half-written survives a failure."""
     check_opset(job.options.opset)  # cheap checks first, before any slow work
     check_output_dir(job.out_dir, job.options.force, job.inputs)
-    with OutputLock(job.out_dir):
-        exported = _export_and_validate(job)
+    with OutputLock(job.out_dir), _work_store(job.out_dir) as store:
+        exported = _export_and_validate(job, store)
         missing = _write(job, exported)
     return _conclude(job, exported.report, missing)
 
 
-def _export_and_validate(job: ExportJob) -> Exported:
+@contextlib.contextmanager
+def _work_store(out_dir: Path) -> Iterator[WeightStore]:
+    """The job's weights, once, in a folder beside the output (same file system, so not in RAM on a tmpfs /tmp):
+    every graph references them until _write packs the ones it keeps. Removed at the end; a killed run's folder
+    is a stale sibling that the next run removes (mod_export.output)."""
+    folder = output.temporary_sibling(resolve_output(out_dir), directory=True)
+    store = WeightStore.at(folder)
+    try:
+        with output.handed_out(folder):  # the job's own folder: writes inside go straight to their paths
+            yield store
+    finally:
+        store.close()
+        output.remove_tree(folder)
+
+
+def _export_and_validate(job: ExportJob, store: WeightStore) -> Exported:
     options = job.options
     calibration = load_calibration(options.precision_options())  # checked before the slow work
     src = job.source if job.source is not None else load_source(job.model_path, unsafe=options.unsafe_load)
     logger.info("exporting %s (opset %d) ...", src.source, options.opset)
-    float_forms = export_forms(src, options.opset, options.allow_dense)
-    forms, precision_details = precision_stage(options, src, float_forms, calibration)
+    float_forms = export_forms(src, options.opset, options.allow_dense, store=store)
+    forms, precision_details = precision_stage(options, src, float_forms, calibration, store)
     check_model(forms.plugin, PLUGIN_FILE)
     check_model(forms.portable, PORTABLE_FILE)
     logger.info(
@@ -95,7 +114,7 @@ def _export_and_validate(job: ExportJob) -> Exported:
     report = _report_head(job, src, forms, precision_details)
     extra_files: dict = {}
     if options.decode:
-        report["generation"] = generation_graphs(options, src, extra_files)
+        report["generation"] = generation_graphs(options, src, extra_files, store)
     if options.validate:
         report["parity"] = validate_artifacts(
             src.module,
@@ -144,10 +163,7 @@ def _write(job: ExportJob, exported: Exported) -> MissingDependencyError | None:
     options, forms, report = job.options, exported.forms, exported.report
     missing: MissingDependencyError | None = None
     with ArtifactDir(job.out_dir, options.force, job.inputs) as art:
-        art.save_onnx(forms.portable, PORTABLE_FILE)
-        art.save_onnx(forms.plugin, PLUGIN_FILE)
-        for name, proto in exported.extra_files.items():
-            art.save_onnx(proto, name)
+        art.save_onnx({PORTABLE_FILE: forms.portable, PLUGIN_FILE: forms.plugin, **exported.extra_files})
         engine = None
         if options.target in ("trt", "triton"):
             try:

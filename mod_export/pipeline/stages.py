@@ -28,6 +28,7 @@ from mod_export.exporter.artifacts import ArtifactDir
 from mod_export.exporter.generation_graphs import export_decode_forms
 from mod_export.exporter.onnx_export import ExportedForms, export_forms
 from mod_export.graph.generation_plugin_form import plugin_decode_graph, plugin_prefill_graph
+from mod_export.graph.weights import WeightStore
 from mod_export.models.flops import forward_flops, ideal_speedup
 from mod_export.models.sources import LoadedModel
 from mod_export.pipeline.options import ExportOptions
@@ -40,12 +41,12 @@ PARITY_KEYS = ("parity", "plugin_parity")  # the generation entry's validation r
 
 
 def precision_stage(
-    options: ExportOptions, src: LoadedModel, float_forms: ExportedForms, calibration
+    options: ExportOptions, src: LoadedModel, float_forms: ExportedForms, calibration, store: WeightStore
 ) -> tuple[ExportedForms, dict | None]:
     """The forms at the requested precision, and what the precision stage did (None for fp32)."""
     if options.precision == "fp16":
         logger.info("exporting in float16 and applying the precision policy ...")
-        stage = fp16_stage(export_forms(src, options.opset, options.allow_dense, half=True))
+        stage = fp16_stage(export_forms(src, options.opset, options.allow_dense, half=True, store=store))
     elif options.precision == "int8":
         logger.info("calibrating and quantising to int8 ...")
         stage = int8_stage(float_forms, calibration, options.precision_options())
@@ -54,7 +55,7 @@ def precision_stage(
     return stage.forms, stage.details
 
 
-def generation_graphs(options: ExportOptions, src: LoadedModel, art_files: dict) -> dict:
+def generation_graphs(options: ExportOptions, src: LoadedModel, art_files: dict, store: WeightStore) -> dict:
     """Export the prefill and decode graphs, validate them against the causal-routing reference (unless
     --no-validate), and describe them for the manifest. art_files receives the protos to save. Built-in
     architectures only: a user's model has no causal-routing contract the exporter could read."""
@@ -63,7 +64,7 @@ def generation_graphs(options: ExportOptions, src: LoadedModel, art_files: dict)
         logger.info("no generation graphs: %s is not a built-in architecture (docs/models.md)", src.source)
         return {"skipped": "generation graphs are exported for the built-in architectures only (docs/models.md)"}
     logger.info("exporting the prefill and decode graphs for generation ...")
-    decode = export_decode_forms(model, options.opset)
+    decode = export_decode_forms(model, options.opset, store)
     art_files[PREFILL_FILE], art_files[DECODE_FILE] = decode.prefill, decode.decode
     plugin_prefill, plugin_decode = plugin_prefill_graph(decode.prefill), plugin_decode_graph(decode.decode)
     art_files[PLUGIN_PREFILL_FILE], art_files[PLUGIN_DECODE_FILE] = plugin_prefill, plugin_decode

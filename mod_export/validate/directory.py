@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import onnx
 
 from mod_export.backends.onnxrt.generation import OrtStepper
+from mod_export.backends.onnxrt.model import read_onnx
 from mod_export.backends.trt.availability import import_tensorrt, require_gpu
 from mod_export.contract import (
     DECODE_ENGINE_FILE,
@@ -41,13 +42,6 @@ class ExportDir:
     precision: str
     manifest: dict | None  # None: --skip-integrity and no readable manifest
     not_checked: list[str] = field(default_factory=list)
-
-
-def _read_onnx(path: Path) -> onnx.ModelProto:
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # protobuf raises DecodeError and others for damaged files
-        raise ExportError(f"{path} is not a readable ONNX file ({type(exc).__name__})") from None
 
 
 def load_directory(directory: Path, verify: bool = True, model_hint: object = "MODEL") -> ExportDir:
@@ -83,7 +77,7 @@ def load_directory(directory: Path, verify: bool = True, model_hint: object = "M
     precision = (manifest or {}).get("precision") or "fp32"
     if precision not in PRECISIONS:
         raise IntegrityError(f"{directory / MANIFEST_FILE} names an unknown precision {precision!r}")
-    forms = {"portable": _read_onnx(directory / PORTABLE_FILE), "plugin": _read_onnx(directory / PLUGIN_FILE)}
+    forms = {"portable": read_onnx(directory / PORTABLE_FILE), "plugin": read_onnx(directory / PLUGIN_FILE)}
     return ExportDir(directory, forms, precision, manifest, not_checked)
 
 
@@ -117,7 +111,7 @@ def _generation(source, export: ExportDir) -> dict | None:
             "so there is no causal-routing reference"
         )
         return None
-    graphs = {key: _read_onnx(export.directory / name) for key, name in names.items()}
+    graphs = {key: read_onnx(export.directory / name) for key, name in names.items()}
     logger.info("validating generation: prefill + 64 decode steps on ONNX Runtime against PyTorch ...")
     try:
         return judge_generation_graphs(source.builtin, graphs)

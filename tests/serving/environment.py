@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ def runtime_wheel() -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("mod_export_runtime-*.whl"):
         old.unlink()
+    shutil.rmtree(ROOT / "deploy" / "runtime" / "build", ignore_errors=True)  # an interrupted build's leftovers
     _pip(sys.executable, "wheel", "--no-deps", "--no-build-isolation", str(ROOT / "deploy" / "runtime"), "-w", str(out))
     return next(out.glob("mod_export_runtime-*.whl"))
 

@@ -215,6 +215,12 @@ API_ROWS = [
     ApiRow("take_rates row text", after_one_row("0"), InputError, "row must be an integer >= 0"),
     # ---- generation from what is not an export directory
     ApiRow(
+        "a .onnx file without its data file",
+        lambda c: Session(c["weightless"] / "model.onnx", skip_integrity=True),
+        ExportError,
+        "weights file model.onnx.data is missing",
+    ),
+    ApiRow(
         "generate from a lone .onnx file",
         lambda c: Session(c["lone"]).generate([1, 2], 2),
         InputError,
@@ -270,6 +276,9 @@ def api_context(trained, exported, tmp_path_factory):
     out = Path(exported[1])
     (root / "lone").mkdir()
     shutil.copyfile(out / "model.onnx", root / "lone" / "model.onnx")
+    shutil.copyfile(out / "model.onnx.data", root / "lone" / "model.onnx.data")  # a graph with its weights
+    (root / "weightless").mkdir()
+    shutil.copyfile(out / "model.onnx", root / "weightless" / "model.onnx")  # its data file left behind
     shutil.copytree(out, root / "nogen")
     manifest = json.loads((root / "nogen" / "manifest.json").read_text())
     manifest.pop("generation", None)
@@ -282,6 +291,7 @@ def api_context(trained, exported, tmp_path_factory):
     ctx = {
         "dir": out,
         "lone": root / "lone" / "model.onnx",
+        "weightless": root / "weightless",
         "nogen": root / "nogen",
         "text": root / "notes.txt",
         "empty": root / "empty",

@@ -571,4 +571,10 @@ def test_session_refuses_unknown_forms_backends_and_damaged_files(exported, tmp_
     (damaged / "manifest.json").unlink()
     with pytest.raises(IntegrityError, match="no manifest.json"):
         Session(damaged)
-    assert Session(damaged, skip_integrity=True).run([[1, 2, 3]]).shape == (1, 3, 256)  # edited on purpose
+    with pytest.raises(ModExportError, match="ONNX Runtime cannot load|not a readable ONNX file"):  # one clear error
+        Session(damaged, skip_integrity=True)
+    weights = bytearray((damaged / "model.onnx.data").read_bytes())
+    weights[len(weights) // 2] ^= 0x01  # weights edited on purpose, graph intact
+    shutil.copyfile(exported[1] / "model.onnx", damaged / "model.onnx")
+    (damaged / "model.onnx.data").write_bytes(bytes(weights))
+    assert Session(damaged, skip_integrity=True).run([[1, 2, 3]]).shape == (1, 3, 256)

@@ -35,12 +35,15 @@ def test_export_writes_every_artifact_with_manifest_hashes(exported):
         "manifest.json",
         "model.decode.onnx",
         "model.onnx",
+        "model.onnx.data",  # every graph's weights, once
         "model.plugin.decode.onnx",
         "model.plugin.onnx",
         "model.plugin.prefill.onnx",
         "model.prefill.onnx",
         "report.json",
     ]
+    sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+    assert all(size < sizes["model.onnx.data"] / 4 for name, size in sizes.items() if name.endswith(".onnx"))
     manifest = json.loads((out / "manifest.json").read_text())
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == sha256_file(out / name)

@@ -19,14 +19,18 @@ def _optimized_op_types(proto: onnx.ModelProto, tmp_path) -> list[str]:
     import onnxruntime as ort
 
     from mod_export.graph.reference_functions import attach_reference_functions
+    from mod_export.graph.weights import session_config
 
+    weights = session_config(proto)  # where the exported forms' weights are
     proto = onnx.inliner.inline_local_functions(attach_reference_functions(proto))  # as create_session does
     options = ort.SessionOptions()
+    for key, value in weights.items():
+        options.add_session_config_entry(key, value)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     options.log_severity_level = 3
     ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    return [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx"), load_external_data=False).graph.node]
 
 
 def _torch_style_gelu(extra_consumer: bool = False) -> onnx.ModelProto:

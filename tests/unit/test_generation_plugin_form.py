@@ -18,6 +18,7 @@ from mod_export.backends.onnxrt.session import create_session
 from mod_export.contract import CACHE_APPEND, DOMAIN, OPSET_VERSION, TAKE_COUNT
 from mod_export.data.corpus import held_out_split
 from mod_export.exporter.generation_graphs import export_decode_forms
+from mod_export.exporter.onnx_export import check_model
 from mod_export.generation.loop import left_pad
 from mod_export.graph.generation_plugin_form import (
     TRT_PARSER_OPS,
@@ -158,8 +159,7 @@ def test_plugin_form_keeps_the_io_names_and_only_uses_parser_ops_and_the_plugins
     branches = [n for n in plugin_decode.graph.node if n.op_type == "If"]
     assert len(branches) == len(decode.routed_layers)
     assert all(n.input[0].startswith("take_any.") for n in branches), "routed blocks run on count > 0"
-    register_onnx_schemas()
-    onnx.checker.check_model(plugin_decode)
+    check_model(plugin_decode, "model.plugin.decode.onnx")  # beside its weights (graph/weights.py)
 
 
 def test_plugin_form_validates_with_the_same_verdict_as_the_portable_form(routing_model, forms, corpus):

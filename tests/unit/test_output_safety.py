@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -42,7 +43,7 @@ def fast_export(trained, monkeypatch):
     from mod_export.pipeline import job
 
     forms = _cached_forms(trained[0], export_forms)
-    monkeypatch.setattr(job, "export_forms", lambda model, opset, allow_dense: forms)
+    monkeypatch.setattr(job, "export_forms", lambda model, opset, allow_dense, store=None: forms)
     return trained[2]
 
 
@@ -56,8 +57,8 @@ def _cached_forms(model, export_forms):
 
 
 WRITE_STEPS = [
-    "save_onnx:1",
-    "save_onnx:2",
+    "save_onnx:1",  # the graphs and their one data file
+    "save_model:2",  # the second graph file, after the data file and the first graph
     "put_json:1",
     "put_json:2",
     "fsync:3",  # the staged files made durable before the swap
@@ -85,7 +86,7 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
             if calls["n"] == int(nth or 1):
                 raise (
                     OSError(5, f"injected fault at {step}")
-                    if kind != "save_onnx" and kind != "put_json"
+                    if kind not in ("save_onnx", "save_model", "put_json")
                     else Boom(step)
                 )
             return original(*args, **kwargs)
@@ -95,6 +96,8 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
     with pytest.MonkeyPatch.context() as fault:  # undone on leaving; fast_export's patch stays
         if kind in ("save_onnx", "put_json"):
             fault.setattr(artifacts.ArtifactDir, kind, failing(getattr(artifacts.ArtifactDir, kind)))
+        elif kind == "save_model":
+            fault.setattr(onnx, "save_model", failing(onnx.save_model))
         elif kind == "fsync":
             fault.setattr(os, "fsync", failing(os.fsync))
         elif kind == "exchange":
@@ -109,7 +112,7 @@ def test_a_fault_at_any_write_step_leaves_nothing_behind(step, fast_export, tmp_
                 ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False))
             )  # the swap succeeded
         else:
-            with pytest.raises(Boom if kind in ("save_onnx", "put_json") else OutputDirError):
+            with pytest.raises(Boom if kind in ("save_onnx", "save_model", "put_json") else OutputDirError):
                 run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))
     if kind == "remove_old":
         assert sorted(p.name for p in out.iterdir()) == sorted(before)
@@ -158,7 +161,13 @@ def test_force_replaces_our_own_export_only(fast_export, tmp_path):
     out = tmp_path / "out"
     run_export_job(ExportJob(ckpt, out, ExportOptions(validate=False, decode=False)))
     run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))  # ours: replaced
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.onnx.data",
+        "model.plugin.onnx",
+        "report.json",
+    ]
     (out / "mine.txt").write_text("mine")
     with pytest.raises(OutputDirError, match="mine.txt"):
         run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))
@@ -192,7 +201,13 @@ def test_two_exports_into_one_directory_at_once(trained, tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True)
     assert first.wait(timeout=600) == 0, first.stderr.read()
     assert second.returncode == 1 and "another mod-export run is writing" in second.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "model.plugin.onnx", "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.onnx.data",
+        "model.plugin.onnx",
+        "report.json",
+    ]
     assert leftovers(tmp_path) == []
 
 

@@ -16,6 +16,7 @@ from mod_export.data.corpus import fixed_windows, held_out_split
 from mod_export.errors import CorpusError
 from mod_export.exporter.onnx_export import export_forms
 from mod_export.graph.queries import router_nodes
+from mod_export.graph.weights import materialized
 from mod_export.validate.quality import quality_report
 from tests.helpers import run_cli
 
@@ -89,7 +90,7 @@ def test_fp16_quality_on_held_out_text(trained, eval_windows):
 
 def test_int8_graph_structure(int8_forms, float_forms):
     q, _ = int8_forms
-    for proto in (q.plugin, q.portable):
+    for proto in (materialized(q.plugin), materialized(q.portable)):  # the values, to read the zero points
         prod = producers(proto)
         inits = {t.name: t for t in proto.graph.initializer}
         for node in proto.graph.node:

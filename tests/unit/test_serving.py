@@ -193,9 +193,21 @@ def test_merge_keeps_order_and_splits_back():
 
 def test_repository_layout_and_configs(repository):
     folder = repository / TRITON_SCORE_MODEL
-    assert sorted(p.name for p in (folder / "1").iterdir()) == ["manifest.json", "model.onnx", "model.py"]
+    assert sorted(p.name for p in (folder / "1").iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.onnx.data",
+        "model.py",
+    ]
     generate = sorted(p.name for p in (repository / TRITON_GENERATE_MODEL / "1").iterdir())
-    assert generate == ["manifest.json", "model.decode.onnx", "model.onnx", "model.prefill.onnx", "model.py"]
+    assert generate == [
+        "manifest.json",
+        "model.decode.onnx",
+        "model.onnx",
+        "model.onnx.data",  # once for the three graphs
+        "model.prefill.onnx",
+        "model.py",
+    ]
     gen_config = (repository / TRITON_GENERATE_MODEL / "config.pbtxt").read_text()
     assert "decoupled: true" in gen_config and '"max_slots" value: { string_value: "4" }' in gen_config
     config = (folder / "config.pbtxt").read_text()

@@ -32,6 +32,7 @@ from mod_export.exporter.generation_graphs import export_decode_forms
 from mod_export.generation.loop import generate, left_pad
 from mod_export.generation.sampling import Sampling
 from mod_export.graph.generation_plugin_form import plugin_decode_graph, plugin_prefill_graph
+from mod_export.graph.weights import save_graphs
 from mod_export.models.model import MoDTransformer
 from mod_export.training.train import example_config
 from tests.unit.fakes.mock_export import export_on_mock_tensorrt
@@ -56,8 +57,8 @@ def pair(tmp_path_factory):
     forms = export_decode_forms(model)
     folder = tmp_path_factory.mktemp("trt-gen")
     paths = {"prefill": folder / "model.plugin.prefill.onnx", "decode": folder / "model.plugin.decode.onnx"}
-    onnx.save(plugin_prefill_graph(forms.prefill), paths["prefill"])
-    onnx.save(plugin_decode_graph(forms.decode), paths["decode"])
+    graphs = {paths["prefill"].name: plugin_prefill_graph(forms.prefill)}
+    save_graphs({**graphs, paths["decode"].name: plugin_decode_graph(forms.decode)}, folder)
     return forms, paths, DecodeLayout.of(forms.decode)
 
 
@@ -206,8 +207,8 @@ def test_llama_gqa_model_plugin_form_and_trt_stepper_follow_the_kv_heads_mock_te
     cfg = dataclasses.replace(example_config(), arch="llama", n_kv_heads=2)
     forms = export_decode_forms(MoDTransformer(cfg).eval())
     paths = {"prefill": tmp_path / "p.onnx", "decode": tmp_path / "d.onnx"}
-    onnx.save(plugin_prefill_graph(forms.prefill), paths["prefill"])
-    onnx.save(plugin_decode_graph(forms.decode), paths["decode"])
+    graphs = {"p.onnx": plugin_prefill_graph(forms.prefill), "d.onnx": plugin_decode_graph(forms.decode)}
+    save_graphs(graphs, tmp_path)
     layout = DecodeLayout.of(forms.decode)
     assert layout.heads == 2 == cfg.kv_heads
     engines, _, library = _engines((forms, paths, layout), tmp_path)

@@ -16,14 +16,18 @@ from mod_export.backends.onnxrt.session import available_providers
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS, PLUGIN_FILE, PORTABLE_FILE
 from mod_export.errors import ExportError, InputError
 from mod_export.graph.queries import graph_vocab, idx_tensor_names
+from mod_export.graph.weights import load_graph
 from mod_export.integrity import check_files
 
 FORMS = {"portable": PORTABLE_FILE, "plugin": PLUGIN_FILE}  # form -> the file of an export folder
 
 
 def read_onnx(path: Path, what: str = "") -> onnx.ModelProto:
+    """The graph at path, without its weights (graph/weights.py); one clear error for a damaged file."""
     try:
-        return onnx.load(str(path))
+        return load_graph(path)
+    except ExportError:  # a graph whose weights file is missing says so
+        raise
     except Exception as exc:  # protobuf's DecodeError and friends for a damaged file
         raise ExportError(f"{what or path} is not a readable ONNX file ({type(exc).__name__})") from None
 

@@ -9,7 +9,9 @@ import onnx.inliner
 import onnxruntime as ort
 
 from mod_export.contract import DOMAIN
+from mod_export.errors import ExportError
 from mod_export.graph.reference_functions import attach_reference_functions
+from mod_export.graph.weights import load_graph, session_config
 
 
 def has_custom_ops(model: onnx.ModelProto) -> bool:
@@ -17,9 +19,10 @@ def has_custom_ops(model: onnx.ModelProto) -> bool:
 
 
 def load_onnx(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """A graph without its weights (they stay in their data file; graph/weights.py)."""
     if isinstance(source, onnx.ModelProto):
         return source
-    return onnx.load(str(source))
+    return load_graph(source)
 
 
 def available_providers(prefer_gpu: bool = True) -> list[str]:
@@ -35,13 +38,15 @@ def create_session(
     profile_prefix: str | None = None,
     stop_spinning_after_run: bool = False,
 ):
-    """An InferenceSession for either form. Custom MoD ops run through their attached reference bodies.
+    """An InferenceSession for either form. Custom MoD ops run through their attached reference bodies. The
+    graph is serialised without its weights; ONNX Runtime reads them from their data file's folder.
 
     stop_spinning_after_run=True: intra-op threads still spin between the ops of a run, but stop the
     moment Run() returns (`session.force_spinning_stop`). Set it when several sessions (or PyTorch) take
     turns on the same cores: otherwise one session's idle spinning slows the next one down (a 512x512x2048
     MatMul took 15-16 ms instead of 8 alternating between two sessions on 2 cores)."""
     model = load_onnx(source)
+    weights = session_config(model)  # read before inlining, which may drop metadata
     if has_custom_ops(model):
         # Attach the reference bodies and inline them here, so ONNX Runtime optimises exactly the graph it
         # would see for the portable form (its own late function inlining left ~5-20% on the table).
@@ -53,7 +58,14 @@ def create_session(
     options.log_severity_level = 3
     if stop_spinning_after_run:
         options.add_session_config_entry("session.force_spinning_stop", "1")
+    for key, value in weights.items():  # the session reads the weights from their file, the graph comes as bytes
+        options.add_session_config_entry(key, value)
     if profile_prefix:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(model.SerializeToString(), options, providers=providers or available_providers())
+    try:
+        return ort.InferenceSession(model.SerializeToString(), options, providers=providers or available_providers())
+    except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidArgument) as exc:
+        what = source if not isinstance(source, onnx.ModelProto) else f"graph {model.graph.name!r}"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"ONNX Runtime cannot load {what}: {first}") from None

@@ -1,0 +1,152 @@
+"""The weights live once, outside protobuf (mod_export/graph/weights.py, docs/weights.md): every graph of an export
+references one data file, each tensor is stored once, graph work never carries the weights, and sessions read
+them from the file. Real exports of a small random model, real ONNX Runtime sessions."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx.external_data_helper import uses_external_data
+
+from mod_export.backends.onnxrt.session import create_session
+from mod_export.contract import ATTENTION_MASK, INPUT_IDS, WEIGHTS_FILE
+from mod_export.errors import ExportError
+from mod_export.exporter.generation_graphs import export_decode_forms
+from mod_export.exporter.onnx_export import check_model, export_forms
+from mod_export.graph.weights import (
+    MIN_EXTERNAL_BYTES,
+    WeightStore,
+    graph_sha256,
+    has_external_weights,
+    load_graph,
+    materialized,
+    save_graphs,
+    weights_dir,
+)
+from mod_export.models.config import MoDConfig
+from mod_export.models.model import MoDTransformer
+
+
+def _inline_bytes(proto: onnx.ModelProto) -> int:
+    """Bytes of tensor values still inside the proto, in every graph and subgraph."""
+    total = 0
+
+    def walk(graph):
+        nonlocal total
+        for t in graph.initializer:
+            total += 0 if uses_external_data(t) else len(t.raw_data)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+
+    walk(proto.graph)
+    return total
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(3)
+    model = MoDTransformer(MoDConfig(d_model=64, n_layers=4, d_mlp=256, predictor_hidden=32)).eval()
+    store = WeightStore.at(tmp_path_factory.mktemp("store"))
+    forms = export_forms(model, store=store)
+    after_forms = store.size
+    decode = export_decode_forms(model, store=store)
+    return model, store, forms, decode, after_forms
+
+
+def test_both_forms_and_both_generation_graphs_share_one_copy_of_the_weights(exported):
+    model, store, forms, decode, after_forms = exported
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    for proto in (forms.plugin, forms.portable, decode.prefill, decode.decode):
+        assert has_external_weights(proto) and weights_dir(proto) == store.folder
+        assert _inline_bytes(proto) < 64 * MIN_EXTERNAL_BYTES  # shapes and small vectors only
+    # The forms hold each parameter once (alignment padding aside), and the generation graphs add next to nothing:
+    # their tensors are the same bytes. (Small ones under MIN_EXTERNAL_BYTES stay inline.)
+    assert 0.9 * params <= after_forms <= 1.1 * params, (after_forms, params)
+    assert store.size <= after_forms * 1.05, (store.size, after_forms)
+
+
+def test_sessions_read_the_weights_from_the_file_and_match_pytorch_at_an_unseen_length(exported):
+    model, _, forms, _, _ = exported
+    ids = torch.randint(0, 256, (2, 37))
+    mask = torch.ones_like(ids)
+    mask[1, 30:] = 0
+    with torch.no_grad():
+        want = model(ids, mask).numpy()
+    for proto in (forms.portable, forms.plugin):
+        got = create_session(proto).run(None, {INPUT_IDS: ids.numpy(), ATTENTION_MASK: mask.numpy()})[0]
+        np.testing.assert_allclose(got[0], want[0], atol=2e-4)
+        np.testing.assert_allclose(got[1, :30], want[1, :30], atol=2e-4)
+
+
+def test_the_checker_runs_beside_the_weights_without_loading_them(exported):
+    _, _, forms, _, _ = exported
+    inferred = check_model(forms.portable, "model.onnx")
+    assert has_external_weights(inferred) and _inline_bytes(inferred) == _inline_bytes(forms.portable)
+
+
+def test_saved_folder_has_one_data_file_with_exactly_the_used_tensors(exported, tmp_path):
+    model, store, forms, decode, _ = exported
+    graphs = {"model.onnx": forms.portable, "model.plugin.onnx": forms.plugin, "model.decode.onnx": decode.decode}
+    data = save_graphs(graphs, tmp_path)
+    assert data == tmp_path / WEIGHTS_FILE
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == sorted([*graphs, WEIGHTS_FILE])
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()]
+    assert len(set(digests)) == len(digests), "no two files of the folder are the same bytes"
+    assert data.stat().st_size <= store.size * 1.02 + 8192  # the same bytes, laid out (padded) anew
+    for name in graphs:
+        assert (tmp_path / name).stat().st_size < data.stat().st_size / 4
+    loaded = load_graph(tmp_path / "model.plugin.onnx")
+    assert weights_dir(loaded) == tmp_path.resolve()
+    ids = np.random.default_rng(0).integers(0, 256, (1, 11))
+    feed = {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids)}
+    from_file = create_session(tmp_path / "model.onnx").run(None, feed)[0]
+    from_memory = create_session(forms.portable).run(None, feed)[0]
+    np.testing.assert_array_equal(from_file, from_memory)
+    # The graphs given are untouched: they still point at the job's store.
+    assert weights_dir(forms.portable) == store.folder
+
+
+def test_saving_into_the_folder_the_weights_already_live_in_keeps_them(exported, tmp_path):
+    _, _, forms, _, _ = exported
+    save_graphs({"model.onnx": forms.portable}, tmp_path)
+    again = load_graph(tmp_path / "model.onnx")
+    save_graphs({"model.onnx": again}, tmp_path)  # reads the data file it rewrites
+    ids = np.arange(9).reshape(1, 9)
+    feed = {INPUT_IDS: ids, ATTENTION_MASK: np.ones_like(ids)}
+    np.testing.assert_array_equal(
+        create_session(tmp_path / "model.onnx").run(None, feed)[0], create_session(forms.portable).run(None, feed)[0]
+    )
+
+
+def test_the_digest_follows_the_weights_bytes_not_where_they_sit(exported, tmp_path):
+    _, _, forms, _, _ = exported
+    digest = graph_sha256(forms.portable)
+    save_graphs({"a.onnx": forms.portable}, tmp_path)  # other offsets, other folder, same bytes
+    assert graph_sha256(load_graph(tmp_path / "a.onnx")) == digest
+    data = tmp_path / WEIGHTS_FILE
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one flipped bit in one weight
+    data.write_bytes(bytes(raw))
+    assert graph_sha256(load_graph(tmp_path / "a.onnx")) != digest
+
+
+def test_materialized_holds_the_values_and_forgets_the_folder(exported):
+    _, _, forms, _, _ = exported
+    full = materialized(forms.portable)
+    assert not has_external_weights(full) and weights_dir(full) is None
+    assert _inline_bytes(full) > _inline_bytes(forms.portable) * 10
+
+
+def test_a_graph_cannot_be_moved_into_a_second_store(exported, tmp_path):
+    from mod_export.graph.weights import externalize
+
+    _, _, forms, _, _ = exported
+    with pytest.raises(ExportError, match="already keeps its weights"):
+        externalize(forms.portable, WeightStore.at(tmp_path))
