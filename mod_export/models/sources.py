@@ -44,6 +44,10 @@ class LoadedModel:
         """The module when it is one of the project's own architectures (generation export, FLOPs, config)."""
         return self.module if isinstance(self.module, MoDTransformer) else None
 
+    def parameter_count(self) -> int:
+        tensors = self.program.state_dict.values() if self.program is not None else self.module.parameters()
+        return sum(t.numel() for t in tensors)
+
     def routed_count(self) -> int:
         """Routing calls per forward: routed blocks of a built-in model, MoDTopKGather calls of any other."""
         builtin = self.builtin

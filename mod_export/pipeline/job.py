@@ -29,6 +29,7 @@ from mod_export.exporter.manifest import build_manifest
 from mod_export.exporter.onnx_export import ExportedForms, check_model, check_opset, export_forms
 from mod_export.exporter.triton import write_repository
 from mod_export.graph.weights import WeightStore
+from mod_export.models.memory import check_export_memory
 from mod_export.models.sources import LoadedModel, load_source
 from mod_export.parity.verdict import fold
 from mod_export.pipeline.options import ExportOptions
@@ -103,6 +104,8 @@ def _export_and_validate(job: ExportJob, store: WeightStore) -> Exported:
     options = job.options
     calibration = load_calibration(options.precision_options())  # checked before the slow work
     src = job.source if job.source is not None else load_source(job.model_path, unsafe=options.unsafe_load)
+    if options.memory_check:  # before the slow work: exit 4 rather than the kernel's OOM killer mid-export
+        check_export_memory(src.parameter_count(), options.validate, src.source)
     logger.info("exporting %s (opset %d) ...", src.source, options.opset)
     float_forms = export_forms(src, options.opset, options.allow_dense, store=store)
     forms, precision_details = precision_stage(options, src, float_forms, calibration, store)

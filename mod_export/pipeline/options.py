@@ -132,6 +132,11 @@ class ExportOptions:
     )
     allow_dense: bool = _switch(False, "--allow-dense", "export a model without routed blocks as dense")
     validate: bool = _switch(True, "--no-validate", "skip the PyTorch vs ONNX Runtime parity check")
+    memory_check: bool = _switch(
+        True,
+        "--no-memory-check",
+        "start even when the predicted peak memory exceeds what is available (docs/weights.md)",
+    )
     atol: float = option(
         DEFAULT_ATOL,
         "a finite number > 0",
