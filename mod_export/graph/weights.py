@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import IO
 
 import onnx
 from onnx import TensorProto
@@ -146,17 +147,23 @@ def externalize(proto: onnx.ModelProto, store: WeightStore) -> onnx.ModelProto:
     return proto
 
 
-def adopt(proto: onnx.ModelProto, store: WeightStore) -> onnx.ModelProto:
-    """Move a graph whose weights are in another folder's data file into `store`, one tensor in memory at a
-    time (content already in the store is not written again); in place."""
-    source = weights_dir(proto)
+def _external_ranges(proto: onnx.ModelProto, located: onnx.ModelProto) -> Iterator[tuple[TensorProto, IO, int]]:
+    """(tensor, data file positioned at its bytes, length) for each external tensor of `proto`, whose data file
+    is in the weights folder of `located`."""
+    folder = Path(weights_dir(located))
     for tensor in _initializers(proto):
         if uses_external_data(tensor):
             info = {e.key: e.value for e in tensor.external_data}
-            with open(Path(source) / info["location"], "rb") as f:
+            with open(folder / info["location"], "rb") as f:
                 f.seek(int(info.get("offset", 0)))
-                data = f.read(int(info["length"]))
-            store.add(tensor, data)
+                yield tensor, f, int(info["length"])
+
+
+def adopt(proto: onnx.ModelProto, store: WeightStore) -> onnx.ModelProto:
+    """Move a graph whose weights are in another folder's data file into `store`, one tensor in memory at a
+    time (content already in the store is not written again); in place."""
+    for tensor, f, length in _external_ranges(proto, proto):
+        store.add(tensor, f.read(length))
     set_weights_dir(proto, store.folder)
     return externalize(proto, store)  # what the writer left inline
 
@@ -220,14 +227,9 @@ def graph_sha256(proto: onnx.ModelProto) -> str:
     copy.CopyFrom(proto)
     set_weights_dir(copy, None)
     digest = hashlib.sha256()
-    folder = weights_dir(proto)
-    for tensor in _initializers(copy):
-        if uses_external_data(tensor):
-            info = {e.key: e.value for e in tensor.external_data}
-            with open(Path(folder) / info["location"], "rb") as f:
-                f.seek(int(info.get("offset", 0)))
-                _copy_range(f, _Sink(digest), int(info["length"]))
-            del tensor.external_data[:]  # where the bytes sit in the file does not matter, only what they are
+    for tensor, f, length in _external_ranges(copy, proto):
+        _copy_range(f, _Sink(digest), length)
+        del tensor.external_data[:]  # where the bytes sit in the file does not matter, only what they are
     digest.update(copy.SerializeToString(deterministic=True))
     return digest.hexdigest()
 

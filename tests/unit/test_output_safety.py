@@ -56,6 +56,7 @@ def _cached_forms(model, export_forms):
     return _CACHE["forms"]
 
 
+EXPORT_FILES = ["manifest.json", "model.onnx", "model.onnx.data", "model.plugin.onnx", "report.json"]  # --no-decode
 WRITE_STEPS = [
     "save_onnx:1",  # the graphs and their one data file
     "save_model:2",  # the second graph file, after the data file and the first graph
@@ -161,13 +162,7 @@ def test_force_replaces_our_own_export_only(fast_export, tmp_path):
     out = tmp_path / "out"
     run_export_job(ExportJob(ckpt, out, ExportOptions(validate=False, decode=False)))
     run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))  # ours: replaced
-    assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.json",
-        "model.onnx",
-        "model.onnx.data",
-        "model.plugin.onnx",
-        "report.json",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == EXPORT_FILES
     (out / "mine.txt").write_text("mine")
     with pytest.raises(OutputDirError, match="mine.txt"):
         run_export_job(ExportJob(ckpt, out, ExportOptions(force=True, validate=False, decode=False)))
@@ -201,13 +196,7 @@ def test_two_exports_into_one_directory_at_once(trained, tmp_path):
     second = subprocess.run(cmd, capture_output=True, text=True)
     assert first.wait(timeout=600) == 0, first.stderr.read()
     assert second.returncode == 1 and "another mod-export run is writing" in second.stderr
-    assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.json",
-        "model.onnx",
-        "model.onnx.data",
-        "model.plugin.onnx",
-        "report.json",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == EXPORT_FILES
     assert leftovers(tmp_path) == []
 
 
