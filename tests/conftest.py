@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,37 @@ from tests.helpers import built_once
 
 # Two pytest-xdist workers on two cores: one thread each; a plain run keeps two.
 os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
+
+TRACE_CACHE_ENV = "MOD_EXPORT_TRACE_CACHE"  # mod_export.exporter.trace_cache.ENV_VAR (a test must not import it here)
+
+
+def pytest_configure(config):
+    """One trace cache for the whole run (docs/trace-cache.md): the same model exported by many tests
+    is traced once; the xdist workers and the CLI subprocesses share it. tests/unit/test_trace_cache.py proves
+    that a reused graph is the graph a fresh trace gives. MOD_EXPORT_TEST_TRACE_CACHE=0 runs without it."""
+    if os.environ.get("MOD_EXPORT_TEST_TRACE_CACHE", "1") == "0":
+        os.environ.pop(TRACE_CACHE_ENV, None)
+        return
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and "trace_cache" in workerinput:
+        os.environ[TRACE_CACHE_ENV] = workerinput["trace_cache"]
+        return
+    config.mod_export_trace_cache = tempfile.mkdtemp(prefix="mod-export-trace-cache-")
+    os.environ[TRACE_CACHE_ENV] = config.mod_export_trace_cache
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist: each worker gets the controller's trace cache."""
+    folder = getattr(node.config, "mod_export_trace_cache", None)
+    if folder is not None:
+        node.workerinput["trace_cache"] = folder
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "mod_export_trace_cache", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def work_unit(nodeid: str) -> str:
@@ -34,13 +67,44 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
 
+    config.option.loadscopereorder = False  # units go out in the order of pytest_collection_modifyitems
     return WorkUnitScheduling(config, log)
 
 
+# Units handed out first (each worker starts with two, then takes the next when it is done), longest first: the two
+# longest need no shared trained model, so one worker starts on them while the other trains it for the units that
+# need it. The rest follow by number of tests (xdist's own order). Only the order: nothing is skipped or merged.
+FIRST_UNITS = (
+    "tests/unit/test_model_sources.py",  # trains its own models
+    "tests/unit/test_precision.py",  # the first to need `trained`/`exported`: its worker builds them
+    "tests/unit/test_seeds.py",  # trains three seeds of its own
+    "tests/unit/test_export.py",
+    "tests/unit/test_bench.py",
+    "tests/unit/test_trace_cache.py",
+)
+
+
+def _order_work_units(items: list) -> None:
+    """Sort items by work unit (FIRST_UNITS, then the others with the most tests first); stable within a unit.
+    Every worker computes the same order from the same collection."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[work_unit(item.nodeid)] = counts.get(work_unit(item.nodeid), 0) + 1
+
+    def rank(item) -> tuple:
+        unit = work_unit(item.nodeid)
+        first = FIRST_UNITS.index(unit) if unit in FIRST_UNITS else len(FIRST_UNITS)
+        return (first, -counts[unit], unit)
+
+    items.sort(key=rank)
+
+
 def pytest_collection_modifyitems(config, items):
-    """Device tests skip with one clear reason each: `gpu` needs CUDA (a GPU PyTorch can use), `tensorrt`
-    needs TensorRT as well. Kernel tests (tests/gpu/test_kernels.py) are `gpu` only, so a GPU machine
-    without TensorRT runs them."""
+    """Work units in the order the workers should take them (_order_work_units). Device tests skip with one
+    clear reason each: `gpu` needs CUDA (a GPU PyTorch can use), `tensorrt` needs TensorRT as well. Kernel tests
+    (tests/gpu/test_kernels.py) are `gpu` only, so a GPU machine without TensorRT runs them."""
+    if hasattr(config, "workerinput"):  # an xdist worker: its collection is what the scheduler hands out
+        _order_work_units(items)
     wanted = [item for item in items if "gpu" in item.keywords or "tensorrt" in item.keywords]
     if not wanted:
         return

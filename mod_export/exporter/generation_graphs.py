@@ -16,10 +16,6 @@ read (at batch 1, every skipped step)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from dataclasses import dataclass
 
 import onnx
@@ -27,9 +23,9 @@ import torch
 from torch import nn
 
 from mod_export.contract import DEFAULT_OPSET
-from mod_export.errors import ExportError
+from mod_export.exporter.tracing import trace_onnx
 from mod_export.graph.fusable_patterns import reorder_gelu_for_fusion
-from mod_export.graph.weights import WeightStore, program_into_store
+from mod_export.graph.weights import WeightStore
 from mod_export.models.causal import CausalRecord, block_step, causal_forward, decision, gated_update, routed_layers
 from mod_export.models.model import MoDTransformer, RoutedBlock
 
@@ -120,31 +116,8 @@ def _export(
     opset: int,
     store: WeightStore,
 ):
-    log = io.StringIO()
-    torch_logger = logging.getLogger("torch.onnx")
-    level = torch_logger.level
-    torch_logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                module,
-                args,
-                dynamo=True,
-                dynamic_shapes=dynamic,
-                input_names=input_names,
-                output_names=output_names,
-                opset_version=opset,
-                optimize=True,
-                verbose=False,
-            )
-    except Exception as exc:
-        summary = next((ln.strip() for ln in str(exc).splitlines() if "rror" in ln), str(exc)[:200])
-        raise ExportError(f"exporting the {type(module).__name__} failed: {summary}") from exc
-    finally:
-        torch_logger.setLevel(level)
-    proto = program_into_store(program, store)
-    proto.producer_name = "mod-export"
+    what = f"exporting the {type(module).__name__}"
+    proto = trace_onnx(module, args, dynamic, (input_names, output_names), opset, store, what=what)
     reorder_gelu_for_fusion(proto)
     return proto
 
@@ -164,7 +137,8 @@ def export_decode_forms(
     batch = torch.export.Dim("batch", min=1, max=4096)
     prompt = torch.export.Dim("prompt", min=2, max=1 << 20)
     cache = torch.export.Dim("cache", min=2, max=1 << 20)
-    ids = torch.randint(0, cfg.vocab_size, (B, P), generator=torch.Generator().manual_seed(0))
+    seeded = torch.Generator().manual_seed(0)  # example inputs are the same every run (and so is the trace key)
+    ids = torch.randint(0, cfg.vocab_size, (B, P), generator=seeded)
     mask = torch.ones(B, P, dtype=torch.int64)
     positions = torch.arange(P).expand(B, P).contiguous()
     prefill_outputs = ["logits", *[name for i in range(n) for name in step_output_names(i, i in routed)]]
@@ -184,7 +158,8 @@ def export_decode_forms(
         )
         cache_args, cache_dims, cache_names = [], [], []
         for i in range(n):
-            cache_args += [torch.full((B,), 3, dtype=torch.int64), torch.randn(B, H, S, Dh), torch.randn(B, H, S, Dh)]
+            past_k, past_v = torch.randn(B, H, S, Dh, generator=seeded), torch.randn(B, H, S, Dh, generator=seeded)
+            cache_args += [torch.full((B,), 3, dtype=torch.int64), past_k, past_v]
             cache_dims += [{0: batch}, {0: batch, 2: cache}, {0: batch, 2: cache}]
             cache_names += list(past_names(i))
         decode = _export(

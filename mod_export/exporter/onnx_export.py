@@ -7,12 +7,8 @@ function bodies inlined, so both forms share one definition of the routing seman
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
-import io
-import logging
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,11 +20,12 @@ from mod_export import output
 from mod_export.contract import DEFAULT_OPSET, INPUT_NAMES, LOGITS, MAX_OPSET, MIN_OPSET
 from mod_export.errors import ExportError
 from mod_export.exporter import custom_ops
+from mod_export.exporter.tracing import trace_onnx
 from mod_export.graph.fusable_patterns import reorder_gelu_for_fusion
 from mod_export.graph.queries import routing_tensors, scatter_nodes, topk_gather_nodes
 from mod_export.graph.reference_functions import inline_to_portable, strip_reference_functions
 from mod_export.graph.schemas import register_onnx_schemas
-from mod_export.graph.weights import WeightStore, has_external_weights, load_graph, program_into_store, weights_dir
+from mod_export.graph.weights import WeightStore, has_external_weights, load_graph, weights_dir
 from mod_export.models.model import MoDTransformer, RoutedBlock
 from mod_export.models.sources import LoadedModel, as_source
 
@@ -70,37 +67,19 @@ def _exportable(src: LoadedModel):
 
 
 def _export_raw(src: LoadedModel, opset: int, store: WeightStore) -> onnx.ModelProto:
-    """Run torch.onnx.export (dynamo) with the custom-op translation table; returns the plugin-form proto, its
-    weights written straight into `store` (graph/weights.py)."""
+    """torch.onnx.export (dynamo) with the custom-op translation table (exporter/tracing.py); returns the
+    plugin-form proto, its weights written straight into `store` (graph/weights.py)."""
     input_ids, attention_mask = src.inputs()
     dynamic = None if src.program is not None else dynamic_shapes(src)
-    log = io.StringIO()
-    torch_onnx_logger = logging.getLogger("torch.onnx")
-    previous_level = torch_onnx_logger.level
-    torch_onnx_logger.setLevel(logging.ERROR)  # "torchvision is not installed" notes are noise here
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                _exportable(src),
-                (input_ids, attention_mask),
-                dynamo=True,
-                dynamic_shapes=dynamic,
-                input_names=list(INPUT_NAMES),
-                output_names=[LOGITS],
-                opset_version=opset,
-                custom_translation_table=custom_ops.translation_table(),
-                optimize=True,
-                verbose=False,
-            )
-    except Exception as exc:
-        summary = next((ln.strip() for ln in str(exc).splitlines() if "Error" in ln or "error" in ln), str(exc)[:200])
-        raise ExportError(f"torch.onnx.export failed: {summary}") from exc
-    finally:
-        torch_onnx_logger.setLevel(previous_level)
-    proto = program_into_store(program, store)
-    proto.producer_name = "mod-export"
-    return proto
+    return trace_onnx(
+        _exportable(src),
+        (input_ids, attention_mask),
+        dynamic,
+        (list(INPUT_NAMES), [LOGITS]),
+        opset,
+        store,
+        translation_table=custom_ops.translation_table(),
+    )
 
 
 def _check_input_ranks(proto: onnx.ModelProto) -> None:

@@ -194,3 +194,16 @@ def move_file(source: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Rename `source` to `path` (same file system), replacing it."""
     os.replace(source, path)
     return Path(path)
+
+
+def publish_dir(staging: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Rename a finished folder `staging` to `path` unless a folder is already there (a cache entry that another
+    process published first); True when it was published. Same file system, one rename."""
+    try:
+        os.rename(staging, path)
+    except OSError:
+        if Path(path).is_dir():
+            return False
+        raise
+    fsync_dir(Path(path).parent)
+    return True

@@ -24,6 +24,7 @@ from mod_export.contract import (
     TOPK_GATHER,
 )
 from mod_export.errors import MissingDependencyError, ParityError
+from mod_export.exporter import trace_cache
 from mod_export.exporter.artifacts import ArtifactDir, OutputLock, check_output_dir, resolve_output
 from mod_export.exporter.manifest import build_manifest
 from mod_export.exporter.onnx_export import ExportedForms, check_model, check_opset, export_forms
@@ -79,7 +80,9 @@ def run_export_job(job: ExportJob) -> dict:
     artifacts). One run at a time per output directory; nothing half-written survives a failure."""
     check_opset(job.options.opset)  # cheap checks first, before any slow work
     check_output_dir(job.out_dir, job.options.force, job.inputs)
-    with OutputLock(job.out_dir), _work_store(job.out_dir) as store:
+    if job.options.trace_cache is not None:
+        trace_cache.check_cache_folder(job.options.trace_cache, job.out_dir)
+    with OutputLock(job.out_dir), _work_store(job.out_dir) as store, trace_cache.using(job.options.trace_cache):
         exported = _export_and_validate(job, store)
         missing = _write(job, exported)
     return _conclude(job, exported.report, missing)

@@ -137,6 +137,12 @@ class ExportOptions:
         "--no-memory-check",
         "start even when the predicted peak memory exceeds what is available (docs/weights.md)",
     )
+    trace_cache: Path | None = _path(
+        "--trace-cache",
+        "keep traced graphs (without weights) in this folder and reuse them for any model of the same "
+        "architecture and shapes (default: $MOD_EXPORT_TRACE_CACHE, else none; docs/trace-cache.md)",
+        EXPORT,
+    )
     atol: float = option(
         DEFAULT_ATOL,
         "a finite number > 0",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +35,7 @@ class TrainSettings:
     weight_decay: float = 0.1
     seed: int = 0
     eval_windows: int = 64
-    threads: int = 2
+    threads: int = 2  # torch threads while training (restored after); the tests pass their worker's count
     config: MoDConfig = field(default_factory=MoDConfig)
 
 
@@ -84,11 +86,28 @@ def training_loss(model: MoDTransformer, tokens: torch.Tensor) -> tuple[torch.Te
     return loss, {"lm": lm.item(), "predictor_bce": pred_loss, "aux_bce": aux}
 
 
-def train_example(settings: TrainSettings, corpus: Corpus | None = None, show_progress: bool = True):
-    """Returns (model, metrics). Deterministic for a given seed on a given machine."""
-    torch.manual_seed(settings.seed)
-    torch.set_num_threads(settings.threads)
+@contextlib.contextmanager
+def _deterministic_threads(threads: int) -> Iterator[None]:
+    """torch's thread count and deterministic algorithms for the block, restored after it: training in a
+    library call (a test, a notebook) must not leave the caller's process with other settings."""
+    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1])
+
+
+def train_example(settings: TrainSettings, corpus: Corpus | None = None, show_progress: bool = True):
+    """Returns (model, metrics). Deterministic for a given seed and thread count on a given machine."""
+    with _deterministic_threads(settings.threads):
+        return _train(settings, corpus, show_progress)
+
+
+def _train(settings: TrainSettings, corpus: Corpus | None, show_progress: bool):
+    torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     corpus = corpus or load_stdlib_corpus()
     model = MoDTransformer(settings.config).train()

@@ -13,6 +13,9 @@ from mod_export.errors import ExportError
 from mod_export.graph.reference_functions import attach_reference_functions
 from mod_export.graph.weights import load_graph, session_config
 
+_STATE = ort.capi.onnxruntime_pybind11_state
+_LOAD_ERRORS = (_STATE.Fail, _STATE.InvalidArgument, _STATE.InvalidGraph, _STATE.InvalidProtobuf, _STATE.NotImplemented)
+
 
 def has_custom_ops(model: onnx.ModelProto) -> bool:
     return any(n.domain == DOMAIN for n in model.graph.node)
@@ -65,7 +68,8 @@ def create_session(
         options.profile_file_prefix = profile_prefix
     try:
         return ort.InferenceSession(model.SerializeToString(), options, providers=providers or available_providers())
-    except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidArgument) as exc:
+    except (*_LOAD_ERRORS, UnicodeDecodeError) as exc:  # a damaged graph's message can hold bytes that are not UTF-8
         what = source if not isinstance(source, onnx.ModelProto) else f"graph {model.graph.name!r}"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        text = "the error message is not text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+        first = (text.strip().splitlines() or [type(exc).__name__])[0]
         raise ExportError(f"ONNX Runtime cannot load {what}: {first}") from None
