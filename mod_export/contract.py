@@ -49,6 +49,9 @@ CHECKPOINT_FORMAT = "mod_export/1"
 # ---------------------------------------------------------------- what else mod-export writes (mod_export/output
 # recognises each by its content before --force may replace it: docs/errors.md)
 MODEL_CONFIG_FILE = "config.json"  # a built-in model as a safetensors folder (docs/models.md)
+TOKENIZER_FILE = (
+    "tokenizer.json"  # a model folder's Hugging Face tokenizer; travels into the export (docs/generation.md)
+)
 MODEL_WEIGHTS_FILE = "model.safetensors"
 MODEL_INDEX_FILE = "model.safetensors.index.json"
 MODEL_TYPE = "mod_export"  # config.json's model_type

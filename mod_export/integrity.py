@@ -91,6 +91,9 @@ def manifest_problem(data: object) -> str | None:
             return f"'{key}' must be a string, not {_kind(data.get(key))}"
     if data.get("engine") is not None and not isinstance(data.get("engine"), dict):
         return f"'engine' must be an object or null, not {_kind(data.get('engine'))}"
+    tokenizer = data.get("tokenizer")
+    if tokenizer is not None and not (_inside(tokenizer) and tokenizer in data["files"]):
+        return f"'tokenizer' must name one of the listed files, not {tokenizer!r}"
     return _generation_problem(data.get("generation"))
 
 

@@ -4,16 +4,19 @@ A byte-level model (vocabulary 256, like the built-in example) reads and writes 
 text as UTF-8 and takes bytes as they are (a prompt that is not valid UTF-8 is its bytes), and decodes generated
 bytes incrementally: a character is printed once its last byte arrives, so one the model wrote as two bytes
 (`cf 96`, ϖ) is one character, not two U+FFFD. Bytes that are not UTF-8 become U+FFFD, as a one-shot
-`bytes.decode("utf-8", errors="replace")` of the whole stream would give. A tokenizer model will bring its own
-codec with the same two methods (`encode`, `decoder`); `codec_for` is where it will be chosen.
+`bytes.decode("utf-8", errors="replace")` of the whole stream would give. A model that brings a `tokenizer.json`
+has a TokenizerCodec (mod_export.generation.tokenizer) with the same methods; `codec_for` chooses.
 """
 
 from __future__ import annotations
 
 import codecs
 from collections.abc import Iterable
+from pathlib import Path
 
-from mod_export.errors import InputError
+from mod_export.errors import InputError, IntegrityError
+from mod_export.generation.tokenizer import TokenizerCodec, check_fits
+from mod_export.integrity import verify_files
 
 BYTE_VOCAB = 256  # a byte-level model's vocabulary: token id = byte value
 
@@ -60,6 +63,26 @@ class ByteCodec:
         return decoder.feed(tokens) + decoder.flush()
 
 
-def codec_for(vocab: int | None) -> ByteCodec | None:
-    """The text codec of a model with this vocabulary: a byte-level model's, or None (token ids only)."""
+def codec_for(vocab: int | None, tokenizer: Path | None = None) -> ByteCodec | TokenizerCodec | None:
+    """The text codec of a model with this vocabulary: its tokenizer's when it has one (a checked tokenizer.json
+    of an export), else a byte-level model's, else None (token ids only). A tokenizer that is unreadable, or
+    has more ids than the model, is an IntegrityError."""
+    if tokenizer is not None:
+        codec = TokenizerCodec(tokenizer, IntegrityError)
+        check_fits(codec.vocab, vocab, tokenizer, IntegrityError)
+        return codec
     return ByteCodec() if vocab == BYTE_VOCAB else None
+
+
+def export_codec(
+    source: Path, manifest: dict | None, vocab: int | None, skip_integrity: bool
+) -> ByteCodec | TokenizerCodec | None:
+    """The codec of an export (a folder, or a file in one): the tokenizer its manifest names, checked against the
+    manifest's sha256 unless skip_integrity; else codec_for(vocab)."""
+    name = manifest.get("tokenizer") if manifest else None
+    if not name:
+        return codec_for(vocab)
+    directory = source if source.is_dir() else source.parent
+    if not skip_integrity:
+        verify_files(directory, [name])
+    return codec_for(vocab, directory / name)

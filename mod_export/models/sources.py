@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from mod_export.contract import TOKENIZER_FILE
 from mod_export.errors import CheckpointError, UsageError
 from mod_export.models import torch_ops
 from mod_export.models.capture import RoutingCapture
@@ -38,6 +39,7 @@ class LoadedModel:
     kind: str  # "checkpoint" | "safetensors" | "pt2" | "module"
     program: torch.export.ExportedProgram | None = None  # .pt2 sources: exported as archived
     example_inputs: tuple[torch.Tensor, torch.Tensor] | None = None  # (input_ids, attention_mask) to trace with
+    tokenizer: Path | None = None  # a model folder's tokenizer.json, copied into the export
 
     @property
     def builtin(self) -> MoDTransformer | None:
@@ -161,7 +163,10 @@ def load_source(path: str | os.PathLike, unsafe: bool = False) -> LoadedModel:
                 f"{path} is a folder without config.json: give a checkpoint file (model.pt), a .pt2 archive, "
                 "or a folder with config.json + *.safetensors"
             )
-        return LoadedModel(load_folder(path), str(path), "safetensors")
+        tokenizer = path / TOKENIZER_FILE
+        return LoadedModel(
+            load_folder(path), str(path), "safetensors", tokenizer=tokenizer if tokenizer.is_file() else None
+        )
     if path.suffix == ARCHIVE_SUFFIX:
         if not path.is_file():
             raise CheckpointError(f"archive not found: {path}")

@@ -21,14 +21,16 @@ from mod_export.contract import (
     PORTABLE_FILE,
     REPORT_FILE,
     SCATTER,
+    TOKENIZER_FILE,
     TOPK_GATHER,
 )
-from mod_export.errors import MissingDependencyError, ParityError
+from mod_export.errors import CheckpointError, MissingDependencyError, ParityError
 from mod_export.exporter import trace_cache
 from mod_export.exporter.artifacts import ArtifactDir, OutputLock, check_output_dir, resolve_output
 from mod_export.exporter.manifest import build_manifest
 from mod_export.exporter.onnx_export import ExportedForms, check_model, check_opset, export_forms
 from mod_export.exporter.triton import write_repository
+from mod_export.generation.tokenizer import TokenizerCodec, check_fits
 from mod_export.graph.weights import WeightStore
 from mod_export.models.memory import check_export_memory
 from mod_export.models.sources import LoadedModel, load_source
@@ -107,6 +109,9 @@ def _export_and_validate(job: ExportJob, store: WeightStore) -> Exported:
     options = job.options
     calibration = load_calibration(options.precision_options())  # checked before the slow work
     src = job.source if job.source is not None else load_source(job.model_path, unsafe=options.unsafe_load)
+    if src.tokenizer is not None:  # a folder's tokenizer.json: readable, and made for this vocabulary
+        tokenizer = TokenizerCodec(src.tokenizer, CheckpointError)
+        check_fits(tokenizer.vocab, src.vocab_size(), src.tokenizer, CheckpointError)
     if options.memory_check:  # before the slow work: exit 4 rather than the kernel's OOM killer mid-export
         check_export_memory(src.parameter_count(), options.validate, src.source)
     logger.info("exporting %s (opset %d) ...", src.source, options.opset)
@@ -158,6 +163,7 @@ def _report_head(job: ExportJob, src: LoadedModel, forms: ExportedForms, precisi
         },
         "precision": job.options.precision,
         "precision_details": precision_details,
+        "tokenizer": TOKENIZER_FILE if src.tokenizer is not None else None,
         "flops_per_forward": None if builtin is None else flops_table(builtin.config),
     }
 
@@ -170,6 +176,8 @@ def _write(job: ExportJob, exported: Exported) -> MissingDependencyError | None:
     missing: MissingDependencyError | None = None
     with ArtifactDir(job.out_dir, options.force, job.inputs) as art:
         art.save_onnx({PORTABLE_FILE: forms.portable, PLUGIN_FILE: forms.plugin, **exported.extra_files})
+        if exported.src.tokenizer is not None:
+            output.copy_file(exported.src.tokenizer, art.path(TOKENIZER_FILE))
         engine = None
         if options.target in ("trt", "triton"):
             try:
@@ -225,6 +233,7 @@ def _manifest(art: ArtifactDir, options: ExportOptions, forms: ExportedForms, re
             "generation": manifest_generation(report.get("generation")),
             "parity": None if parity is None else ("passed" if parity["passed"] else "failed"),
             "engine": report.get("engine"),
+            "tokenizer": report.get("tokenizer"),
         },
     )
 

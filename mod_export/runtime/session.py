@@ -4,6 +4,7 @@ mod_export.runtime.checks checks, mod_export.runtime.generation generates."""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
@@ -14,7 +15,8 @@ from mod_export.backends.model import RuntimeModel
 from mod_export.contract import ATTENTION_MASK, INPUT_IDS
 from mod_export.errors import UsageError
 from mod_export.generation.loop import Event, Generation
-from mod_export.generation.text import ByteCodec, codec_for
+from mod_export.generation.text import ByteCodec, export_codec
+from mod_export.generation.tokenizer import TokenizerCodec
 from mod_export.runtime.checks import check_options, numpy_inputs, same_kind, torch_inputs
 from mod_export.runtime.generation import Generator
 
@@ -46,6 +48,7 @@ class Session:
             skip_integrity=skip_integrity,
         )
         self.vocab = self._model.vocab
+        self._source, self._skip_integrity = path, skip_integrity
         self.providers = getattr(self._model, "providers", None)  # ONNX Runtime's execution providers
         self._generator = Generator(self._model, path, skip_integrity)
         self._closed = False
@@ -55,11 +58,11 @@ class Session:
         """The export's longest prompt + new tokens (known once the generation graphs are loaded)."""
         return self._generator.max_context
 
-    @property
-    def codec(self) -> ByteCodec | None:
-        """The model's text codec (encode text to token ids, decode generated ids incrementally): a byte-level
-        model's (vocabulary 256), or None for a model that takes token ids only (mod_export.generation.text)."""
-        return codec_for(self.vocab)
+    @functools.cached_property
+    def codec(self) -> ByteCodec | TokenizerCodec | None:
+        """The model's text codec (encode text to token ids, decode generated ids incrementally; loaded on first
+        use): its tokenizer's, a byte-level model's, or None for token ids only (mod_export.generation.text)."""
+        return export_codec(self._source, self._model.manifest, self.vocab, self._skip_integrity)
 
     def _open(self) -> None:
         if self._closed:

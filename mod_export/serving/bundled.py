@@ -14,6 +14,7 @@ PYTHONPATH); numpy < 2 in that environment (numpy 2 makes the bundled Python bac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import logging
@@ -87,6 +88,25 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def stop_session(process: subprocess.Popen, timeout: float) -> None:
+    """Stop a process started with start_new_session (its process group id is its pid) and every process left in
+    its group: SIGTERM to the group, SIGKILL after `timeout` s, and then SIGKILL to whatever outlived the leader
+    (a tritonserver that exited, or died alone, can leave Python-backend stubs running)."""
+    if process.poll() is None:
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait(timeout)
+    _signal_group(process.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
 class BundledServer:
     """A tritonserver process on loopback free ports, stopped on exit (context manager)."""
 
@@ -157,13 +177,8 @@ class BundledServer:
         raise ModExportError(f"tritonserver did not come up within {timeout:.0f} s (log: {self.log_path})")
 
     def stop(self, timeout: float = 20) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)  # the server and its Python-backend stubs
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout)
+        if self.process is not None:
+            stop_session(self.process, timeout)  # the server and its Python-backend stubs
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()
         self._log = None

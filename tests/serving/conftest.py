@@ -11,6 +11,7 @@ import pytest
 
 from mod_export.backends.trt.builder import EngineSettings, ShapeRange
 from mod_export.exporter.triton import TritonSettings
+from tests.serving.processes import group_alive
 
 MAX_SEQ = 256  # the export's --seq-len maximum: the scoring model refuses longer requests
 MAX_BATCH = 16
@@ -78,3 +79,4 @@ def server(serving, triton_export, slow_repository, tmp_path_factory):
     finally:
         instance.stop()
         assert instance.process.poll() is not None, "tritonserver still running after stop()"
+        assert not group_alive(instance.process.pid), "a Python-backend stub outlived tritonserver"

@@ -501,3 +501,33 @@ def test_generation_model_streams_checks_and_cancels(repository):
         assert model.scheduler.busy_rows == 0 and model.scheduler.counters.cancelled == 1
     finally:
         model.finalize()
+
+
+STRAGGLER = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
+)
+
+
+def test_stopping_the_server_kills_what_outlived_it_in_its_session():
+    """A tritonserver's Python-backend stubs live in its session. Stubs that ignore SIGTERM and outlive the server
+    (seen once: three stubs left running after a test run) must not survive stop_session. The stand-in server here
+    starts such a straggler and exits on SIGTERM, as the server does."""
+    from mod_export.serving.bundled import stop_session
+    from tests.serving.processes import group_alive, group_members
+
+    leader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {STRAGGLER!r}]); time.sleep(600)",
+        ],
+        start_new_session=True,
+        stdout=subprocess.PIPE,  # the straggler inherits it and says when its SIGTERM handler is set
+        text=True,
+    )
+    assert leader.stdout.readline().strip() == "ready"
+    assert len(group_members(leader.pid)) == 2
+    stop_session(leader, timeout=10)
+    assert leader.poll() is not None
+    assert not group_alive(leader.pid), group_members(leader.pid)
+    leader.stdout.close()
