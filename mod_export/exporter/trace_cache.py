@@ -96,9 +96,9 @@ def traced_graph(
     folder: Path | None = None,
 ) -> onnx.ModelProto:
     """The optimised graph of `module` with its (input, output) `names`, its weights in `store`. trace() runs
-    torch.onnx.export without the optimiser and without names. Its graph is made weightless (each of the module's tensors a reference by name), kept in the
-    cache when there is one, bound to this module's weights, and then optimised: a traced graph and a reused one
-    take the same steps, so they give the same bytes."""
+    torch.onnx.export without the optimiser and without names. Its graph is made weightless (each of the
+    module's tensors a reference by name), kept in the cache when there is one, bound to this module's weights,
+    and then optimised: a traced graph and a reused one take the same steps, so they give the same bytes."""
     if not isinstance(module, nn.Module):  # a .pt2 program: no module tensors to bind, never cached
         return _finished(trace().model, names, store)
     folder = cache_folder(folder)

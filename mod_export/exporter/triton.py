@@ -28,7 +28,10 @@ from mod_export.contract import (
     MANIFEST_FILE,
     MANIFEST_FORMAT,
     PREFILL_FILE,
+    PROMPT_TEXT,
+    TEXT_PIECE,
     TOKEN_ID,
+    TOKENIZER_FILE,
     TRITON_GENERATE_MODEL,
     TRITON_ONNX_MODEL,
     TRITON_REPOSITORY,
@@ -130,8 +133,10 @@ GENERATE_OPTIONS = (  # name, Triton type, dims: the generation model's optional
 def generate_config(settings: TritonSettings) -> str:
     """Python backend, decoupled (one response per token); one instance, whose loop thread batches in flight.
     max_batch_size 0: the model batches itself, per decode step, not Triton's dynamic batcher."""
-    inputs = [f'  {{ name: "{INPUT_IDS}" data_type: TYPE_INT64 dims: [ -1 ] }}']
-    inputs += [f'  {{ name: "{n}" data_type: {t} dims: {d} optional: true }}' for n, t, d in GENERATE_OPTIONS]
+    prompt = [(INPUT_IDS, "TYPE_INT64", "[ -1 ]"), (PROMPT_TEXT, "TYPE_STRING", "[ 1 ]")]  # one of the two
+    inputs = [
+        f'  {{ name: "{n}" data_type: {t} dims: {d} optional: true }}' for n, t, d in prompt + list(GENERATE_OPTIONS)
+    ]
     params = {"max_slots": settings.slots, "max_context": settings.context, "intra_op_threads": settings.threads}
     if settings.step_delay_ms:
         params[TRITON_STEP_DELAY] = settings.step_delay_ms
@@ -141,7 +146,8 @@ def generate_config(settings: TritonSettings) -> str:
         + "input [\n"
         + ",\n".join(inputs)
         + "\n]\n"
-        + f'output [\n  {{ name: "{TOKEN_ID}" data_type: TYPE_INT64 dims: [ 1 ] }}\n]\n'
+        + f'output [\n  {{ name: "{TOKEN_ID}" data_type: TYPE_INT64 dims: [ 1 ] }},\n'
+        + f'  {{ name: "{TEXT_PIECE}" data_type: TYPE_STRING dims: [ 1 ] }}\n]\n'
         + "instance_group [ { kind: KIND_CPU, count: 1 } ]\n"
         + _parameters(params)
     )
@@ -194,15 +200,22 @@ def _write_score_model(repo: Path, vocab: int, max_batch: int, portable_onnx: Pa
     output.write_text(folder / "config.pbtxt", score_config(vocab, max_batch, settings))
 
 
-def _write_generate_model(repo: Path, portable_onnx: Path, generation: dict, settings: TritonSettings) -> None:
-    """The decoupled generation model: model.onnx (Session's vocabulary and input checks) and the two graphs."""
+def _write_generate_model(
+    repo: Path, portable_onnx: Path, generation: dict, settings: TritonSettings, tokenizer: Path | None
+) -> None:
+    """The decoupled generation model: model.onnx (Session's vocabulary and input checks), the two graphs, and
+    the export's tokenizer.json when it has one (the text codec of Session.codec)."""
     folder = repo / TRITON_GENERATE_MODEL
     version = folder / "1"
     output.make_dirs(version)
     copies = _copy_onnx(portable_onnx, version)
     for name in (PREFILL_FILE, DECODE_FILE):
         copies += _copy_onnx(portable_onnx.parent / name, version)
-    _write_manifest(version, copies, {"generation": dict(generation)})
+    extra: dict = {"generation": dict(generation)}
+    if tokenizer is not None:
+        copies.append(output.copy_file(tokenizer, version / TOKENIZER_FILE))
+        extra["tokenizer"] = TOKENIZER_FILE
+    _write_manifest(version, copies, extra)
     output.write_text(version / "model.py", generate_model_py())
     output.write_text(folder / "config.pbtxt", generate_config(settings))
 
@@ -217,8 +230,10 @@ def write_repository(
     idx_names: list[str] | None = None,
     settings: TritonSettings | None = None,
     generation: dict | None = None,
+    tokenizer: Path | None = None,
 ) -> Path:
-    """generation: the export's manifest entry for its prefill/decode graphs (beside portable_onnx), or None."""
+    """generation: the export's manifest entry for its prefill/decode graphs (beside portable_onnx), or None.
+    tokenizer: the export's tokenizer.json, for the generation model's text input and output."""
     settings = settings or TritonSettings()
     repo = root / REPOSITORY
     onnx_dir = repo / ONNX_MODEL
@@ -234,6 +249,6 @@ def write_repository(
             output.copy_file(plugin_library, trt_dir / plugin_library.name)
     _write_score_model(repo, vocab, max_batch, portable_onnx, idx_names or [], settings)
     if generation:
-        _write_generate_model(repo, portable_onnx, generation, settings)
+        _write_generate_model(repo, portable_onnx, generation, settings, tokenizer)
     output.write_text(root / "TRITON.md", loading_notes(engine is not None, settings, generation is not None))
     return repo

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from mod_export.contract import (
+    PROMPT_TEXT,
     RUNTIME_DISTRIBUTION,
+    TEXT_PIECE,
     TOKEN_ID,
     TRITON_GENERATE_MODEL,
     TRITON_ONNX_MODEL,
@@ -112,8 +114,11 @@ def _score_model(settings) -> list[str]:
 def _generate_model(settings) -> list[str]:
     return [
         f"## `{TRITON_GENERATE_MODEL}`: streaming generation (Python backend, decoupled)\n",
-        "One response per generated token (`" + TOKEN_ID + "` [1] int64); the last carries Triton's final flag. "
-        "Inputs: `input_ids` [P] int64 (one prompt), and optional `max_new_tokens` [1] int32 (default 64), "
+        "One response per generated token (`" + TOKEN_ID + "` [1] int64, and `" + TEXT_PIECE + "` [1] string: the "
+        "text that token completes, often empty mid-character; empty for a model without a text codec); the last "
+        "carries Triton's final flag. Inputs: the prompt as `input_ids` [P] int64, or as `" + PROMPT_TEXT + "` [1] "
+        "string (UTF-8 text, encoded by the model's tokenizer.json, or as bytes by a byte-level model), and optional "
+        "`max_new_tokens` [1] int32 (default 64), "
         "`temperature` [1] fp32 (0: greedy), `top_k` [1] int32, `top_p` [1] fp32, `seed` [1] int64, `stop_tokens` "
         "[N] int64. Requests that arrive while others generate join the running batch between two decode steps "
         "(in-flight batching on the per-row MoD cache: each request owns a cache row with its own lengths; prompts "

@@ -215,6 +215,7 @@ def _write_repository(art: ArtifactDir, options: ExportOptions, exported: Export
         idx_names=list(exported.forms.idx_outputs),
         settings=triton,
         generation=manifest_generation(exported.report.get("generation")),
+        tokenizer=art.path(TOKENIZER_FILE) if exported.src.tokenizer is not None else None,
     )
 
 

@@ -5,9 +5,11 @@ between decode steps, steps every busy row at once and streams each row's token 
 that finishes frees its cache row; so does one that the client cancels or disconnects from (polled every 20 ms,
 and a send that fails). Responses go out from sender threads while the next decode step runs.
 
-Inputs per request: input_ids [P] int64 (the prompt); optional max_new_tokens [1] int32, temperature [1] fp32,
-top_k [1] int32, top_p [1] fp32, seed [1] int64, stop_tokens [N] int64. Output per response: token_id [1] int64;
-the last response carries Triton's final flag. The model folder holds model.onnx, model.prefill.onnx,
+Inputs per request: the prompt as input_ids [P] int64, or as prompt [1] string (text, through the model's codec:
+its tokenizer.json, or bytes for a byte-level model); optional max_new_tokens [1] int32, temperature [1] fp32,
+top_k [1] int32, top_p [1] fp32, seed [1] int64, stop_tokens [N] int64. Outputs per response: token_id [1] int64
+and text [1] string (what the token completes, streamed as Session.codec's decoder gives it; empty without a
+codec); the last response carries Triton's final flag. The model folder holds model.onnx, model.prefill.onnx,
 model.decode.onnx and a manifest.json of its own in 1/, every path relative to the folder Triton gives."""
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mod_export.backends.onnxrt.generation_slots import SlotDecoder
-from mod_export.contract import INPUT_IDS, TOKEN_ID, TRITON_STEP_DELAY, VERSION
+from mod_export.contract import INPUT_IDS, PROMPT_TEXT, TEXT_PIECE, TOKEN_ID, TRITON_STEP_DELAY, VERSION
 from mod_export.errors import InputError, ModExportError
 from mod_export.generation.sampling import Sampling
 from mod_export.runtime import Session
@@ -87,6 +89,7 @@ class GenerationModel:
         delay_ms = int_parameter(config, TRITON_STEP_DELAY, 0, 0)
         self.session = Session(folder, backend="onnxruntime", threads=threads or None)
         stepper = self.session.generation_stepper()
+        _ = self.session.codec  # a tokenizer.json is loaded (and checked) now, not at the first text request
         self.context = min(context, self.session.max_context or context)
         self._published = None
         self.scheduler = Scheduler(
@@ -138,14 +141,7 @@ class GenerationModel:
     def job(self, request, sender) -> Job:
         """The request as a Job, checked: prompt ids in the vocabulary, prompt + max_new_tokens within the cache
         row, sampling parameters in range (InputError otherwise)."""
-        tensor = self.pb_utils.get_input_tensor_by_name(request, INPUT_IDS)
-        if tensor is None:
-            raise InputError(f"missing required input {INPUT_IDS}")
-        ids = tensor.as_numpy()
-        if ids.ndim == 2 and ids.shape[0] == 1:
-            ids = ids[0]
-        if ids.ndim != 1 or ids.size == 0:
-            raise InputError(f"{INPUT_IDS} must be one prompt [P] with P >= 1, got shape {list(ids.shape)}")
+        ids = self._prompt(request)
         self.session.check_inputs(ids.reshape(1, -1))  # int64, within the vocabulary
         options = {name: self._scalar(request, name) for name in OPTIONS}
         max_new = int(options.pop("max_new_tokens"))
@@ -162,10 +158,18 @@ class GenerationModel:
         stops = self.pb_utils.get_input_tensor_by_name(request, STOP_TOKENS)
         stop_tokens = tuple(int(t) for t in stops.as_numpy().reshape(-1)) if stops is not None else ()
         pb = self.pb_utils
+        text = self.session.codec.decoder() if self.session.codec is not None else None  # this request's stream
 
         def emit(token: int, index: int, final: bool) -> None:
-            response = pb.InferenceResponse(output_tensors=[pb.Tensor(TOKEN_ID, np.array([token], np.int64))])
-            sender.send(response, flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0)
+            piece = "" if text is None else text.feed([token]) + (text.flush() if final else "")
+            outputs = [
+                pb.Tensor(TOKEN_ID, np.array([token], np.int64)),
+                pb.Tensor(TEXT_PIECE, np.array([piece.encode("utf-8")], np.object_)),
+            ]
+            sender.send(
+                pb.InferenceResponse(output_tensors=outputs),
+                flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0,
+            )
 
         def cancelled() -> bool:
             check = getattr(sender, "is_cancelled", None) or getattr(request, "is_cancelled", None)
@@ -175,6 +179,32 @@ class GenerationModel:
             sender.send(self._error(reason, "CANCELLED"), flags=pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
         return Job([int(t) for t in ids], max_new, emit, sampling, stop_tokens, cancelled, on_cancel)
+
+    def _prompt(self, request) -> np.ndarray:
+        """The request's prompt ids [P]: input_ids, or the prompt text through the model's codec (one of the two)."""
+        tensor = self.pb_utils.get_input_tensor_by_name(request, INPUT_IDS)
+        text = self.pb_utils.get_input_tensor_by_name(request, PROMPT_TEXT)
+        if (tensor is None) == (text is None):
+            raise InputError(f"give the prompt as {INPUT_IDS} (token ids) or as {PROMPT_TEXT} (text), one of the two")
+        if text is not None:
+            value = text.as_numpy().reshape(-1)
+            if value.size != 1:
+                raise InputError(f"{PROMPT_TEXT} must hold one text, got shape {list(text.as_numpy().shape)}")
+            if self.session.codec is None:
+                raise InputError(
+                    f"this model's vocabulary has {self.session.vocab} tokens and no tokenizer.json: send {INPUT_IDS}"
+                )
+            raw = value[0] if isinstance(value[0], bytes) else str(value[0]).encode("utf-8")
+            ids = self.session.codec.encode(raw)
+            if not ids:
+                raise InputError(f"{PROMPT_TEXT} is empty: give at least one character")
+            return np.asarray(ids, np.int64)
+        ids = tensor.as_numpy()
+        if ids.ndim == 2 and ids.shape[0] == 1:
+            ids = ids[0]
+        if ids.ndim != 1 or ids.size == 0:
+            raise InputError(f"{INPUT_IDS} must be one prompt [P] with P >= 1, got shape {list(ids.shape)}")
+        return ids
 
     def _error(self, message: str, code: str = "INVALID_ARG"):
         pb = self.pb_utils

@@ -8,7 +8,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mod_export.contract import ATTENTION_MASK, INPUT_IDS, LOGITS, TOKEN_ID, TRITON_GENERATE_MODEL, TRITON_SCORE_MODEL
+from mod_export.contract import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    LOGITS,
+    PROMPT_TEXT,
+    TEXT_PIECE,
+    TOKEN_ID,
+    TRITON_GENERATE_MODEL,
+    TRITON_SCORE_MODEL,
+)
 
 
 def client(server):
@@ -54,6 +63,14 @@ def generate_inputs(prompt, max_new_tokens: int, **options) -> list:
     return inputs
 
 
+def text_inputs(prompt: str, max_new_tokens: int) -> list:
+    """The generation model's inputs with the prompt as text (prompt [1] string) instead of input_ids."""
+    return [
+        tensor(PROMPT_TEXT, np.array([prompt.encode("utf-8")], np.object_), "BYTES"),
+        tensor("max_new_tokens", np.array([max_new_tokens], np.int32)),
+    ]
+
+
 class Streamer:
     """One gRPC client with one open stream, for generation requests sent one after another (one per thread:
     tritonclient clients are not thread-safe)."""
@@ -74,9 +91,9 @@ class Streamer:
     def run(
         self, inputs: list, timeout: float = 60, cancel_after: int | None = None, model: str = TRITON_GENERATE_MODEL
     ) -> dict:
-        """One request: {"tokens", "error", "seconds" (per token, from the send)}. cancel_after=N: close the
+        """One request: {"tokens", "text" (the text piece of each), "error", "seconds" (per token, from the send)}. cancel_after=N: close the
         stream, cancelling the request, after N tokens (a client that goes away); a new stream is opened."""
-        out = {"tokens": [], "error": None, "seconds": []}
+        out = {"tokens": [], "text": [], "error": None, "seconds": []}
         start = time.perf_counter()
         self.conn.async_stream_infer(model, inputs, enable_empty_final_response=True)
         while True:
@@ -88,6 +105,7 @@ class Streamer:
             if token is not None:
                 out["tokens"].append(int(token[0]))
                 out["seconds"].append(time.perf_counter() - start)
+                out["text"].append(result.as_numpy(TEXT_PIECE)[0].decode("utf-8"))
             if cancel_after is not None and len(out["tokens"]) >= cancel_after:
                 self.cancel()
                 return out

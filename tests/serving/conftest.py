@@ -17,6 +17,7 @@ MAX_SEQ = 256  # the export's --seq-len maximum: the scoring model refuses longe
 MAX_BATCH = 16
 GEN_SLOTS, GEN_CONTEXT = 16, 96  # the generation model: 16 requests in flight, prompt + new tokens <= 96
 SLOW_MODEL = "mod_export_generate_slow"  # the same generation model, waiting SLOW_STEP_MS after each decode step
+TEXT_MODEL = "mod_export_generate_text"  # the generation model of a model with a tokenizer.json
 SLOW_STEP_MS = 50  # so a request of GEN_CONTEXT - 3 new tokens runs >= 4.6 s: a cancel always lands before its end
 
 
@@ -63,15 +64,37 @@ def slow_repository(triton_export, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(serving, triton_export, slow_repository, tmp_path_factory):
-    """A running tritonserver serving triton_export's repository and the slow generation model (the session's one
-    server)."""
+def text_repository(corpus, tmp_path_factory) -> Path:
+    """A third repository with TEXT_MODEL: the generation model of a Llama MoD model folder that brings its
+    tokenizer.json (tests/tokenizer_model.py), exported with --target triton."""
+    from mod_export.contract import TRITON_GENERATE_MODEL
+    from mod_export.pipeline import ExportJob, ExportOptions, run_export_job
+    from tests.tokenizer_model import model_folder, train_tokenizer
+
+    where = tmp_path_factory.mktemp("text-model")
+    folder = model_folder(where, train_tokenizer(corpus, where))
+    triton = TritonSettings(threads=1, slots=4, context=GEN_CONTEXT)
+    options = ExportOptions(validate=False, target="triton", triton=triton)
+    run_export_job(ExportJob(folder, where / "out", options))
+    repo = where / "model_repository"
+    shutil.copytree(where / "out" / "model_repository" / TRITON_GENERATE_MODEL, repo / TEXT_MODEL)
+    config = (repo / TEXT_MODEL / "config.pbtxt").read_text()
+    (repo / TEXT_MODEL / "config.pbtxt").write_text(
+        config.replace(f'name: "{TRITON_GENERATE_MODEL}"', f'name: "{TEXT_MODEL}"', 1)
+    )
+    return repo
+
+
+@pytest.fixture(scope="session")
+def server(serving, triton_export, slow_repository, text_repository, tmp_path_factory):
+    """A running tritonserver serving triton_export's repository, the slow generation model and the text model
+    (the session's one server)."""
     from mod_export.serving.bundled import BundledServer
 
     if serving.skip_reason:
         pytest.skip(f"the bundled tritonserver cannot run here: {serving.skip_reason}")
     log = tmp_path_factory.mktemp("tritonserver") / "server.log"
-    repositories = [triton_export / "model_repository", slow_repository]
+    repositories = [triton_export / "model_repository", slow_repository, text_repository]
     instance = BundledServer(repositories, serving.pytriton, serving.env, log=log)
     instance.start(timeout=120)
     try:

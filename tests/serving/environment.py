@@ -1,9 +1,9 @@
 """The serving side, built from this repository's own files and cached under build/serving/:
 
 - the mod-export-runtime wheel (deploy/runtime), rebuilt every session (seconds);
-- a torch-free virtual environment: `python -m venv`, then `pip install <that wheel> 'numpy<2'`, which pulls
-  exactly the runtime's dependencies (numpy < 2: the bundled Python backend returns empty outputs with numpy 2);
-  rebuilt when deploy/runtime/pyproject.toml or the Python changes, else only the wheel is reinstalled;
+- a torch-free virtual environment: `python -m venv`, then `pip install '<that wheel>[text]' 'numpy<2'`, which
+  pulls exactly the runtime's dependencies and its text extra (tokenizers; numpy < 2: the bundled Python backend
+  returns empty outputs with numpy 2); rebuilt when deploy/runtime/pyproject.toml or the Python changes, else only the wheel is reinstalled;
 - nvidia-pytriton 0.7.0 (tritonserver 2.51 with the Python backend), installed with `pip install --no-deps
   --target` so none of its client-side dependencies enter either environment.
 
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("MOD_EXPORT_SERVING_CACHE", ROOT / "build" / "serving"))
 PYTRITON = "nvidia-pytriton==0.7.0"
 SERVING_PINS = ("numpy<2",)
+RUNTIME_EXTRAS = "[text]"  # tokenizers: the generation model of an export with a tokenizer.json
 
 
 @dataclass
@@ -67,7 +68,7 @@ def runtime_wheel() -> Path:
 def _env_key(python: Path) -> str:
     digest = hashlib.sha256((ROOT / "deploy" / "runtime" / "pyproject.toml").read_bytes())
     version = subprocess.run([str(python), "-c", "import sys; print(sys.version)"], capture_output=True, text=True)
-    digest.update(f"{python}\n{version.stdout}\n{SERVING_PINS}".encode())
+    digest.update(f"{python}\n{version.stdout}\n{SERVING_PINS}\n{RUNTIME_EXTRAS}".encode())
     return digest.hexdigest()[:12]
 
 
@@ -93,7 +94,9 @@ def _serving_env() -> ServingEnv:
     venv_python = env / "bin" / "python"
     if not (env / ".complete").is_file():
         subprocess.run([str(python), "-m", "venv", "--clear", str(env)], check=True, capture_output=True)
-        _pip(venv_python, "install", str(wheel), *SERVING_PINS)  # the runtime's own dependencies, nothing else
+        _pip(
+            venv_python, "install", f"{wheel}[text]", *SERVING_PINS
+        )  # the runtime's own dependencies and its text extra
         (env / ".complete").write_text(_env_key(python))
     else:
         _pip(venv_python, "install", "--no-deps", "--force-reinstall", str(wheel))

@@ -9,8 +9,16 @@ import pytest
 
 from mod_export.contract import TRITON_GENERATE_MODEL
 from mod_export.runtime import Session
-from tests.serving.client import Streamer, generate_inputs, run_streams, settled, stream_tokens, tensor
-from tests.serving.conftest import GEN_CONTEXT, SLOW_MODEL
+from tests.serving.client import (
+    Streamer,
+    generate_inputs,
+    run_streams,
+    settled,
+    stream_tokens,
+    tensor,
+    text_inputs,
+)
+from tests.serving.conftest import GEN_CONTEXT, SLOW_MODEL, TEXT_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +89,35 @@ def test_a_cancel_that_arrives_after_the_end_counts_the_request_as_finished(serv
     assert now["finished"] == before["finished"] + 1 and now["cancelled"] == before["cancelled"], (before, now)
     assert now["busy_rows"] == 0 and now["waiting"] == 0, now
     assert stream_tokens(server, generate_inputs([1, 2], 3))["tokens"], "the model serves the next request"
+
+
+def test_text_in_and_out_through_the_byte_level_codec(server, local):
+    """The prompt as text and a text piece per token: the served tokens are Session.generate's for the encoded
+    prompt, and the pieces join into the codec's decode of them (a character split over bytes comes whole)."""
+    prompt = "def héllo(ϖ):"
+    result = stream_tokens(server, text_inputs(prompt, 24))
+    assert result["error"] is None, result["error"]
+    want = local.generate(local.codec.encode(prompt), max_new_tokens=24).tokens[0]
+    assert result["tokens"] == want
+    assert "".join(result["text"]) == local.codec.decode(want)
+
+
+def test_a_model_with_a_tokenizer_takes_and_returns_text(server, text_repository):
+    """The model folder's tokenizer.json travelled into the Triton repository: the text model encodes the prompt
+    with it and streams text decoded with it, equal to Session over the same model folder."""
+    prompt = "def héllo(wörld):"
+    result = stream_tokens(server, text_inputs(prompt, 12), model=TEXT_MODEL)
+    assert result["error"] is None, result["error"]
+    with Session(text_repository / TEXT_MODEL / "1", threads=1) as text_model:
+        ids = text_model.codec.encode(prompt)
+        want = text_model.generate(ids, max_new_tokens=12).tokens[0]
+        assert result["tokens"] == want
+        assert "".join(result["text"]) == text_model.codec.decode(want)
+    both = [*generate_inputs([1, 2], 4), *text_inputs("x", 4)[:1]]
+    refused = {  # (inputs, model, what the one error says)
+        "both prompts": (both, TEXT_MODEL, "one of the two"),
+        "no text at all": (text_inputs("", 4), TRITON_GENERATE_MODEL, "is empty"),  # the tokenizer adds a BOS
+    }
+    for kind, (inputs, model, fragment) in refused.items():
+        error = stream_tokens(server, inputs, model=model)["error"]
+        assert error is not None and fragment in error, (kind, error)

@@ -13,7 +13,7 @@ import numpy as np
 from mod_export.contract import TRITON_GENERATE_MODEL, TRITON_ONNX_MODEL, TRITON_SCORE_MODEL
 from mod_export.runtime import Session
 from tests.serving.client import client, score
-from tests.serving.conftest import MAX_BATCH, MAX_SEQ, SLOW_MODEL
+from tests.serving.conftest import MAX_BATCH, MAX_SEQ, SLOW_MODEL, TEXT_MODEL
 from tests.unit.test_trt_and_runtime import check_triton_config
 
 MISSING_BACKEND = "unable to find backend library"  # the wheel ships the Python backend only
@@ -99,8 +99,8 @@ def test_runtime_runs_without_torch(serving, exported, tmp_path):
 def test_every_loadable_model_is_ready(server, triton_export):
     index = {m["name"]: m for m in server.models()}
     exported = {TRITON_ONNX_MODEL, TRITON_SCORE_MODEL, TRITON_GENERATE_MODEL}  # no engine without TensorRT
-    assert set(index) == exported | {SLOW_MODEL}  # and the tests' slow copy of the generation model (conftest)
-    for name in (TRITON_SCORE_MODEL, TRITON_GENERATE_MODEL, SLOW_MODEL):  # the Python-backend models load here
+    assert set(index) == exported | {SLOW_MODEL, TEXT_MODEL}  # and the tests' two generation models (conftest)
+    for name in (TRITON_SCORE_MODEL, TRITON_GENERATE_MODEL, SLOW_MODEL, TEXT_MODEL):  # Python-backend models load
         assert index[name]["state"] == "READY" and server.model_ready(name), index[name]
     for model in index.values():  # anything not READY is so only for a backend the wheel does not ship
         assert model["state"] == "READY" or MISSING_BACKEND in model.get("reason", ""), model

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -193,7 +194,11 @@ def test_two_exports_into_one_directory_at_once(trained, tmp_path):
     while not lock.exists() and first.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert lock.exists(), "the first run takes its lock at the start"
-    second = subprocess.run(cmd, capture_output=True, text=True)
+    os.kill(first.pid, signal.SIGSTOP)  # the first run holds its lock until the second has tried, however fast it is
+    try:
+        second = subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     assert first.wait(timeout=600) == 0, first.stderr.read()
     assert second.returncode == 1 and "another mod-export run is writing" in second.stderr
     assert sorted(p.name for p in out.iterdir()) == EXPORT_FILES

@@ -477,7 +477,7 @@ def test_generation_model_streams_checks_and_cancels(repository):
         bad = {
             "token ids in [0, 256)": FakeRequest(input_ids=np.array([1, 300], np.int64)),
             "exceeds this model's context of 64": FakeRequest(input_ids=np.arange(60), max_new_tokens=np.array([8])),
-            "missing required input input_ids": FakeRequest(max_new_tokens=np.array([3], np.int32)),
+            "give the prompt as input_ids": FakeRequest(max_new_tokens=np.array([3], np.int32)),
             "top_k must be an integer >= 0": FakeRequest(
                 input_ids=np.array([1], np.int64), max_new_tokens=np.array([3], np.int32), top_k=np.array([-1])
             ),

@@ -18,50 +18,20 @@ from mod_export.errors import InputError, IntegrityError
 from mod_export.generation.tokenizer import TokenizerCodec
 from mod_export.runtime import Session
 from tests.helpers import assert_one_line_error, run_cli
+from tests.tokenizer_model import MODEL_VOCAB, VOCAB, model_folder, train_tokenizer
 
-VOCAB = 384  # the tokenizer's size; the model's embedding has a few rows more, as padded vocabularies do
-MODEL_VOCAB = 400
 TEXT = "def héllo(wörld):  # ϖ → ∑ 🙂\n    return wörld"
 
 
 @pytest.fixture(scope="module")
 def tokenizer_path(corpus, tmp_path_factory) -> Path:
-    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    text = bytes(corpus.train[:300_000]).decode("utf-8", errors="replace")
-    tok.train_from_iterator(text.splitlines(), trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
-    path = tmp_path_factory.mktemp("tokenizer") / TOKENIZER_FILE
-    tok.save(str(path))
-    return path
-
-
-def _folder(where: Path, tokenizer: Path | None, vocab: int = MODEL_VOCAB) -> Path:
-    import torch
-
-    from mod_export.models.config import MoDConfig
-    from mod_export.models.model import MoDTransformer
-    from mod_export.models.safetensors_folder import save_folder
-
-    torch.manual_seed(0)
-    cfg = MoDConfig(vocab_size=vocab, d_model=32, n_heads=4, n_layers=3, d_mlp=64, capacity="1/4")
-    cfg = cfg.replace(arch="llama", n_kv_heads=2, tie_embeddings=True)
-    folder = save_folder(MoDTransformer(cfg).eval(), where / "model")
-    if tokenizer is not None:
-        shutil.copyfile(tokenizer, folder / TOKENIZER_FILE)
-    return folder
+    return train_tokenizer(corpus, tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture(scope="module")
 def exported(tokenizer_path, tmp_path_factory) -> Path:
     where = tmp_path_factory.mktemp("tokenizer-export")
-    proc = run_cli(_folder(where, tokenizer_path), "--target", "onnx", "--out", where / "out")
+    proc = run_cli(model_folder(where, tokenizer_path), "--target", "onnx", "--out", where / "out")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return where / "out"
 
@@ -119,7 +89,7 @@ def test_streamed_text_is_the_whole_decode(tokenizer_path, ids):
     ],
 )
 def test_a_bad_tokenizer_is_one_line_before_any_work(tokenizer_path, tmp_path, change, needle):
-    folder = _folder(tmp_path, tokenizer_path, vocab=300 if change == "too many ids" else MODEL_VOCAB)
+    folder = model_folder(tmp_path, tokenizer_path, vocab=300 if change == "too many ids" else MODEL_VOCAB)
     if change == "garbage":
         (folder / TOKENIZER_FILE).write_text("{not json")
     proc = run_cli(folder, "--target", "onnx", "--out", tmp_path / "out")
