@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import hashlib
 import json
@@ -76,13 +77,14 @@ def check_cache_folder(folder: str | os.PathLike, out_dir: str | os.PathLike | N
     (the cache only ever adds to a new or empty folder, or to one it tagged), or a place inside the output."""
     folder = output.absolute(folder)
     if folder.exists() and not folder.is_dir():
-        raise OutputDirError(f"--trace-cache {folder} is a file, not a folder")
+        raise OutputDirError(f"the trace cache {folder} (--trace-cache or ${ENV_VAR}) is a file, not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / CACHE_TAG).is_file():
         raise OutputDirError(
-            f"--trace-cache {folder} holds other files and no {CACHE_TAG}: give a new or empty folder, or a cache"
+            f"the trace cache {folder} (--trace-cache or ${ENV_VAR}) holds other files and no {CACHE_TAG}: "
+            "give a new or empty folder, or a cache"
         )
     if out_dir is not None and output.within(folder, output.absolute(out_dir)):
-        raise OutputDirError(f"--trace-cache {folder} is inside the output folder, which an export replaces")
+        raise OutputDirError(f"the trace cache {folder} is inside the output folder, which an export replaces")
     return folder
 
 
@@ -141,8 +143,8 @@ def _weightless(model: ir.Model, tensors: dict[str, torch.Tensor]) -> onnx.Model
     """The traced graph with each initializer that is one of the module's tensors replaced by a reference to it
     (location MODULE_TENSOR, no bytes); the trace's own constants stay. Consumes `model`."""
     for name, value in model.graph.initializers.items():
-        held = value.const_value
-        if name in tensors and held is not None:
+        held, tensor = value.const_value, tensors.get(name)
+        if tensor is not None and held is not None and _fits(tensor, held):  # else the trace's own constant
             value.const_value = ir.ExternalTensor(
                 MODULE_TENSOR, offset=0, length=0, dtype=held.dtype, shape=held.shape, name=name
             )
@@ -158,10 +160,18 @@ def _bound(weightless: onnx.ModelProto, tensors: dict[str, torch.Tensor]) -> ir.
         if not (isinstance(held, ir.ExternalTensor) and held.location == MODULE_TENSOR):
             continue
         tensor = tensors.get(name)
-        if tensor is None or from_torch_dtype(tensor.dtype) != held.dtype or tuple(tensor.shape) != tuple(held.shape):
+        if tensor is None or not _fits(tensor, held):
             raise ValueError(f"initializer {name!r} matches no tensor of the module")
         value.const_value = TorchTensor(tensor, name=name)
     return model
+
+
+def _fits(tensor: torch.Tensor, held) -> bool:
+    try:
+        dtype = from_torch_dtype(tensor.dtype)
+    except (TypeError, KeyError, ValueError):  # a dtype ONNX has no name for (complex): torch changed it
+        return False
+    return dtype == held.dtype and tuple(tensor.shape) == tuple(held.shape)
 
 
 def _reused(entry: Path, tensors: dict[str, torch.Tensor]) -> ir.Model | None:
@@ -173,6 +183,8 @@ def _reused(entry: Path, tensors: dict[str, torch.Tensor]) -> ir.Model | None:
         model = _bound(onnx.load(str(entry / GRAPH_FILE), load_external_data=False), tensors)
     except Exception as exc:  # noqa: BLE001 - a damaged entry (any reason) costs a trace, nothing more
         log.warning("trace cache: entry %s is unreadable (%s); tracing again", entry, exc)
+        with contextlib.suppress(OSError):
+            output.remove_tree(entry)  # the new trace takes its place
         return None
     log.info("trace cache: reused %s", entry)
     return model
@@ -199,41 +211,99 @@ def _keep(weightless: onnx.ModelProto, entry: Path) -> None:
 
 
 def trace_key(module: nn.Module, args: tuple, settings: dict) -> str | None:
-    """A digest of everything the trace depends on; None for a module holding classes from outside this
-    package and torch.nn (their code is not part of the key). Weights enter by name, dtype and shape only:
-    torch.export traces with fake tensors, so no weight value can shape the graph."""
+    """A digest of everything the trace depends on; None for a module the key cannot describe: a class from
+    outside this package and torch.nn (its code is not in the key), a forward hook, or an attribute that is not a
+    plain value, a config, a tensor or one of this package's functions. Weights enter by name, dtype and shape
+    only: torch.export traces with fake tensors, so no weight value can shape the graph."""
     if not isinstance(module, nn.Module):  # a .pt2 program: its code is not ours to fingerprint
         return None
     classes = {type(m) for m in module.modules()}
     if not all(c.__module__.startswith(_CACHEABLE_MODULES) for c in classes):
         return None
+    try:
+        structure = _structure(module)
+    except _Unkeyable as exc:
+        log.info("trace cache: not used for this module (%s)", exc)
+        return None
     digest = hashlib.sha256()
-    digest.update(_code_fingerprint().encode())
-    digest.update(json.dumps(settings, sort_keys=True, default=repr).encode())
-    digest.update(json.dumps(_structure(module), sort_keys=True, default=repr).encode())
+    for part in (_code_fingerprint(), _global_settings(), json.dumps(settings, sort_keys=True, default=repr)):
+        _add_text(digest, part)
+    _add_text(digest, json.dumps(structure, sort_keys=True))
     for name, tensor in _module_tensors(module).items():
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        _add_text(digest, f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:{tensor.device.type}")
     for name, sub in module.named_modules():  # a plain tensor attribute becomes a constant of the graph
         for attr, value in sorted(vars(sub).items()):
             if isinstance(value, torch.Tensor):
                 _add_tensor(digest, f"{name}.{attr}", value)
     for i, value in enumerate(_flat(args)):
-        _add_tensor(digest, f"arg{i}", value) if isinstance(value, torch.Tensor) else digest.update(
-            repr(value).encode()
-        )
+        _add_tensor(digest, f"arg{i}", value) if isinstance(value, torch.Tensor) else _add_text(digest, repr(value))
     return digest.hexdigest()
 
 
+class _Unkeyable(Exception):
+    """Something the trace may depend on that the key cannot describe."""
+
+
 def _structure(module: nn.Module) -> list:
-    """Each submodule's class and plain attributes (capacity, flags, sizes), and any config it carries."""
+    """Each submodule's class and attributes (capacity, flags, sizes, shapes, config, the routing functions it
+    calls), and which parameter and buffer names are one tensor (tied weights)."""
+    if _global_hooks():
+        raise _Unkeyable("a global forward hook is registered")
     described = []
     for name, sub in module.named_modules():
-        plain = {k: v for k, v in vars(sub).items() if not k.startswith("_") and isinstance(v, _PLAIN)}
-        config = getattr(sub, "config", None)
-        described.append(
-            [name, type(sub).__qualname__, plain, config.to_dict() if hasattr(config, "to_dict") else None]
-        )
-    return described
+        if sub._forward_hooks or sub._forward_pre_hooks:
+            raise _Unkeyable(f"submodule {name or type(sub).__name__!r} has a forward hook")
+        attributes = {
+            k: _describe(v)
+            for k, v in sorted(vars(sub).items())
+            if not k.startswith("_") and not isinstance(v, (torch.Tensor, nn.Module))
+        }
+        described.append([name, type(sub).__qualname__, attributes])
+    distinct = [n for n, _ in module.named_parameters()] + [n for n, _ in module.named_buffers()]
+    return [described, distinct]  # names listed once per tensor: an untied copy differs from a tied one
+
+
+def _describe(value):
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (tuple, list)):
+        return [type(value).__name__, [_describe(v) for v in value]]
+    if isinstance(value, (set, frozenset)):
+        return ["set", sorted(json.dumps(_describe(v), sort_keys=True) for v in value)]
+    if isinstance(value, torch.dtype):
+        return ["dtype", str(value)]
+    if hasattr(value, "to_dict") and type(value).__module__.startswith("mod_export."):
+        return [type(value).__qualname__, value.to_dict()]
+    if (
+        dataclasses.is_dataclass(value)
+        and not isinstance(value, type)
+        and type(value).__module__.startswith("mod_export.")
+    ):
+        return [
+            type(value).__qualname__,
+            {f.name: _describe(getattr(value, f.name)) for f in dataclasses.fields(value)},
+        ]
+    if type(value).__name__ == "CustomOpDef" and repr(value).startswith("<CustomOpDef(mod_export::"):
+        return ["custom_op", repr(value)]  # one of this package's torch custom ops (models/torch_ops.py)
+    if callable(value) and getattr(value, "__module__", "").startswith(_CACHEABLE_MODULES):
+        return ["function", value.__module__, getattr(value, "__qualname__", repr(value))]
+    raise _Unkeyable(f"an attribute of type {type(value).__name__}")
+
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as torch_module  # noqa: PLC0415 - torch's registry of global hooks
+
+    return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks)
+
+
+def _global_settings() -> str:
+    """Process-wide settings a trace reads: the default dtype, and draft export (which traces real values)."""
+    return json.dumps([str(torch.get_default_dtype()), os.environ.get("TORCH_ONNX_ENABLE_DRAFT_EXPORT", "")])
+
+
+def _add_text(digest, text: str) -> None:
+    data = text.encode()
+    digest.update(len(data).to_bytes(8, "little") + data)  # length-prefixed: no two sequences digest alike
 
 
 def _add_tensor(digest, name: str, tensor: torch.Tensor) -> None:
@@ -255,6 +325,6 @@ def _code_fingerprint() -> str:
     for path in sorted(_PACKAGE.rglob("*.py")):
         digest.update(str(path.relative_to(_PACKAGE)).encode())
         digest.update(path.read_bytes())
-    for version in (torch.__version__, onnx.__version__, onnxscript.__version__):
+    for version in (torch.__version__, onnx.__version__, onnxscript.__version__, ir.__version__):
         digest.update(version.encode())
     return digest.hexdigest()

@@ -82,8 +82,9 @@ def run_export_job(job: ExportJob) -> dict:
     artifacts). One run at a time per output directory; nothing half-written survives a failure."""
     check_opset(job.options.opset)  # cheap checks first, before any slow work
     check_output_dir(job.out_dir, job.options.force, job.inputs)
-    if job.options.trace_cache is not None:
-        trace_cache.check_cache_folder(job.options.trace_cache, job.out_dir)
+    cache = trace_cache.cache_folder(job.options.trace_cache)  # --trace-cache, else $MOD_EXPORT_TRACE_CACHE
+    if cache is not None:
+        trace_cache.check_cache_folder(cache, job.out_dir)
     with OutputLock(job.out_dir), _work_store(job.out_dir) as store, trace_cache.using(job.options.trace_cache):
         exported = _export_and_validate(job, store)
         missing = _write(job, exported)

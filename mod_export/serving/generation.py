@@ -8,8 +8,8 @@ and a send that fails). Responses go out from sender threads while the next deco
 Inputs per request: the prompt as input_ids [P] int64, or as prompt [1] string (text, through the model's codec:
 its tokenizer.json, or bytes for a byte-level model); optional max_new_tokens [1] int32, temperature [1] fp32,
 top_k [1] int32, top_p [1] fp32, seed [1] int64, stop_tokens [N] int64. Outputs per response: token_id [1] int64
-and text [1] string (what the token completes, streamed as Session.codec's decoder gives it; empty without a
-codec); the last response carries Triton's final flag. The model folder holds model.onnx, model.prefill.onnx,
+and text [1] string (what the token completes after the prompt, streamed as Session.codec's decoder gives it;
+empty without a codec); the last response carries Triton's final flag. The model folder holds model.onnx, model.prefill.onnx,
 model.decode.onnx and a manifest.json of its own in 1/, every path relative to the folder Triton gives."""
 
 from __future__ import annotations
@@ -159,6 +159,8 @@ class GenerationModel:
         stop_tokens = tuple(int(t) for t in stops.as_numpy().reshape(-1)) if stops is not None else ()
         pb = self.pb_utils
         text = self.session.codec.decoder() if self.session.codec is not None else None  # this request's stream
+        if text is not None:
+            text.feed(ids)  # the prompt is context, not output: a first word's space, a character split across it
 
         def emit(token: int, index: int, final: bool) -> None:
             piece = "" if text is None else text.feed([token]) + (text.flush() if final else "")

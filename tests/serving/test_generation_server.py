@@ -93,13 +93,16 @@ def test_a_cancel_that_arrives_after_the_end_counts_the_request_as_finished(serv
 
 def test_text_in_and_out_through_the_byte_level_codec(server, local):
     """The prompt as text and a text piece per token: the served tokens are Session.generate's for the encoded
-    prompt, and the pieces join into the codec's decode of them (a character split over bytes comes whole)."""
+    prompt, and the pieces join into the text the codec decodes after the prompt (a character split over bytes
+    comes whole)."""
     prompt = "def héllo(ϖ):"
     result = stream_tokens(server, text_inputs(prompt, 24))
     assert result["error"] is None, result["error"]
-    want = local.generate(local.codec.encode(prompt), max_new_tokens=24).tokens[0]
+    ids = local.codec.encode(prompt)
+    want = local.generate(ids, max_new_tokens=24).tokens[0]
     assert result["tokens"] == want
-    assert "".join(result["text"]) == local.codec.decode(want)
+    whole, head = local.codec.decode(ids + want), local.codec.decode(ids)
+    assert whole.startswith(head) and "".join(result["text"]) == whole[len(head) :]  # the text after the prompt
 
 
 def test_a_model_with_a_tokenizer_takes_and_returns_text(server, text_repository):
@@ -112,7 +115,8 @@ def test_a_model_with_a_tokenizer_takes_and_returns_text(server, text_repository
         ids = text_model.codec.encode(prompt)
         want = text_model.generate(ids, max_new_tokens=12).tokens[0]
         assert result["tokens"] == want
-        assert "".join(result["text"]) == text_model.codec.decode(want)
+        whole, head = text_model.codec.decode(ids + want), text_model.codec.decode(ids)
+        assert whole.startswith(head) and "".join(result["text"]) == whole[len(head) :]
     both = [*generate_inputs([1, 2], 4), *text_inputs("x", 4)[:1]]
     refused = {  # (inputs, model, what the one error says)
         "both prompts": (both, TEXT_MODEL, "one of the two"),

@@ -504,7 +504,7 @@ def test_generation_model_streams_checks_and_cancels(repository):
 
 
 STRAGGLER = (
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
 )
 
 
@@ -519,7 +519,7 @@ def test_stopping_the_server_kills_what_outlived_it_in_its_session():
         [
             sys.executable,
             "-c",
-            f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {STRAGGLER!r}]); time.sleep(600)",
+            f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {STRAGGLER!r}]); time.sleep(120)",
         ],
         start_new_session=True,
         stdout=subprocess.PIPE,  # the straggler inherits it and says when its SIGTERM handler is set

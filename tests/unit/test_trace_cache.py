@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 
 import onnx
 import pytest
@@ -107,8 +108,28 @@ def test_anything_the_trace_depends_on_changes_the_key():
         "a tensor attribute": trace_key(with_constant, _inputs(), SETTINGS),
         "its value": trace_key(other_constant, _inputs(), SETTINGS),
     }
+    tied = _model(tie_embeddings=True)
+    untied = copy.deepcopy(tied)
+    untied.lm_head.weight = nn.Parameter(untied.embed.weight.detach().clone())  # the same tensors, not one
+    others["tied weights"] = trace_key(tied, _inputs(), SETTINGS)
+    others["untied weights"] = trace_key(untied, _inputs(), SETTINGS)
+    wider_norm = copy.deepcopy(model)
+    wider_norm.ln_f.normalized_shape = (32, 1)  # a tuple attribute
+    others["a tuple attribute"] = trace_key(wider_norm, _inputs(), SETTINGS)
     assert key not in others.values(), [what for what, other in others.items() if other == key]
     assert len(set(others.values())) == len(others)
+
+
+def test_a_module_the_key_cannot_describe_is_never_cached():
+    """A forward hook, or an attribute the key has no description for, can change the trace without changing
+    anything the key holds: such a module is traced every time."""
+    model = _model()
+    handle = model.blocks[0].register_forward_hook(lambda module, args, result: result)
+    assert trace_key(model, _inputs(), SETTINGS) is None
+    handle.remove()
+    assert trace_key(model, _inputs(), SETTINGS) is not None
+    model.blocks[0].scale_fn = torch.sigmoid  # torch's function, not this package's: its code is not in the key
+    assert trace_key(model, _inputs(), SETTINGS) is None
 
 
 class UsersBlock(nn.Module):  # a class from outside mod_export: its code is not part of any key
@@ -140,6 +161,7 @@ def test_a_damaged_entry_is_traced_again(tmp_path, traces, caplog):
         with caplog.at_level(logging.WARNING, logger="mod_export.exporter.trace_cache"):
             again = _digests(export_forms(model))
         assert len(traces) == 2 and again == good and "unreadable" in caplog.text
+        assert _digests(export_forms(model)) == good and len(traces) == 2  # the new trace replaced the entry
         caplog.clear()
         wider_good = _digests(export_forms(wider))
         wider_entry = next(p for p in cache.glob(f"*/*/{GRAPH_FILE}") if p != entry)
@@ -174,9 +196,13 @@ def test_the_cli_refuses_a_users_folder_as_the_cache_before_any_work(tmp_path):
     users.mkdir()
     (users / "thesis.tex").write_text("mine")
     out = tmp_path / "out"
-    proc = run_cli(str(tmp_path / "m.pt"), "--target", "onnx", "--out", str(out), "--trace-cache", str(users))
-    assert proc.returncode != 0
-    assert proc.stderr.strip().count("\n") == 0 and "holds other files" in proc.stderr, proc.stderr
+    by_flag = run_cli(str(tmp_path / "m.pt"), "--target", "onnx", "--out", str(out), "--trace-cache", str(users))
+    by_env = run_cli(
+        str(tmp_path / "m.pt"), "--target", "onnx", "--out", str(out), env={**os.environ, ENV_VAR: str(users)}
+    )
+    for proc in (by_flag, by_env):
+        assert proc.returncode != 0
+        assert proc.stderr.strip().count("\n") == 0 and "holds other files" in proc.stderr, proc.stderr
     assert not out.exists() and sorted(p.name for p in users.iterdir()) == ["thesis.tex"]
 
 
