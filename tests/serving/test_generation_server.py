@@ -27,14 +27,16 @@ def local(triton_export):
 
 
 def test_greedy_and_sampled_streams_equal_session_generate_in_flight(server, local):
+    """On the slow model (SLOW_STEP_MS per decode step, the same graphs as `local`): six clients' requests are
+    running at once by construction, whatever the host's speed, so they must share decode steps."""
     rng = np.random.default_rng(23)
     prompts = [[int(t) for t in rng.integers(0, 256, int(n))] for n in rng.integers(1, 30, 12)]
     new = [int(n) for n in rng.integers(8, 48, 12)]
     sampled = {i: {"temperature": 0.8, "top_k": 50, "seed": 100 + i} for i in range(0, 12, 3)}
     jobs = [generate_inputs(p, n, **sampled.get(i, {})) for i, (p, n) in enumerate(zip(prompts, new))]
-    before = settled(server)
-    results = run_streams(server, jobs, concurrency=6)
-    after = settled(server, before, ended=len(jobs))
+    before = settled(server, model=SLOW_MODEL)
+    results = run_streams(server, jobs, concurrency=6, model=SLOW_MODEL)
+    after = settled(server, before, ended=len(jobs), model=SLOW_MODEL)
     for i, (prompt, n, result) in enumerate(zip(prompts, new, results)):
         assert result["error"] is None, (i, result["error"])
         want = local.generate(prompt, max_new_tokens=n, **sampled.get(i, {})).tokens[0]
