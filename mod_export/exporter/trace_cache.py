@@ -201,7 +201,7 @@ def _keep(weightless: onnx.ModelProto, entry: Path) -> None:
         output.make_dirs(entry.parent)
         staging = output.temporary_sibling(entry, directory=True)
         try:
-            output.write_bytes(staging / GRAPH_FILE, weightless.SerializeToString())
+            output.write_with(staging / GRAPH_FILE, lambda path: onnx.save_model(weightless, str(path)))
             if not output.publish_dir(staging, entry):
                 log.info("trace cache: %s was written by another run first", entry)
         finally:

@@ -14,7 +14,7 @@ import codecs
 from collections.abc import Iterable
 from pathlib import Path
 
-from mod_export.errors import InputError, IntegrityError
+from mod_export.errors import InputError, IntegrityError, ModExportError
 from mod_export.generation.tokenizer import TokenizerCodec, check_fits
 from mod_export.integrity import verify_files
 
@@ -63,13 +63,15 @@ class ByteCodec:
         return decoder.feed(tokens) + decoder.flush()
 
 
-def codec_for(vocab: int | None, tokenizer: Path | None = None) -> ByteCodec | TokenizerCodec | None:
-    """The text codec of a model with this vocabulary: its tokenizer's when it has one (a checked tokenizer.json
-    of an export), else a byte-level model's, else None (token ids only). A tokenizer that is unreadable, or
-    has more ids than the model, is an IntegrityError."""
+def codec_for(
+    vocab: int | None, tokenizer: Path | None = None, error: type[ModExportError] = IntegrityError
+) -> ByteCodec | TokenizerCodec | None:
+    """The text codec of a model with this vocabulary: its tokenizer's when it has one, else a byte-level
+    model's, else None (token ids only). A tokenizer that is unreadable, or has more ids than the model, is
+    `error` (an export's file: IntegrityError; a model folder's, at export: CheckpointError)."""
     if tokenizer is not None:
-        codec = TokenizerCodec(tokenizer, IntegrityError)
-        check_fits(codec.vocab, vocab, tokenizer, IntegrityError)
+        codec = TokenizerCodec(tokenizer, error)
+        check_fits(codec.vocab, vocab, tokenizer, error)
         return codec
     return ByteCodec() if vocab == BYTE_VOCAB else None
 

@@ -30,7 +30,7 @@ from mod_export.exporter.artifacts import ArtifactDir, OutputLock, check_output_
 from mod_export.exporter.manifest import build_manifest
 from mod_export.exporter.onnx_export import ExportedForms, check_model, check_opset, export_forms
 from mod_export.exporter.triton import write_repository
-from mod_export.generation.tokenizer import TokenizerCodec, check_fits
+from mod_export.generation.text import codec_for
 from mod_export.graph.weights import WeightStore
 from mod_export.models.memory import check_export_memory
 from mod_export.models.sources import LoadedModel, load_source
@@ -111,8 +111,7 @@ def _export_and_validate(job: ExportJob, store: WeightStore) -> Exported:
     calibration = load_calibration(options.precision_options())  # checked before the slow work
     src = job.source if job.source is not None else load_source(job.model_path, unsafe=options.unsafe_load)
     if src.tokenizer is not None:  # a folder's tokenizer.json: readable, and made for this vocabulary
-        tokenizer = TokenizerCodec(src.tokenizer, CheckpointError)
-        check_fits(tokenizer.vocab, src.vocab_size(), src.tokenizer, CheckpointError)
+        codec_for(src.vocab_size(), src.tokenizer, CheckpointError)
     if options.memory_check:  # before the slow work: exit 4 rather than the kernel's OOM killer mid-export
         check_export_memory(src.parameter_count(), options.validate, src.source)
     logger.info("exporting %s (opset %d) ...", src.source, options.opset)
