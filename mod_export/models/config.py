@@ -131,6 +131,12 @@ class MoDConfig:
         return self.routed_layers
 
     @property
+    def routed_count(self) -> int:
+        """len(self.routed) without building the tuple: a config with n_layers=2**31 is refused by the memory check,
+        which calls this, instead of allocating a 2**30-element tuple (about 40 GB) first."""
+        return len(range(1, self.n_layers, 2)) if self.routed_layers is None else len(self.routed_layers)
+
+    @property
     def kv_heads(self) -> int:
         return self.n_kv_heads or self.n_heads
 
@@ -148,7 +154,7 @@ class MoDConfig:
         routed = D + 1 + ((D * H + H) + (H + 1) if self.causal_predictor else 0)  # router (+ predictor)
         final_norm = D if self.arch == "llama" else 2 * D
         head = 0 if self.tie_embeddings else D * V
-        return V * D + self.n_layers * self.block_parameters() + len(self.routed) * routed + final_norm + head
+        return V * D + self.n_layers * self.block_parameters() + self.routed_count * routed + final_norm + head
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
