@@ -147,6 +147,18 @@ def externalize(proto: onnx.ModelProto, store: WeightStore) -> onnx.ModelProto:
     return proto
 
 
+def external_refs(proto: onnx.ModelProto) -> Iterator[tuple[TensorProto, Path, int, int]]:
+    """(tensor, data file, offset, length) for each external tensor of `proto` (control-flow subgraphs included),
+    whose data file is in the proto's weights folder."""
+    folder = weights_dir(proto)
+    if folder is None:
+        return
+    for tensor in _initializers(proto):
+        if uses_external_data(tensor):
+            info = {e.key: e.value for e in tensor.external_data}
+            yield tensor, Path(folder) / info["location"], int(info.get("offset", 0)), int(info["length"])
+
+
 def _external_ranges(proto: onnx.ModelProto, located: onnx.ModelProto) -> Iterator[tuple[TensorProto, IO, int]]:
     """(tensor, data file positioned at its bytes, length) for each external tensor of `proto`, whose data file
     is in the weights folder of `located`."""

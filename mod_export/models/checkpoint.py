@@ -1,4 +1,5 @@
-"""Safe checkpoints (docs/design.md (artifacts)): {"format": "mod_export/1", "config", "state_dict", "metrics"}.
+"""Safe checkpoints (docs/design.md (artifacts)): {"format": "mod_export/1", "config", "state_dict", "metrics"}, and
+"tokenizer" (a tokenizer.json's text) when the model came from a folder that had one (`mod-export convert`).
 
 Loading never executes pickled code: torch.load(weights_only=True) unless the caller passes unsafe=True.
 Every problem is reported as one CheckpointError with a one-line message.
@@ -34,15 +35,20 @@ def tensors_sha256(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_payload(model: MoDTransformer, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+def checkpoint_payload(
+    model: MoDTransformer, metrics: dict[str, Any] | None = None, tokenizer: str | None = None
+) -> dict[str, Any]:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return {
+    payload = {
         "format": FORMAT_TAG,
         "config": model.config.to_dict(),
         "state_dict": state,
         "content_sha256": tensors_sha256(state),
         "metrics": metrics or {},
     }
+    if tokenizer is not None:
+        payload["tokenizer"] = tokenizer
+    return payload
 
 
 def save_checkpoint(
@@ -50,11 +56,12 @@ def save_checkpoint(
     path: str | os.PathLike | Target,
     metrics: dict[str, Any] | None = None,
     force: bool = True,
+    tokenizer: str | None = None,
 ) -> Path:
     """Write atomically through mod_export.output (a temporary sibling, fsync, rename). An existing file at `path`
     is replaced only when it is a mod_export/1 checkpoint (never with force=False). `path` may be a Target the
     caller already holds (the CLI locks it before training)."""
-    payload = checkpoint_payload(model, metrics)
+    payload = checkpoint_payload(model, metrics, tokenizer)  # tokenizer: a tokenizer.json's text
     if isinstance(path, Target):
         path.write_with(lambda tmp: torch.save(payload, tmp))
         return path.given
@@ -98,6 +105,8 @@ def read_checkpoint(path: str | os.PathLike, unsafe: bool = False) -> dict[str, 
             raise CheckpointError(f"{path}: missing top-level key {key!r}")
     if not isinstance(payload["state_dict"], dict):
         raise CheckpointError(f"{path}: 'state_dict' must be a dict of tensors")
+    if not isinstance(payload.get("tokenizer", ""), str):
+        raise CheckpointError(f"{path}: 'tokenizer' must be the text of a tokenizer.json")
     return payload
 
 

@@ -22,6 +22,7 @@ from mod_export.contract import (
     MODEL_INDEX_FILE,
     MODEL_TYPE,
     MODEL_WEIGHTS_FILE,
+    TOKENIZER_FILE,
 )
 from mod_export.errors import CheckpointError, ConfigError
 from mod_export.models.checkpoint import model_from_payload
@@ -61,7 +62,9 @@ def _shards(state: dict[str, torch.Tensor], max_shard_bytes: int | None) -> list
     return shards
 
 
-def _write_folder(model: MoDTransformer, stage: StagedDir, max_shard_bytes: int | None) -> None:
+def _write_folder(model: MoDTransformer, stage: StagedDir, max_shard_bytes: int | None, tokenizer: str | None) -> None:
+    if tokenizer is not None:
+        stage.put_text(TOKENIZER_FILE, tokenizer)
     state = _stored_state(model)
     shards = _shards(state, max_shard_bytes)
     config = {"model_type": MODEL_TYPE, "format": CHECKPOINT_FORMAT, **model.config.to_dict()}
@@ -85,16 +88,17 @@ def save_folder(
     folder: str | os.PathLike | Target,
     max_shard_bytes: int | None = None,
     force: bool = True,
+    tokenizer: str | None = None,
 ) -> Path:
     """Write config.json + model.safetensors (sharded above max_shard_bytes) as one folder, atomically, through
     mod_export.output: an existing folder is replaced only when it is a model folder mod-export wrote (never with
     force=False). `folder` may be a Target the caller already holds."""
     if isinstance(folder, Target):
         with folder.staged() as stage:
-            _write_folder(model, stage, max_shard_bytes)
+            _write_folder(model, stage, max_shard_bytes, tokenizer)
         return folder.given
     with Target(folder, kinds.MODEL_FOLDER, force=force) as target, target.staged() as stage:
-        _write_folder(model, stage, max_shard_bytes)
+        _write_folder(model, stage, max_shard_bytes, tokenizer)
     return Path(folder)
 
 

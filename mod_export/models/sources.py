@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from mod_export import output
 from mod_export.contract import TOKENIZER_FILE
 from mod_export.errors import CheckpointError, UsageError
 from mod_export.models import torch_ops
 from mod_export.models.capture import RoutingCapture
-from mod_export.models.checkpoint import load_checkpoint
+from mod_export.models.checkpoint import model_from_payload, read_checkpoint
 from mod_export.models.model import MoDTransformer, RoutedBlock
 from mod_export.models.safetensors_folder import is_model_folder, load_folder
 
@@ -171,7 +172,16 @@ def load_source(path: str | os.PathLike, unsafe: bool = False) -> LoadedModel:
         if not path.is_file():
             raise CheckpointError(f"archive not found: {path}")
         return load_archive(path, unsafe)
-    return LoadedModel(load_checkpoint(path, unsafe=unsafe), str(path), "checkpoint")
+    payload = read_checkpoint(path, unsafe=unsafe)
+    model = model_from_payload(payload, source=str(path))
+    return LoadedModel(model, str(path), "checkpoint", tokenizer=_carried_tokenizer(payload.get("tokenizer")))
+
+
+def _carried_tokenizer(text: str | None) -> Path | None:
+    """A checkpoint's tokenizer.json text (from `mod-export convert FOLDER model.pt`) as a file, as a folder has it."""
+    if text is None:
+        return None
+    return output.write_text(output.lasting_scratch_dir(prefix="mod_export_tokenizer_") / TOKENIZER_FILE, text)
 
 
 def as_source(model) -> LoadedModel:

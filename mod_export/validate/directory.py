@@ -86,9 +86,11 @@ def judge_generation_graphs(model, graphs: dict[str, onnx.ModelProto]) -> dict:
     held-out text, prefill + 64 decode steps, as the export does. Returns the portable pair's report, with the
     plugin pair's mismatches and verdict folded in and its own report under "plugin"."""
     cases = generation_cases(evaluation_text(), model.config.vocab_size)
-    parity = judge_generation(model, OrtStepper(graphs["prefill"], graphs["decode"]), cases)
+    parity = judge_generation(model, OrtStepper(graphs["prefill"], graphs["decode"], shared_weights=True), cases)
     if "plugin_prefill" in graphs and "plugin_decode" in graphs:
-        plugin = judge_generation(model, OrtStepper(graphs["plugin_prefill"], graphs["plugin_decode"]), cases)
+        plugin = judge_generation(
+            model, OrtStepper(graphs["plugin_prefill"], graphs["plugin_decode"], shared_weights=True), cases
+        )
         parity["plugin"] = plugin
         disagree = plugin["passed"] != parity["passed"]
         fold(parity, plugin, prefix="plugin form: ")

@@ -87,5 +87,7 @@ def validate_onnx_forms(
     """validate_runners with an ONNX Runtime runner per form (name -> proto); options as validate_runners'
     (precision, tolerance, health_windows)."""
     routing = routing_tensors(plugin)
-    runners = [onnxrt_runner(proto, name, routing_outputs(routing)) for name, proto in forms.items()]
+    runners = [
+        onnxrt_runner(proto, name, routing_outputs(routing), shared_weights=True) for name, proto in forms.items()
+    ]
     return validate_runners(model, runners, plugin, text, routing=routing, **options)

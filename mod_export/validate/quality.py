@@ -110,7 +110,7 @@ def quality_report(
         count = sum(t.size for _, t, _ in unforced)
         ref_bpb = sum(_nll_sum(r[LOGITS], t) for _, t, r in unforced) / count / math.log(2)
         for name, proto in forms.items():
-            runner = onnxrt_runner(proto, name, routing_outputs(routing))
+            runner = onnxrt_runner(proto, name, routing_outputs(routing), shared_weights=True)
             measured = _form_quality(reference, runner, unforced, capacities, tolerance)
             bpb = measured["nll"] / count / math.log(2)
             entry = {

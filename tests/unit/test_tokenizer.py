@@ -100,3 +100,26 @@ def test_a_bad_tokenizer_is_one_line_before_any_work(tokenizer_path, tmp_path, c
 def test_a_prompt_that_is_not_utf8_is_refused_for_a_tokenizer_model(exported):
     with Session(exported) as session, pytest.raises(InputError, match="not UTF-8"):
         session.codec.encode(b"caf\xe9")
+
+
+def test_convert_carries_the_tokenizer_both_ways(exported, tokenizer_path, tmp_path):
+    """FOLDER -> model.pt keeps tokenizer.json's text in the checkpoint; that checkpoint exports with it (the
+    same text out of `generate --prompt` as the folder's export), and model.pt -> FOLDER gives the file back."""
+    folder = exported.parent / "model"
+    assert run_cli("convert", folder, tmp_path / "model.pt").returncode == 0
+    back = run_cli("convert", tmp_path / "model.pt", tmp_path / "again")
+    assert back.returncode == 0, back.stderr[-2000:]
+    assert (tmp_path / "again" / TOKENIZER_FILE).read_bytes() == tokenizer_path.read_bytes()
+    proc = run_cli(tmp_path / "model.pt", "--target", "onnx", "--out", tmp_path / "out", "--no-validate")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "out" / TOKENIZER_FILE).read_bytes() == tokenizer_path.read_bytes()
+    args = ("--prompt", TEXT, "--max-new-tokens", "6")
+    assert run_cli("generate", tmp_path / "out", *args).stdout == run_cli("generate", exported, *args).stdout
+
+
+def test_convert_refuses_a_folder_whose_tokenizer_is_not_readable(exported, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(exported.parent / "model", folder)
+    (folder / TOKENIZER_FILE).write_text("{not json")
+    assert_one_line_error(run_cli("convert", folder, tmp_path / "model.pt"), 1, "is not a readable tokenizer.json")
+    assert not (tmp_path / "model.pt").exists()

@@ -20,6 +20,7 @@ from mod_export.exporter.onnx_export import check_model, export_forms
 from mod_export.graph.weights import (
     MIN_EXTERNAL_BYTES,
     WeightStore,
+    external_refs,
     graph_sha256,
     has_external_weights,
     load_graph,
@@ -82,6 +83,75 @@ def test_sessions_read_the_weights_from_the_file_and_match_pytorch_at_an_unseen_
         got = create_session(proto).run(None, {INPUT_IDS: ids.numpy(), ATTENTION_MASK: mask.numpy()})[0]
         np.testing.assert_allclose(got[0], want[0], atol=2e-4)
         np.testing.assert_allclose(got[1, :30], want[1, :30], atol=2e-4)
+
+
+def _offset(tensor: onnx.TensorProto) -> int:
+    return int(next(e.value for e in tensor.external_data if e.key == "offset"))
+
+
+def _mapped_addresses(session) -> dict[str, int]:
+    return {name: value.data_ptr() for name, value in session.mapped_weights.items()}
+
+
+def test_sessions_with_shared_weights_read_one_map_of_the_file_and_give_the_same_logits(exported):
+    """Every session of both forms and of both generation graphs reads each weight at one address: the same
+    pages of one memory map of the data file, not a copy per session; and they compute what a session that
+    loads its own copy computes."""
+    from mod_export.backends.onnxrt.mapped_weights import DISABLE_PREPACKING
+
+    _, store, forms, decode, _ = exported
+    data = (store.folder / WEIGHTS_FILE).read_bytes()
+    ids = torch.randint(0, 256, (2, 41))
+    feed = {INPUT_IDS: ids.numpy(), ATTENTION_MASK: np.ones((2, 41), dtype=np.int64)}
+    sessions = {
+        name: create_session(proto, shared_weights=True)
+        for name, proto in (("portable", forms.portable), ("plugin", forms.plugin), ("prefill", decode.prefill))
+    }
+    sessions["decode"] = create_session(decode.decode, shared_weights=True)
+    addresses = {name: _mapped_addresses(s) for name, s in sessions.items()}
+    external = {t.name for t in forms.portable.graph.initializer if uses_external_data(t)}
+    assert set(addresses["portable"]) == external and len(external) >= 10  # every weight in the file is mapped
+    protos = {"portable": forms.portable, "plugin": forms.plugin, "prefill": decode.prefill, "decode": decode.decode}
+    bases = set()
+    for name, found in addresses.items():
+        assert found, name
+        offsets = {t.name: _offset(t) for t, *_ in external_refs(protos[name])}
+        bases |= {address - offsets[tensor] for tensor, address in found.items()}  # where the map starts
+    assert len(bases) == 1, bases  # every tensor of every session sits in one map, at its offset in the file
+    for tensor in forms.portable.graph.initializer:  # and that map holds the file's bytes
+        if tensor.name in addresses["portable"]:
+            value = sessions["portable"].mapped_weights[tensor.name].numpy()
+            assert value.tobytes() == data[_offset(tensor) : _offset(tensor) + value.nbytes]
+    assert sessions["portable"].get_session_options().get_session_config_entry(DISABLE_PREPACKING) == "1"
+    for name in ("portable", "plugin"):
+        want = create_session(getattr(forms, name)).run(None, feed)[0]  # its own copy, pre-packed
+        got = sessions[name].run(None, feed)[0]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_generation_with_shared_weights_streams_the_same_tokens(exported):
+    """The decode graph keeps routed blocks' weights in If branches: those come from the map too, and greedy
+    tokens over 12 steps equal those of sessions that load their own copies, at batch 2 with different prompts."""
+    from mod_export.backends.onnxrt.generation import OrtStepper
+    from mod_export.generation.loop import generate
+
+    _, _, _, decode, _ = exported
+    prompts = [[5, 9, 77, 3, 1, 200, 13], [40, 41]]
+    runs = []
+    for shared in (False, True):
+        stepper = OrtStepper(decode.prefill, decode.decode, shared_weights=shared)
+        runs.append(generate(stepper, prompts, max_new_tokens=12).tokens)
+    assert runs[0] == runs[1]
+    branch_weights = [
+        t.name
+        for node in decode.decode.graph.node
+        for attr in node.attribute
+        if attr.type == onnx.AttributeProto.GRAPH
+        for t in attr.g.initializer
+        if uses_external_data(t)
+    ]
+    if branch_weights:  # where the exporter left weights in the branches, they are mapped too
+        assert set(branch_weights) <= set(stepper.decode_session.mapped_weights)
 
 
 def test_the_checker_runs_beside_the_weights_without_loading_them(exported):

@@ -102,15 +102,18 @@ class OrtStepper:
         providers: list[str] | None = None,
         threads: int | None = None,
         max_cache: int | None = None,
+        shared_weights: bool = False,
     ):
-        """max_cache: the largest prompt + new tokens the export supports (None: unbounded)."""
+        """max_cache: the largest prompt + new tokens the export supports (None: unbounded). shared_weights: both
+        sessions read one memory map of the weights (create_session), so they are in memory once."""
         providers = providers or ["CPUExecutionProvider"]
         if providers[0] != "CPUExecutionProvider":
             raise InputError("generation on ONNX Runtime runs on the CPU execution provider here (docs/generation.md)")
         self.layers, self.routed_layers, self.heads, self.head_dim = decode_layout(decode)
         self.appends_in_graph = is_plugin_decode(decode)  # key.l/value.l are the appended caches [B,H,S,Dh]
-        self.prefill_session = create_session(prefill, providers=providers, threads=threads)
-        self.decode_session = create_session(decode, providers=providers, threads=threads)
+        sessions = {"providers": providers, "threads": threads, "shared_weights": shared_weights}
+        self.prefill_session = create_session(prefill, **sessions)
+        self.decode_session = create_session(decode, **sessions)
         self.output_names = [o.name for o in self.decode_session.get_outputs()]
         self.max_cache = max_cache
         self.keys: list[np.ndarray] = []
