@@ -53,12 +53,20 @@ def dynamic_shapes(src: LoadedModel):
     return tuple({0: batch, 1: seq} for _ in INPUT_NAMES)
 
 
+def sharing_copy(module: nn.Module) -> nn.Module:
+    """A copy of the module's structure and attributes whose parameters and buffers are the original's own tensors
+    (not copies): what the exporter may reconfigure (routing ops, eval mode) without touching the user's module
+    or holding the weights twice. A full deepcopy held a second copy of every weight for the whole job."""
+    shared = {id(t): t for t in (*module.parameters(), *module.buffers())}
+    return copy.deepcopy(module, memo=shared)
+
+
 def _exportable(src: LoadedModel):
     """What torch.onnx.export is given: the archived program, or a copy of the module switched to the custom ops."""
     if src.program is not None:
         return src.program
     try:
-        exporting = copy.deepcopy(src.module).eval()
+        exporting = sharing_copy(src.module).eval()
     except Exception:  # a user's module that cannot be copied is exported as it is (eval mode, no mutation)
         exporting = src.module.eval()
     if isinstance(exporting, MoDTransformer):
@@ -111,19 +119,30 @@ ROUTER_NAMES = ("router", "predictor")  # submodules kept float32 in a float16 c
 def half_model(model: nn.Module) -> nn.Module:
     """A float16 copy with each router (and causal predictor) kept float32, so scores are computed in float32 from
     float32 weights (router_scores casts x up); softmax runs on float32 scores by model construction. For a user's
-    model the float32 submodules are those whose attribute name ends in "router" or "predictor" (docs/models.md)."""
-    half = copy.deepcopy(model).half().eval()
-    if isinstance(half, MoDTransformer):
-        for block in half.blocks:
-            if isinstance(block, RoutedBlock):
-                block.router.float()
-                if block.predictor is not None:
-                    block.predictor.float()
-        return half
-    for name, module in half.named_modules():
-        if name.rsplit(".", 1)[-1].endswith(ROUTER_NAMES):
-            module.float()
+    model the float32 submodules are those whose attribute name ends in "router" or "predictor" (docs/models.md).
+    Only the float16 tensors are new memory: the float32 ones are the model's own (sharing_copy)."""
+    half = sharing_copy(model).eval()
+    kept = {id(t) for module in _float32_modules(half) for t in (*module.parameters(), *module.buffers())}
+    converted: dict[int, torch.Tensor] = {}  # tied tensors stay tied
+    for module in half.modules():
+        for slots in (module._parameters, module._buffers):
+            for name, tensor in slots.items():
+                if tensor is None or id(tensor) in kept or not tensor.is_floating_point():
+                    continue
+                if id(tensor) not in converted:
+                    low = tensor.detach().half()
+                    converted[id(tensor)] = (
+                        nn.Parameter(low, tensor.requires_grad) if name in module._parameters else low
+                    )
+                slots[name] = converted[id(tensor)]
     return half
+
+
+def _float32_modules(model: nn.Module) -> list[nn.Module]:
+    if isinstance(model, MoDTransformer):
+        routed = [block for block in model.blocks if isinstance(block, RoutedBlock)]
+        return [m for block in routed for m in (block.router, block.predictor) if m is not None]
+    return [m for name, m in model.named_modules() if name.rsplit(".", 1)[-1].endswith(ROUTER_NAMES)]
 
 
 def export_forms(

@@ -220,3 +220,48 @@ def test_a_graph_cannot_be_moved_into_a_second_store(exported, tmp_path):
     _, _, forms, _, _ = exported
     with pytest.raises(ExportError, match="already keeps its weights"):
         externalize(forms.portable, WeightStore.at(tmp_path))
+
+
+def test_the_exporter_copies_the_structure_never_the_weights():
+    """The module torch.onnx traces is a copy whose routing ops are the export ones, and the float16 copy keeps
+    routers float32: both share the float32 tensors with the user's model (a deepcopy held all weights twice
+    for the whole job), and neither changes the user's model."""
+    from mod_export.exporter.onnx_export import half_model, sharing_copy
+
+    model = MoDTransformer(MoDConfig(d_model=32, n_heads=2, n_layers=4, d_mlp=64, tie_embeddings=True)).eval()
+    before = {k: (v.data_ptr(), v.dtype, v.clone()) for k, v in model.state_dict().items()}
+    routing_ops = model.routing_ops
+    copy = sharing_copy(model)
+    copy.routing_ops = object()
+    assert model.routing_ops is routing_ops
+    assert all(a is b for a, b in zip(model.parameters(), copy.parameters()))
+
+    half = half_model(model)
+    routed = [i for i, block in enumerate(model.blocks) if hasattr(block, "router")]
+    assert routed
+    for i in routed:  # routers and predictors: the model's own float32 tensors
+        for name, tensor in half.blocks[i].router.named_parameters():
+            assert tensor is dict(model.blocks[i].router.named_parameters())[name]
+        assert all(t.dtype == torch.float32 for t in half.blocks[i].predictor.parameters())
+    assert half.embed.weight.dtype == torch.float16 and half.lm_head.weight is half.embed.weight  # still tied
+    torch.testing.assert_close(half.blocks[0].mlp.up.weight, model.blocks[0].mlp.up.weight.half())
+    after = model.state_dict()
+    for name, (ptr, dtype, value) in before.items():  # the user's model: untouched
+        assert after[name].data_ptr() == ptr and after[name].dtype == dtype and torch.equal(after[name], value)
+
+
+def test_a_users_router_submodules_stay_float32_and_shared():
+    from mod_export.exporter.onnx_export import half_model
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token_router = torch.nn.Linear(8, 1)
+            self.proj = torch.nn.Linear(8, 8)
+            self.register_buffer("scale", torch.ones(8))
+
+    user = Block()
+    half = half_model(user)
+    assert half.token_router.weight is user.token_router.weight
+    assert half.proj.weight.dtype == torch.float16 and half.scale.dtype == torch.float16
+    assert user.proj.weight.dtype == torch.float32 and user.scale.dtype == torch.float32
