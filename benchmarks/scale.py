@@ -44,10 +44,12 @@ def build(name: str) -> MoDTransformer:
     return MoDTransformer(config).eval()
 
 
-def run_one(name: str, work: Path, extra: list[str]) -> dict:
+def run_one(name: str, work: Path, extra: list[str], dtype: str = "float32", shard_bytes: int | None = None) -> dict:
     model = build(name)
     params = sum(p.numel() for p in model.parameters())
-    folder = save_folder(model, work / f"{name}-model")
+    if dtype != "float32":  # a checkpoint as real ones ship: bfloat16 or float16 tensors, sharded with an index
+        model = model.to(getattr(torch, dtype))
+    folder = save_folder(model, work / f"{name}-model", max_shard_bytes=shard_bytes)
     del model
     out = work / f"{name}-export"
     command = [
@@ -82,18 +84,18 @@ def run_one(name: str, work: Path, extra: list[str]) -> dict:
         "disk_over_weights": disk / weights,
         "last_line": last[:160],
         "flags": " ".join(extra),
+        "source_dtype": dtype,
     }
 
 
 def table(rows: list[dict]) -> str:
-    head = (
-        "| size | params | fp32 weights | flags | exit | wall | peak RSS | RSS / weights | on disk | disk / weights |"
-    )
-    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    head = "| size | params | fp32 weights | source | flags | exit | wall | peak RSS | RSS / weights | on disk | disk / weights |"
+    lines = [head, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         rss, ratio = f"{r['peak_rss_gb']:.2f} GB", f"{r['rss_over_weights']:.1f}x"
         lines.append(
-            f"| {r['size']} | {r['params'] / 1e6:.0f}M | {r['weights_gb']:.2f} GB | {r['flags'] or '-'} | {r['exit']} | "
+            f"| {r['size']} | {r['params'] / 1e6:.0f}M | {r['weights_gb']:.2f} GB | {r['source_dtype']} | {r['flags'] or '-'} | "
+            f"{r['exit']} | "
             f"{r['wall_s'] / 60:.1f} min | {rss} | {ratio} | {r['disk_gb']:.2f} GB | {r['disk_over_weights']:.2f}x |"
         )
     return "\n".join(lines)
@@ -105,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flags", default="", help="extra export flags, e.g. '--no-validate --precision fp16'")
     parser.add_argument("--work", default=None, help="folder for the models and exports (default: a temporary one)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="folder dtype")
+    parser.add_argument("--shard-gb", type=float, default=None, help="shard the folder's safetensors at this size")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="mod_export_scale_", dir=args.work) as work:
         for name in args.sizes.split(","):
             print(f"[scale] {name}: building, saving and exporting ...", flush=True)
-            rows.append(run_one(name, Path(work), args.flags.split()))  # one child per size: its own peak RSS
+            shard = int(args.shard_gb * 1e9) if args.shard_gb else None
+            rows.append(run_one(name, Path(work), args.flags.split(), args.dtype, shard))  # one child per size
             print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
     print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")

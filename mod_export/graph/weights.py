@@ -18,10 +18,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import onnx
 from onnx import TensorProto
 from onnx.external_data_helper import load_external_data_for_model, uses_external_data
@@ -87,6 +89,29 @@ class WeightStore:
             self._offsets[key] = offset
             self._size = offset + len(data)
         _point(tensor, self.name, offset, key[1])
+
+    def offset_of(self, data) -> int | None:
+        """Where bytes equal to `data` (a buffer) sit in this store's data file, if this process stored them."""
+        view = memoryview(data).cast("B")
+        return self._offsets.get((hashlib.sha256(view).hexdigest(), view.nbytes))
+
+
+# One map per data file (and version of it) while anything uses it; closed when the last view goes.
+_maps: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def mapped_file(path: str | os.PathLike) -> np.memmap:
+    """The process's one memory map of a data file: ONNX Runtime sessions (backends/onnxrt/mapped_weights.py) and
+    the export job's PyTorch reference read the same pages through it, so the weights are in memory once. Private
+    copy-on-write pages: nothing writes to them, and a stray write could not reach the file."""
+    path = Path(path).resolve()
+    stat = os.stat(path)
+    key = (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    mapped = _maps.get(key)
+    if mapped is None:
+        mapped = np.memmap(path, dtype=np.uint8, mode="c")
+        _maps[key] = mapped
+    return mapped
 
 
 def _point(tensor: TensorProto, location: str, offset: int, length: int) -> None:

@@ -11,15 +11,11 @@ checked side by side, with the weights once in memory.
 
 from __future__ import annotations
 
-import os
-import weakref
-from pathlib import Path
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-from mod_export.graph.weights import external_refs
+from mod_export.graph.weights import external_refs, mapped_file
 
 DISABLE_PREPACKING = "session.disable_prepacking"
 _SHAREABLE = {  # ONNX element type -> numpy dtype that ONNX Runtime takes without a copy
@@ -32,18 +28,6 @@ _SHAREABLE = {  # ONNX element type -> numpy dtype that ONNX Runtime takes witho
     onnx.TensorProto.INT64: np.int64,
     onnx.TensorProto.BOOL: np.bool_,
 }
-# One map per data file (and version of it) while any session uses it; closed when the last one goes.
-_maps: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-
-
-def _mapping(path: Path) -> np.memmap:
-    stat = os.stat(path)
-    key = (str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    mapped = _maps.get(key)
-    if mapped is None:
-        mapped = np.memmap(path, dtype=np.uint8, mode="r")
-        _maps[key] = mapped
-    return mapped
 
 
 def shared_initializers(proto: onnx.ModelProto) -> dict[str, ort.OrtValue]:
@@ -57,7 +41,7 @@ def shared_initializers(proto: onnx.ModelProto) -> dict[str, ort.OrtValue]:
         shape = tuple(tensor.dims)
         if int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize != length:
             continue  # not this tensor's plain bytes: leave it to ONNX Runtime, which checks
-        array = np.ndarray(shape, dtype=dtype, buffer=_mapping(path), offset=offset)  # a view, no copy
+        array = np.ndarray(shape, dtype=dtype, buffer=mapped_file(path), offset=offset)  # a view, no copy
         values[tensor.name] = ort.OrtValue.ortvalue_from_numpy(array)
     return values
 
