@@ -90,19 +90,14 @@ class WeightStore:
             self._size = offset + len(data)
         _point(tensor, self.name, offset, key[1])
 
-    def offset_of(self, data) -> int | None:
-        """Where bytes equal to `data` (a buffer) sit in this store's data file, if this process stored them."""
-        view = memoryview(data).cast("B")
-        return self._offsets.get((hashlib.sha256(view).hexdigest(), view.nbytes))
-
 
 # One map per data file (and version of it) while anything uses it; closed when the last view goes.
 _maps: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def mapped_file(path: str | os.PathLike) -> np.memmap:
-    """The process's one memory map of a data file: ONNX Runtime sessions (backends/onnxrt/mapped_weights.py) and
-    the export job's PyTorch reference read the same pages through it, so the weights are in memory once. Private
+    """The process's one memory map of a data file: every ONNX Runtime session built with shared weights
+    (backends/onnxrt/mapped_weights.py) reads the same pages through it, so the weights are in memory once. Private
     copy-on-write pages: nothing writes to them, and a stray write could not reach the file."""
     path = Path(path).resolve()
     stat = os.stat(path)

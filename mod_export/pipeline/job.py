@@ -36,7 +36,6 @@ from mod_export.models.memory import check_export_memory
 from mod_export.models.sources import LoadedModel, load_source
 from mod_export.parity.verdict import fold
 from mod_export.pipeline.options import ExportOptions
-from mod_export.pipeline.shared_reference import share_with_store
 from mod_export.pipeline.stages import (
     build_engines,
     flops_table,
@@ -124,8 +123,6 @@ def _export_and_validate(job: ExportJob, store: WeightStore) -> Exported:
         "found %d routed blocks of %d; both forms pass onnx.checker (full)", forms.routed_found, forms.routed_expected
     )
     report = _report_head(job, src, forms, precision_details)
-    if options.validate and job.source is None and src.program is None:  # the job's own model, never a caller's
-        share_with_store(src.module, store)  # PyTorch and ONNX Runtime read one copy of the weights from here on
     extra_files: dict = {}
     if options.decode:
         report["generation"] = generation_graphs(options, src, extra_files, store)

@@ -265,33 +265,3 @@ def test_a_users_router_submodules_stay_float32_and_shared():
     assert half.token_router.weight is user.token_router.weight
     assert half.proj.weight.dtype == torch.float16 and half.scale.dtype == torch.float16
     assert user.proj.weight.dtype == torch.float32 and user.scale.dtype == torch.float32
-
-
-def test_the_pytorch_reference_reads_the_same_pages_as_onnx_runtime(tmp_path):
-    """share_with_store: each float32 weight of the job's model becomes a view of the data file's map, found by
-    content (Linear weights as transposed views of their folded MatMul initializers). The model computes the same
-    logits, ONNX Runtime's shared sessions read the very same addresses, and a write stays out of the file."""
-    from mod_export.pipeline.shared_reference import share_with_store
-
-    torch.manual_seed(5)
-    model = MoDTransformer(MoDConfig(d_model=64, n_layers=4, d_mlp=256, predictor_hidden=32)).eval()
-    store = WeightStore.at(tmp_path)
-    forms = export_forms(model, store=store)
-    ids = torch.randint(0, 256, (2, 29))
-    with torch.no_grad():
-        want = model(ids).numpy()
-    large = sum(p.numel() * 4 for p in model.parameters() if p.numel() * 4 >= MIN_EXTERNAL_BYTES)
-    rebound = share_with_store(model, store)  # the forward graph's weights (the predictors serve generation only)
-    assert 0.95 * large <= rebound <= large, (rebound, large)
-    with torch.no_grad():
-        np.testing.assert_allclose(model(ids).numpy(), want, atol=1e-6)
-    session = create_session(forms.portable, shared_weights=True)
-    assert session.mapped_weights["embed.weight"].data_ptr() == model.embed.weight.data_ptr()
-    lo = min(v.data_ptr() for v in session.mapped_weights.values())
-    hi = lo + store.size
-    up = model.blocks[0].mlp.up.weight
-    assert not up.is_contiguous() and lo <= up.data_ptr() < hi  # a transposed view of the MatMul initializer
-    before = (store.folder / WEIGHTS_FILE).read_bytes()
-    with torch.no_grad():
-        up.add_(1.0)
-    assert (store.folder / WEIGHTS_FILE).read_bytes() == before
