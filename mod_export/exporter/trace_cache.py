@@ -125,11 +125,27 @@ def _finished(model: ir.Model, names: tuple[list[str], list[str]], store: Weight
         program.optimize()
     except Exception as exc:
         raise ExportError(f"the ONNX optimiser failed on the traced graph: {exc}") from exc
+    finally:
+        release_rewriter_state()
     for values, wanted in zip((program.model.graph.inputs, program.model.graph.outputs), names):
         for value, name in zip(values, wanted):
             value.metadata_props["pkg.torch.onnx.original_node_name"] = str(value.name)  # as torch does
             value.name = name
     return program_into_store(program, store)
+
+
+def release_rewriter_state() -> None:
+    """onnxscript's rewrite rules are module-level objects whose matchers keep the last node and graph they
+    matched (`_current_node`, `_graph`, `_match`), and with that graph every tensor bound into it: an alias of each of the
+    module's weights, alive after the program and the model are gone, so the weights' memory could never be
+    released (measured: a full copy of the weights retained after an export). Drop those references."""
+    from onnxscript import rewriter  # noqa: PLC0415 - torch.onnx's own dependency, loaded by the export already
+
+    for rule in getattr(rewriter, "_DEFAULT_REWRITE_RULES", ()):
+        for holder in (rule, getattr(rule, "_matcher", None)):
+            for attr in ("_current_node", "_graph", "_match"):
+                if holder is not None and getattr(holder, attr, None) is not None:
+                    setattr(holder, attr, None)
 
 
 def _module_tensors(module: nn.Module) -> dict[str, torch.Tensor]:

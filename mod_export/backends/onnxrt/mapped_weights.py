@@ -1,5 +1,5 @@
 """ONNX Runtime sessions that share one copy of the weights: every external initializer is handed to the session
-as an OrtValue over one read-only memory map of its data file (`SessionOptions.add_initializer`), so all the
+as an OrtValue over one private (copy-on-write) memory map of its data file (`SessionOptions.add_initializer`), so all the
 sessions of a process that use a data file read the same pages, and those pages are the file's, not copies.
 
 ONNX Runtime would otherwise read each session's weights into memory of its own, and its CPU MatMul kernels
