@@ -14,7 +14,7 @@ from mod_export.cli.types import byte_size
 from mod_export.contract import TOKENIZER_FILE
 from mod_export.errors import CheckpointError
 from mod_export.generation.tokenizer import load_tokenizer
-from mod_export.models.checkpoint import model_from_payload, read_checkpoint, save_checkpoint
+from mod_export.models.checkpoint import load_checkpoint_and_tokenizer, save_checkpoint
 from mod_export.models.model import MoDTransformer
 from mod_export.models.safetensors_folder import CONFIG_FILE, is_model_folder, load_folder, save_folder
 from mod_export.output import Target, kinds, resolve_output
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     elif src.is_dir():
         raise CheckpointError(f"{src} is a folder without {CONFIG_FILE} (expected config.json + *.safetensors)")
     else:
-        kind, load = kinds.MODEL_FOLDER, lambda: _from_checkpoint(src, args.unsafe_load)
+        kind, load = kinds.MODEL_FOLDER, lambda: load_checkpoint_and_tokenizer(src, args.unsafe_load)
     # DST is checked and locked before the model is read, and replaced only when it is the same kind of output
     # and mod-export wrote it (--force); it never overlaps SRC. The write is atomic (mod_export.output).
     with Target(dst, kind, force=args.force, inputs=[src], option="DST") as target:
@@ -64,8 +64,3 @@ def _from_folder(src: Path) -> tuple[MoDTransformer, str | None]:
         return model, None
     load_tokenizer(tokenizer, CheckpointError)  # a file the export would refuse is refused here, before writing
     return model, tokenizer.read_text(encoding="utf-8")
-
-
-def _from_checkpoint(src: Path, unsafe: bool) -> tuple[MoDTransformer, str | None]:
-    payload = read_checkpoint(src, unsafe=unsafe)
-    return model_from_payload(payload, source=str(src)), payload.get("tokenizer")

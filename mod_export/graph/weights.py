@@ -167,10 +167,12 @@ def externalize(proto: onnx.ModelProto, store: WeightStore) -> onnx.ModelProto:
     return proto
 
 
-def external_refs(proto: onnx.ModelProto) -> Iterator[tuple[TensorProto, Path, int, int]]:
+def external_refs(
+    proto: onnx.ModelProto, located: onnx.ModelProto | None = None
+) -> Iterator[tuple[TensorProto, Path, int, int]]:
     """(tensor, data file, offset, length) for each external tensor of `proto` (control-flow subgraphs included),
-    whose data file is in the proto's weights folder."""
-    folder = weights_dir(proto)
+    whose data file is in the weights folder of `located` (default: `proto` itself)."""
+    folder = weights_dir(proto if located is None else located)
     if folder is None:
         return
     for tensor in _initializers(proto):
@@ -182,13 +184,10 @@ def external_refs(proto: onnx.ModelProto) -> Iterator[tuple[TensorProto, Path, i
 def _external_ranges(proto: onnx.ModelProto, located: onnx.ModelProto) -> Iterator[tuple[TensorProto, IO, int]]:
     """(tensor, data file positioned at its bytes, length) for each external tensor of `proto`, whose data file
     is in the weights folder of `located`."""
-    folder = Path(weights_dir(located))
-    for tensor in _initializers(proto):
-        if uses_external_data(tensor):
-            info = {e.key: e.value for e in tensor.external_data}
-            with open(folder / info["location"], "rb") as f:
-                f.seek(int(info.get("offset", 0)))
-                yield tensor, f, int(info["length"])
+    for tensor, path, offset, length in external_refs(proto, located):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            yield tensor, f, length
 
 
 def adopt(proto: onnx.ModelProto, store: WeightStore) -> onnx.ModelProto:

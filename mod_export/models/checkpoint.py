@@ -154,4 +154,10 @@ def model_from_payload(payload: dict[str, Any], source: str = "checkpoint") -> M
 
 def load_checkpoint(path: str | os.PathLike, unsafe: bool = False) -> MoDTransformer:
     """Load a mod_export/1 checkpoint into an eval-mode MoDTransformer (forward(input_ids, attention_mask))."""
-    return model_from_payload(read_checkpoint(path, unsafe=unsafe), source=str(path))
+    return load_checkpoint_and_tokenizer(path, unsafe)[0]
+
+
+def load_checkpoint_and_tokenizer(path: str | os.PathLike, unsafe: bool = False) -> tuple[MoDTransformer, str | None]:
+    """The model, and the tokenizer.json text the checkpoint carries (None when it has none)."""
+    payload = read_checkpoint(path, unsafe=unsafe)
+    return model_from_payload(payload, source=str(path)), payload.get("tokenizer")

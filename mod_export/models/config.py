@@ -126,15 +126,16 @@ class MoDConfig:
 
     @property
     def routed(self) -> tuple[int, ...]:
-        if self.routed_layers is None:
-            return tuple(range(1, self.n_layers, 2))
-        return self.routed_layers
+        return tuple(self._routed_indices())
 
     @property
     def routed_count(self) -> int:
         """len(self.routed) without building the tuple: a config with n_layers=2**31 is refused by the memory check,
         which calls this, instead of allocating a 2**30-element tuple (about 40 GB) first."""
-        return len(range(1, self.n_layers, 2)) if self.routed_layers is None else len(self.routed_layers)
+        return len(self._routed_indices())
+
+    def _routed_indices(self) -> range | tuple[int, ...]:
+        return range(1, self.n_layers, 2) if self.routed_layers is None else self.routed_layers
 
     @property
     def kv_heads(self) -> int:

@@ -21,7 +21,7 @@ from mod_export.contract import TOKENIZER_FILE
 from mod_export.errors import CheckpointError, UsageError
 from mod_export.models import torch_ops
 from mod_export.models.capture import RoutingCapture
-from mod_export.models.checkpoint import model_from_payload, read_checkpoint
+from mod_export.models.checkpoint import load_checkpoint_and_tokenizer
 from mod_export.models.model import MoDTransformer, RoutedBlock
 from mod_export.models.safetensors_folder import is_model_folder, load_folder
 
@@ -172,9 +172,8 @@ def load_source(path: str | os.PathLike, unsafe: bool = False) -> LoadedModel:
         if not path.is_file():
             raise CheckpointError(f"archive not found: {path}")
         return load_archive(path, unsafe)
-    payload = read_checkpoint(path, unsafe=unsafe)
-    model = model_from_payload(payload, source=str(path))
-    return LoadedModel(model, str(path), "checkpoint", tokenizer=_carried_tokenizer(payload.get("tokenizer")))
+    model, tokenizer = load_checkpoint_and_tokenizer(path, unsafe)
+    return LoadedModel(model, str(path), "checkpoint", tokenizer=_carried_tokenizer(tokenizer))
 
 
 def _carried_tokenizer(text: str | None) -> Path | None:
