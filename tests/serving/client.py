@@ -143,14 +143,22 @@ def fan_out(
 ) -> list:
     """call(conn, i) for every i in range(count), from `concurrency` threads that take the next index as they
     finish one; each thread has its own conn = connect() (tritonclient clients are not thread-safe), closed with
-    close(conn) at the end. Returns the results in index order (a call must return something other than None)."""
+    close(conn) at the end. Returns the results in index order (a call must return something other than None).
+    The threads start together: every one connects, then all wait at a barrier before the first call, so the
+    first `concurrency` requests are in flight at once however slowly a loaded host starts threads."""
     results: list = [None] * count
     cursor = iter(range(count))
     lock = threading.Lock()
+    ready = threading.Barrier(concurrency, timeout=timeout)
 
     def worker() -> None:
-        conn = connect()
         try:
+            conn = connect()
+        except BaseException:
+            ready.abort()  # the others stop waiting; the missing results fail the assertion below
+            raise
+        try:
+            ready.wait()
             while True:
                 with lock:
                     i = next(cursor, None)

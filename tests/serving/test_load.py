@@ -152,11 +152,12 @@ def test_generation_load_faults_and_disconnects(server, triton_export, capsys):
     # The batching itself, not its speed (a timed assertion fails on a loaded machine; benchmarks/serving.py
     # measures throughput). How many rows share a step on the fast model depends on the host's speed (a quiet host
     # finished streams before others joined: 1.87 rows at concurrency 8), so the check runs on the slow model
-    # (50 ms per decode step), where eight streams started together overlap by construction.
+    # (50 ms per decode step), where eight streams sent together (fan_out's barrier) overlap by construction: each
+    # runs 48 steps, >= 2.4 s, while all eight sends leave within milliseconds of each other.
     slow_before = settled(server, model=SLOW_MODEL)
-    batch = run_streams(server, [generate_inputs([5 + i, 6, 7], 24) for i in range(8)], 8, model=SLOW_MODEL)
+    batch = run_streams(server, [generate_inputs([5 + i, 6, 7], 48) for i in range(8)], 8, model=SLOW_MODEL)
     slow_after = settled(server, slow_before, ended=8, model=SLOW_MODEL)
-    assert all(r["error"] is None and len(r["tokens"]) == 24 for r in batch), batch
+    assert all(r["error"] is None and len(r["tokens"]) == 48 for r in batch), batch
     slow_rows = (slow_after["row_steps"] - slow_before["row_steps"]) / max(
         slow_after["steps"] - slow_before["steps"], 1
     )

@@ -60,7 +60,11 @@ def test_export_writes_every_artifact_with_manifest_hashes(exported):
         for layer in form["routing"].values():
             assert layer["rows"] > 0 and 0 <= layer["raw_agreement"] <= layer["margin_aware_agreement"] == 1.0
     health = on_disk["parity"]["router_health"]
-    assert set(health["layers"]) == {"0", "1"} and health["alarms"] == []
+    # Whether this machine's briefly trained router raises an alarm is the model's business, not the test's
+    # (test_router_health builds degenerate routers); the report must only say it consistently.
+    layer_alarms = [f"routed layer #{i}: {a}" for i, layer in health["layers"].items() for a in layer["alarms"]]
+    assert set(health["layers"]) == {"0", "1"} and health["alarms"] == layer_alarms
+    assert health["degenerate"] == bool(layer_alarms)
     for layer in health["layers"].values():
         assert layer["selected_fraction"] == pytest.approx(1 / 8) and "predictor_topk_agreement" in layer
     generation = on_disk["generation"]
