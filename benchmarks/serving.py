@@ -31,7 +31,7 @@ import numpy as np
 
 from mod_export.backends.onnxrt.generation import decode_layout
 from mod_export.bench.generation import DecodeSettings, decode_models
-from mod_export.contract import DECODE_FILE, INPUT_IDS, PREFILL_FILE, TRITON_SCORE_MODEL
+from mod_export.contract import INPUT_IDS, STEP_FILE, TRITON_SCORE_MODEL
 from mod_export.exporter.generation_graphs import export_decode_forms
 from mod_export.exporter.onnx_export import export_forms
 from mod_export.exporter.triton import TritonSettings, write_repository
@@ -54,13 +54,13 @@ def write_repositories(
     for name, module, dense in (("mod", model, False), ("dense", dense_twin, True)):
         store = WeightStore.temporary()  # both exports' weights, each tensor once
         forms = export_forms(module, allow_dense=dense, store=store)
-        decode = export_decode_forms(module, store=store)
+        decode = export_decode_forms(module, store=store, pair=False)
         if not dense:
-            routed = len(decode_layout(decode.decode)[1])
+            routed = len(decode_layout(decode.step)[1])
         root = work / name
         root.mkdir()
-        save_graphs({"model.onnx": forms.portable, PREFILL_FILE: decode.prefill, DECODE_FILE: decode.decode}, root)
-        generation = {"prefill": PREFILL_FILE, "decode": DECODE_FILE, "max_context": settings.context}
+        save_graphs({"model.onnx": forms.portable, STEP_FILE: decode.step}, root)
+        generation = {"step": STEP_FILE, "max_context": settings.context}
         out[name] = write_repository(
             root,
             model.config.vocab_size,

@@ -13,7 +13,8 @@ from mod_export.contract import MANIFEST_FILE, MANIFEST_FORMAT
 from mod_export.errors import IntegrityError
 
 SKIP_HINT = "--skip-integrity / skip_integrity=True to use it anyway"
-_GENERATION_NAMES = ("prefill", "decode")
+_GENERATION_NAMES = ("step",)  # or, written before the step graph, the portable pair below
+_GENERATION_LEGACY_NAMES = ("prefill", "decode")
 _GENERATION_OPTIONAL_NAMES = ("plugin_prefill", "plugin_decode", "prefill_engine", "decode_engine")
 _GENERATION_INTS = ("layers", "heads", "head_dim")
 
@@ -60,9 +61,10 @@ def _generation_problem(generation: object) -> str | None:
         return None
     if not isinstance(generation, dict):
         return f"'generation' must be an object or null, not {_kind(generation)}"
-    for key in _GENERATION_NAMES + _GENERATION_OPTIONAL_NAMES:
+    required = _GENERATION_NAMES if "step" in generation or "prefill" not in generation else _GENERATION_LEGACY_NAMES
+    for key in required + _GENERATION_OPTIONAL_NAMES:
         value = generation.get(key)
-        if (key in _GENERATION_NAMES or value is not None) and not _inside(value):
+        if (key in required or value is not None) and not _inside(value):
             return f"'generation.{key}' must be a file name, not {_kind(value)}"
     for key in _GENERATION_INTS:
         if not _is_count(generation.get(key)) or not generation.get(key):

@@ -98,7 +98,7 @@ def run_decode_bench(spec: str, settings: DecodeSettings, show_progress: bool = 
     text = evaluation_text()
     model, dense = decode_models(spec, settings, text)
     logger.info("exporting the decode graphs of the MoD model and of its dense twin ...")
-    forms = {"mod": export_decode_forms(model), "dense": export_decode_forms(dense)}
+    forms = {"mod": export_decode_forms(model, pair=False), "dense": export_decode_forms(dense, pair=False)}
     machine = measure_machine(settings.threads)
     rates = Machine(machine["bandwidth_gbps"] * 1e9, machine["gemm_gflops"] * 1e9)
     results = []
@@ -109,8 +109,8 @@ def run_decode_bench(spec: str, settings: DecodeSettings, show_progress: bool = 
         rows = np.stack([text[s : s + prompt_len + settings.new_tokens] for s in starts]).astype(np.int64)
         rows %= model.config.vocab_size
         candidates = {
-            "onnxruntime/mod": OrtStepper(forms["mod"].prefill, forms["mod"].decode, threads=settings.threads),
-            "onnxruntime/dense": OrtStepper(forms["dense"].prefill, forms["dense"].decode, threads=settings.threads),
+            "onnxruntime/mod": OrtStepper(forms["mod"].step, threads=settings.threads),
+            "onnxruntime/dense": OrtStepper(forms["dense"].step, threads=settings.threads),
         }
         if batch in settings.torch_batches:
             candidates["torch/mod"], candidates["torch/dense"] = TorchStepper(model), TorchStepper(dense)

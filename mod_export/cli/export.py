@@ -41,7 +41,7 @@ GROUP_TITLES = {
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Export a model (mod_export/1 checkpoint, safetensors folder, or .pt2 archive with --unsafe-load) into DIR: "
-        "model.onnx, model.plugin.onnx, the generation graphs model.prefill.onnx and model.decode.onnx, report.json, "
+        "model.onnx, model.plugin.onnx, the generation graph model.step.onnx (and its TensorRT pair model.plugin.prefill.onnx, model.plugin.decode.onnx), report.json, "
         "manifest.json; plus model.engine and the plugin library (trt) or a Triton model repository (triton)."
     )
     parser.add_argument(

@@ -35,7 +35,7 @@ def _top_p(text: str) -> float:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Generate text (byte-level models) or tokens with the prefill/decode graphs of an export."
+    parser.description = "Generate text (byte-level models) or tokens with the generation graph of an export."
     parser.add_argument("dir", type=Path, help="directory written by `mod-export MODEL --target onnx`")
     prompt = parser.add_mutually_exclusive_group(required=True)
     prompt.add_argument(

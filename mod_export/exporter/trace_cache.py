@@ -1,7 +1,7 @@
 """Traced graphs kept on disk, so that exporting a model of the same architecture again skips the trace.
 
 torch.onnx.export (torch.export, decompositions) is most of an export's time on a small model: about 20 s of CPU
-per graph here, and an export traces three (the forward, prefill and decode). torch.export traces with fake
+per graph here, and an export traces four (the forward, the step graph, prefill and decode). torch.export traces with fake
 tensors, so its graph depends on the code and the shapes, never on a weight's value. Every trace therefore goes
 through the same steps (traced_graph): the graph, unoptimised, is made weightless (each of the module's tensors a
 reference by name), kept in the cache folder when there is one (``MOD_EXPORT_TRACE_CACHE=DIR`` or

@@ -6,7 +6,7 @@ backend (mod_export.serving.scoring, torch-free), which reads its ONNX file from
       mod_export_onnx/   config.pbtxt  1/model.onnx
       mod_export_trt/    config.pbtxt  1/model.plan  libmod_export_plugins.so      (with an engine only)
       mod_export_score/  config.pbtxt  1/model.py  1/model.onnx  1/manifest.json
-      mod_export_generate/ config.pbtxt  1/model.py  1/model.onnx  1/model.prefill.onnx  1/model.decode.onnx
+      mod_export_generate/ config.pbtxt  1/model.py  1/model.onnx  1/model.step.onnx
                            1/manifest.json                                  (with the generation graphs only)
 """
 
@@ -18,7 +18,6 @@ from pathlib import Path
 from mod_export import output
 from mod_export.contract import (
     ATTENTION_MASK,
-    DECODE_FILE,
     DEFAULT_TRITON_CONTEXT,
     DEFAULT_TRITON_INSTANCES,
     DEFAULT_TRITON_QUEUE_DELAY_US,
@@ -27,8 +26,8 @@ from mod_export.contract import (
     LOGITS,
     MANIFEST_FILE,
     MANIFEST_FORMAT,
-    PREFILL_FILE,
     PROMPT_TEXT,
+    STEP_FILE,
     TEXT_PIECE,
     TOKEN_ID,
     TOKENIZER_FILE,
@@ -43,6 +42,9 @@ from mod_export.contract import (
 )
 from mod_export.exporter.triton_readme import loading_notes
 from mod_export.integrity import sha256_file
+
+# the export's generation entry names these TensorRT files; the generation model's folder holds none of them
+TENSORRT_GENERATION_KEYS = ("plugin_prefill", "plugin_decode", "decode_ops", "prefill_engine", "decode_engine")
 
 ONNX_MODEL, TRT_MODEL, SCORE_MODEL, REPOSITORY = (
     TRITON_ONNX_MODEL,
@@ -203,15 +205,14 @@ def _write_score_model(repo: Path, vocab: int, max_batch: int, portable_onnx: Pa
 def _write_generate_model(
     repo: Path, portable_onnx: Path, generation: dict, settings: TritonSettings, tokenizer: Path | None
 ) -> None:
-    """The decoupled generation model: model.onnx (Session's vocabulary and input checks), the two graphs, and
+    """The decoupled generation model: model.onnx (Session's vocabulary and input checks), the step graph, and
     the export's tokenizer.json when it has one (the text codec of Session.codec)."""
     folder = repo / TRITON_GENERATE_MODEL
     version = folder / "1"
     output.make_dirs(version)
-    copies = _copy_onnx(portable_onnx, version)
-    for name in (PREFILL_FILE, DECODE_FILE):
-        copies += _copy_onnx(portable_onnx.parent / name, version)
-    extra: dict = {"generation": dict(generation)}
+    copies = _copy_onnx(portable_onnx, version) + _copy_onnx(portable_onnx.parent / STEP_FILE, version)
+    # the folder's own entry: the graph it holds, not the export's TensorRT files
+    extra: dict = {"generation": {k: v for k, v in generation.items() if k not in TENSORRT_GENERATION_KEYS}}
     if tokenizer is not None:
         copies.append(output.copy_file(tokenizer, version / TOKENIZER_FILE))
         extra["tokenizer"] = TOKENIZER_FILE
@@ -232,7 +233,7 @@ def write_repository(
     generation: dict | None = None,
     tokenizer: Path | None = None,
 ) -> Path:
-    """generation: the export's manifest entry for its prefill/decode graphs (beside portable_onnx), or None.
+    """generation: the export's manifest entry for its generation graphs (beside portable_onnx), or None.
     tokenizer: the export's tokenizer.json, for the generation model's text input and output."""
     settings = settings or TritonSettings()
     repo = root / REPOSITORY

@@ -1,5 +1,5 @@
 """Causal routing (docs/generation.md): the per-token rule that generation uses, as a full-sequence forward and as
-incremental steps over an MoD-aware KV cache, in PyTorch. The reference for the exported prefill/decode graphs.
+incremental steps over an MoD-aware KV cache, in PyTorch. The reference for the exported generation graphs.
 
 Token t takes routed block l iff its decision logit is > 0: the block's causal predictor output where the model
 has one, else its router score. A token that takes a block is updated as in top-k routing, gated by its router
@@ -35,21 +35,49 @@ def block_full(block, x: torch.Tensor, positions: torch.Tensor, key_valid: torch
     return block.finish(x, attend(q, k, v, attention_bias(key_valid))), k, v
 
 
-def block_step(block, x, positions, past_k, past_v, past_len):
-    """One new token per row against the row's cached entries. x[B,1,D], positions[B,1], past_k/v[B,Hkv,S,Dh],
-    past_len[B] (valid entries, left-aligned) -> (y[B,1,D], k_new[B,Hkv,1,Dh], v_new[B,Hkv,1,Dh])."""
-    q, k, v = block.qkv(x, positions)
+def token_order(P: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(causal, eye), both [P,P] bool, for P new tokens in ascending order: built once per step, shared by blocks."""
+    order = torch.arange(P, device=device)
+    return order[:, None] >= order[None, :], order[:, None] == order[None, :]
+
+
+def new_token_mask(key_valid: torch.Tensor, order: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """key_valid[B,P] bool, order = token_order(P) -> [B,1,P,P] bool: query i may attend to new token j <= i that is
+    valid (takes the block), and always to itself."""
+    causal, eye = order
+    return (causal & key_valid[:, None, None, :]) | eye
+
+
+def block_chunk(block, x, positions, allowed, past_k, past_v, past_len):
+    """P new tokens per row against the row's cached entries and, causally, each other. x[B,P,D], positions[B,P],
+    allowed[B,1,P,P] bool (new_token_mask: which new tokens each new token may attend to), past_k/v[B,Hkv,S,Dh],
+    past_len[B] (valid entries, left-aligned) -> (y[B,P,D], k_new[B,Hkv,P,Dh], v_new[B,Hkv,P,Dh]).
+
+    The scores against the cache and against the new tokens are computed apart and share one softmax, so the
+    cache is read in place, never concatenated with the new entries (a copy of the cache per block per step).
+    Prefill is S = 0 valid entries; decode is P = 1."""
+    q, k, v = block.qkv(x, positions)  # [B,H,P,Dh], [B,Hkv,P,Dh] x2
     heads = q.shape[1]
     scale = 1.0 / math.sqrt(q.shape[-1])
     S = past_k.shape[2]
+    low = torch.finfo(torch.float32).min
     cached = torch.arange(S, device=x.device)[None, :] < past_len[:, None]  # [B,S]
-    past_scores = torch.matmul(q, repeat_kv(past_k, heads).transpose(-2, -1)).float() * scale  # [B,H,1,S]
-    past_scores = past_scores.masked_fill(~cached[:, None, None, :], torch.finfo(torch.float32).min)
-    k_rep, v_rep = repeat_kv(k, heads), repeat_kv(v, heads)
-    self_score = (q * k_rep).sum(-1, keepdim=True).float() * scale  # [B,H,1,1]
-    probs = F.softmax(torch.cat([past_scores, self_score], dim=-1), dim=-1).to(v.dtype)  # [B,H,1,S+1]
-    attended = torch.matmul(probs[..., :S], repeat_kv(past_v, heads)) + probs[..., S:] * v_rep  # [B,H,1,Dh]
+    past_scores = torch.matmul(q, repeat_kv(past_k, heads).transpose(-2, -1)).float() * scale  # [B,H,P,S]
+    past_scores = past_scores.masked_fill(~cached[:, None, None, :], low)
+    new_scores = torch.matmul(q, repeat_kv(k, heads).transpose(-2, -1)).float() * scale  # [B,H,P,P]
+    new_scores = torch.where(allowed, new_scores, low)
+    probs = F.softmax(torch.cat([past_scores, new_scores], dim=-1), dim=-1).to(v.dtype)  # [B,H,P,S+P]
+    attended = torch.matmul(probs[..., :S], repeat_kv(past_v, heads)) + torch.matmul(
+        probs[..., S:], repeat_kv(v, heads)
+    )  # [B,H,P,Dh]
     return block.finish(x, attended), k, v
+
+
+def block_step(block, x, positions, past_k, past_v, past_len):
+    """One new token per row against the row's cached entries (block_chunk with P = 1). x[B,1,D], positions[B,1],
+    past_k/v[B,Hkv,S,Dh], past_len[B] -> (y[B,1,D], k_new[B,Hkv,1,Dh], v_new[B,Hkv,1,Dh])."""
+    itself = torch.ones(x.shape[0], 1, 1, 1, dtype=torch.bool, device=x.device)  # [B,1,1,1]
+    return block_chunk(block, x, positions, itself, past_k, past_v, past_len)
 
 
 def decision(block: RoutedBlock, x: torch.Tensor):

@@ -123,7 +123,7 @@ class ExportOptions:
     opset: int = _integer(
         DEFAULT_OPSET, 0, "--opset", f"ONNX opset (default {DEFAULT_OPSET}, {MIN_OPSET}..{MAX_OPSET})"
     )
-    decode: bool = _switch(True, "--no-decode", "do not write the prefill/decode graphs for generation")
+    decode: bool = _switch(True, "--no-decode", "do not write the generation graphs (step graph, plugin-form pair)")
     max_context: int = _integer(
         DEFAULT_MAX_CONTEXT,
         1,

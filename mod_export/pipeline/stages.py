@@ -14,14 +14,13 @@ from mod_export.backends.trt.generation import DecodeLayout, build_phase_engine,
 from mod_export.contract import (
     CACHE_APPEND,
     DECODE_ENGINE_FILE,
-    DECODE_FILE,
     ENGINE_FILE,
     PLUGIN_DECODE_FILE,
     PLUGIN_FILE,
     PLUGIN_PREFILL_FILE,
     PORTABLE_FILE,
     PREFILL_ENGINE_FILE,
-    PREFILL_FILE,
+    STEP_FILE,
     TAKE_COUNT,
 )
 from mod_export.exporter.artifacts import ArtifactDir
@@ -56,23 +55,23 @@ def precision_stage(
 
 
 def generation_graphs(options: ExportOptions, src: LoadedModel, art_files: dict, store: WeightStore) -> dict:
-    """Export the prefill and decode graphs, validate them against the causal-routing reference (unless
-    --no-validate), and describe them for the manifest. art_files receives the protos to save. Built-in
-    architectures only: a user's model has no causal-routing contract the exporter could read."""
+    """Export the step graph (ONNX Runtime) and the plugin-form prefill/decode pair (TensorRT), validate them
+    against the causal-routing reference (unless --no-validate), and describe them for the manifest. art_files
+    receives the protos to save. Built-in architectures only: a user's model has no causal-routing contract the
+    exporter could read."""
     model = src.builtin
     if model is None:
         logger.info("no generation graphs: %s is not a built-in architecture (docs/models.md)", src.source)
         return {"skipped": "generation graphs are exported for the built-in architectures only (docs/models.md)"}
-    logger.info("exporting the prefill and decode graphs for generation ...")
+    logger.info("exporting the generation graphs (the step graph, and the prefill/decode pair's plugin form) ...")
     decode = export_decode_forms(model, options.opset, store)
-    art_files[PREFILL_FILE], art_files[DECODE_FILE] = decode.prefill, decode.decode
+    art_files[STEP_FILE] = decode.step
     plugin_prefill, plugin_decode = plugin_prefill_graph(decode.prefill), plugin_decode_graph(decode.decode)
     art_files[PLUGIN_PREFILL_FILE], art_files[PLUGIN_DECODE_FILE] = plugin_prefill, plugin_decode
     cfg = model.config
     entry = {
         "mode": "causal routing",
-        "prefill": PREFILL_FILE,
-        "decode": DECODE_FILE,
+        "step": STEP_FILE,  # ONNX Runtime: prefill and decode in one graph, one session
         "plugin_prefill": PLUGIN_PREFILL_FILE,  # TensorRT: MoDTakeCount + MoDCacheAppend, caches appended in place
         "plugin_decode": PLUGIN_DECODE_FILE,
         "decode_ops": [TAKE_COUNT, CACHE_APPEND],
@@ -85,8 +84,7 @@ def generation_graphs(options: ExportOptions, src: LoadedModel, art_files: dict,
     }
     if options.validate:
         logger.info("validating generation (both forms): prefill + 64 decode steps on ONNX Runtime against PyTorch ...")
-        graphs = {"prefill": decode.prefill, "decode": decode.decode}
-        graphs.update(plugin_prefill=plugin_prefill, plugin_decode=plugin_decode)
+        graphs = {"step": decode.step, "plugin_prefill": plugin_prefill, "plugin_decode": plugin_decode}
         entry["parity"] = judge_generation_graphs(model, graphs)
         entry["plugin_parity"] = entry["parity"].pop("plugin")
     return entry

@@ -17,7 +17,7 @@ Lifetime: close() (or leaving a `with` block) is final; any later call raises Us
 
 Threads: one Session may be used from many threads at once on the ONNX Runtime backend, as ONNX Runtime's
 InferenceSession.Run promises; so may generate() and stream(): each call has a cache of its own over the shared
-prefill/decode sessions (docs/serving.md). The TensorRT backend owns one execution context, so its runs are
+step-graph session (docs/serving.md). The TensorRT backend owns one execution context, so its runs are
 serialised with a lock, and so are its generations (use one Session per thread for parallel TensorRT work).
 """
 

@@ -38,10 +38,10 @@ class Generator:
         if manifest is None:
             raise InputError(
                 f"{self.source} has no manifest.json beside it: generation needs an export directory (its "
-                "manifest names the prefill and decode graphs)"
+                "manifest names the generation graphs)"
             )
         info = manifest.get("generation")
-        if not info or "prefill" not in info:
+        if not info or not ({"step", "prefill"} & set(info)):
             raise InputError(
                 f"{directory} was exported without the generation graphs (re-export it without --no-decode)"
             )

@@ -9,8 +9,8 @@ Inputs per request: the prompt as input_ids [P] int64, or as prompt [1] string (
 its tokenizer.json, or bytes for a byte-level model); optional max_new_tokens [1] int32, temperature [1] fp32,
 top_k [1] int32, top_p [1] fp32, seed [1] int64, stop_tokens [N] int64. Outputs per response: token_id [1] int64
 and text [1] string (what the token completes after the prompt, streamed as Session.codec's decoder gives it;
-empty without a codec); the last response carries Triton's final flag. The model folder holds model.onnx, model.prefill.onnx,
-model.decode.onnx and a manifest.json of its own in 1/, every path relative to the folder Triton gives."""
+empty without a codec); the last response carries Triton's final flag. The model folder holds model.onnx, model.step.onnx
+and a manifest.json of its own in 1/, every path relative to the folder Triton gives."""
 
 from __future__ import annotations
 

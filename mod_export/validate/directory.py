@@ -32,7 +32,7 @@ from mod_export.validate.artifacts import evaluation_text, validate_artifacts, v
 from mod_export.validate.generation import generation_cases, judge_generation
 
 logger = logging.getLogger(__name__)
-GRAPH_KEYS = ("prefill", "decode", "plugin_prefill", "plugin_decode")
+GRAPH_KEYS = ("step", "plugin_prefill", "plugin_decode")
 
 
 @dataclass
@@ -82,20 +82,22 @@ def load_directory(directory: Path, verify: bool = True, model_hint: object = "M
 
 
 def judge_generation_graphs(model, graphs: dict[str, onnx.ModelProto]) -> dict:
-    """The prefill/decode pair (and the plugin-form pair, where given) against the causal-routing reference on
-    held-out text, prefill + 64 decode steps, as the export does. Returns the portable pair's report, with the
-    plugin pair's mismatches and verdict folded in and its own report under "plugin"."""
+    """The step graph, and the plugin-form pair where given, against the causal-routing reference on held-out
+    text, prefill + 64 decode steps, as the export does. Returns the step graph's report, with the plugin pair's
+    mismatches and verdict folded in and its own report under "plugin"."""
     cases = generation_cases(evaluation_text(), model.config.vocab_size)
-    parity = judge_generation(model, OrtStepper(graphs["prefill"], graphs["decode"], shared_weights=True), cases)
+    parity = judge_generation(model, OrtStepper(graphs["step"], shared_weights=True), cases)
     if "plugin_prefill" in graphs and "plugin_decode" in graphs:
         plugin = judge_generation(
-            model, OrtStepper(graphs["plugin_prefill"], graphs["plugin_decode"], shared_weights=True), cases
+            model, OrtStepper(graphs["plugin_decode"], graphs["plugin_prefill"], shared_weights=True), cases
         )
         parity["plugin"] = plugin
         disagree = plugin["passed"] != parity["passed"]
         fold(parity, plugin, prefix="plugin form: ")
         if disagree:
-            parity["mismatches"].append("plugin form and portable form of the decode graphs reach different verdicts")
+            parity["mismatches"].append(
+                "plugin form and portable form of the generation graphs reach different verdicts"
+            )
     return parity
 
 
@@ -106,6 +108,9 @@ def _generation(source, export: ExportDir) -> dict | None:
         return None
     if not info:
         return None  # exported with --no-decode: there are none
+    if "step" not in info:
+        export.not_checked.append("the generation graphs (exported by an older mod-export, before the step graph)")
+        return None
     names = {key: info[key] for key in GRAPH_KEYS if info.get(key)}
     if source.builtin is None:
         export.not_checked.append(

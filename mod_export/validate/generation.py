@@ -1,4 +1,4 @@
-"""Validation of generation: a candidate stepper (the exported prefill/decode graphs on ONNX Runtime) against the
+"""Validation of generation: a candidate stepper (an exported generation graph on ONNX Runtime) against the
 PyTorch causal-routing reference, token by token, with the same two-part verdict as full-sequence parity
 (docs/parity.md):
 

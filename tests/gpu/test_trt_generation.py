@@ -33,7 +33,7 @@ def test_generation_engines_generate_like_onnx_runtime(exported, tmp_path):
         report = build_phase_engine(out / info[f"plugin_{phase}"], engines[phase], profiles[phase], library)
         assert report["aliased_plugin_io"]
     trt = TrtStepper(engines["prefill"], engines["decode"], layout, library, device="cuda", torch_module=torch)
-    ort = OrtStepper(onnx.load(out / info["prefill"]), onnx.load(out / info["decode"]))
+    ort = OrtStepper(onnx.load(out / info["step"]))
     prompts = [list(b"def main(argv):\n"), list(b"import os"), list(b"class A:\n    pass\n")]
     assert generate(trt, prompts, 32).tokens == generate(ort, prompts, 32).tokens
     ids, mask = left_pad(prompts)

@@ -145,6 +145,15 @@ def export_copy(mutate: Callable[[Path], None] | None = None):
     return setup
 
 
+def older_generation_entry(d: Path) -> None:
+    """The manifest's generation entry as mod-export wrote it before the step graph: a portable prefill/decode pair."""
+    manifest = json.loads((d / "manifest.json").read_text())
+    entry = manifest["generation"]
+    entry.pop("step")
+    entry.update(prefill="model.prefill.onnx", decode="model.decode.onnx")
+    (d / "manifest.json").write_text(json.dumps(manifest))
+
+
 def tamper(d: Path) -> None:
     data = bytearray((d / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -444,11 +453,18 @@ ROWS = [
     ),
     Row("generate missing directory", ["generate", "{tmp}/none", "--prompt", "a"], 1, "not found"),
     Row(
-        "generate with the decode graph missing",
+        "generate with the step graph missing",
         ["generate", "{tmp}/dir", "--prompt", "a"],
         1,
         "missing",
-        export_copy(lambda d: (d / "model.decode.onnx").unlink()),
+        export_copy(lambda d: (d / "model.step.onnx").unlink()),
+    ),
+    Row(
+        "generate on an export from before the step graph",
+        ["generate", "{tmp}/dir", "--prompt", "a"],
+        1,
+        "re-export it",
+        export_copy(older_generation_entry),
     ),
     # ---- build-plugins
     Row(

@@ -95,8 +95,8 @@ def zip_of_someone_else(tmp: Path, ctx: dict) -> None:
     os.rename(tmp / "data.zip", tmp / "data.pt")
 
 
-def swap_decode_graph(d: Path) -> None:
-    shutil.copyfile(d / "model.prefill.onnx", d / "model.decode.onnx")  # a graph of another kind in its place
+def swap_step_graph(d: Path) -> None:
+    shutil.copyfile(d / "model.plugin.decode.onnx", d / "model.step.onnx")  # a graph of another kind in its place
 
 
 OUR_REPORT = json.dumps({"format": "mod_export.validation/1", "passed": True, "mismatches": []})
@@ -194,11 +194,11 @@ ROWS = [
     ),
     # ---- validate vouches only for what it checked
     WriterRow(
-        "validate truncated decode graph",
+        "validate truncated step graph",
         ["validate", "{ckpt}", "{tmp}/dir"],
         1,
-        "model.decode.onnx does not match the sha256",
-        truncate("model.decode.onnx"),
+        "model.step.onnx does not match the sha256",
+        truncate("model.step.onnx"),
     ),
     WriterRow(
         "validate truncated report.json",
@@ -212,7 +212,7 @@ ROWS = [
         ["validate", "{ckpt}", "{tmp}/dir"],
         1,
         "--skip-integrity / skip_integrity=True",
-        truncate("model.prefill.onnx"),
+        truncate("model.plugin.prefill.onnx"),
     ),
     WriterRow(
         "manifest files is a number",
@@ -254,7 +254,7 @@ ROWS = [
         ["validate", "{ckpt}", "{tmp}/dir"],
         1,
         "'generation.layers'",
-        manifest_edit(generation={"prefill": "model.prefill.onnx", "decode": "model.decode.onnx"}),
+        manifest_edit(generation={"step": "model.step.onnx"}),
     ),
     WriterRow(
         "manifest precision a number",
@@ -264,11 +264,11 @@ ROWS = [
         manifest_edit(precision=16),
     ),
     WriterRow(
-        "decode graph swapped, integrity skipped",
+        "step graph swapped, integrity skipped",
         ["validate", "{ckpt}", "{tmp}/dir", "--skip-integrity"],
         1,
         "generation graphs",
-        export_copy(swap_decode_graph),
+        export_copy(swap_step_graph),
     ),
     # ---- convert, a model folder -> a checkpoint
     WriterRow(

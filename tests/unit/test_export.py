@@ -33,13 +33,12 @@ def test_export_writes_every_artifact_with_manifest_hashes(exported):
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "manifest.json",
-        "model.decode.onnx",
         "model.onnx",
         "model.onnx.data",  # every graph's weights, once
         "model.plugin.decode.onnx",
         "model.plugin.onnx",
         "model.plugin.prefill.onnx",
-        "model.prefill.onnx",
+        "model.step.onnx",
         "report.json",
     ]
     sizes = {p.name: p.stat().st_size for p in out.iterdir()}
@@ -73,7 +72,7 @@ def test_export_writes_every_artifact_with_manifest_hashes(exported):
     assert plugin["passed"] and [r["steps"] for r in plugin["cases"]] == [64, 64]
     assert manifest["generation"]["plugin_decode"] == "model.plugin.decode.onnx"
     assert "plugin_parity" not in manifest["generation"]
-    assert manifest["generation"]["decode"] == "model.decode.onnx" and manifest["generation"]["routed_layers"] == [1, 3]
+    assert manifest["generation"]["step"] == "model.step.onnx" and manifest["generation"]["routed_layers"] == [1, 3]
     assert "parity" not in manifest["generation"] and manifest["generation"]["max_context"] == 4096
     ideal = on_disk["flops_per_forward"]["1024"]["ideal_speedup"]
     assert 1.0 < ideal < 2.0

@@ -166,8 +166,8 @@ def test_plugin_form_validates_with_the_same_verdict_as_the_portable_form(routin
     decode, plugin_prefill, plugin_decode = forms
     text = held_out_split(corpus.held_out).evaluation
     cases = generation_cases(text, routing_model.config.vocab_size, steps=24)
-    portable = judge_generation(routing_model, OrtStepper(decode.prefill, decode.decode), cases)
-    plugin = judge_generation(routing_model, OrtStepper(plugin_prefill, plugin_decode), cases)
+    portable = judge_generation(routing_model, OrtStepper(decode.step), cases)
+    plugin = judge_generation(routing_model, OrtStepper(plugin_decode, plugin_prefill), cases)
     assert plugin["passed"] == portable["passed"] and plugin["passed"], plugin["mismatches"]
     for a, b in zip(portable["cases"], plugin["cases"]):
         assert b["forced_max_abs_err"] <= 1e-4 and b["routing_errors"] == 0
@@ -178,7 +178,7 @@ def test_plugin_form_steps_equal_the_portable_form_with_rows_stopping_and_no_row
     """Step by step: equal logits, caches and lengths; a stopped row (active False) takes nothing and writes
     nothing, so a step where no row takes a routed block runs MoDTakeCount with n = 0."""
     decode, plugin_prefill, plugin_decode = forms
-    portable, plugin = OrtStepper(decode.prefill, decode.decode), OrtStepper(plugin_prefill, plugin_decode)
+    portable, plugin = OrtStepper(decode.step), OrtStepper(plugin_decode, plugin_prefill)
     rng = np.random.default_rng(3)
     ids, mask = left_pad([list(rng.integers(0, 256, 9)), list(rng.integers(0, 256, 4))])
     for stepper in (portable, plugin):

@@ -202,11 +202,10 @@ def test_repository_layout_and_configs(repository):
     generate = sorted(p.name for p in (repository / TRITON_GENERATE_MODEL / "1").iterdir())
     assert generate == [
         "manifest.json",
-        "model.decode.onnx",
         "model.onnx",
-        "model.onnx.data",  # once for the three graphs
-        "model.prefill.onnx",
+        "model.onnx.data",  # once for both graphs
         "model.py",
+        "model.step.onnx",
     ]
     gen_config = (repository / TRITON_GENERATE_MODEL / "config.pbtxt").read_text()
     assert "decoupled: true" in gen_config and '"max_slots" value: { string_value: "4" }' in gen_config
@@ -345,14 +344,14 @@ def test_equal_length_prompts_prefill_exactly_as_alone_and_padding_stays_within_
 
 @pytest.fixture(scope="module")
 def split_routing(trained):
-    """(stepper, token rows [2,26], routing pattern): decode graphs of the trained model with its predictors shifted
+    """(stepper, token rows [2,26], routing pattern): the step graph of the trained model with its predictors shifted
     so that row 0's 20 teacher-forced tokens (positions 6..25) take every routed block for a known, mixed pattern
     (tests.helpers.split_predictors): the condition this module's routing-count test needs, built, not hoped for."""
     model = copy.deepcopy(trained[0]).eval()
     rows = torch.from_numpy(np.random.default_rng(8).integers(0, 256, (2, 26)))
     pattern = split_predictors(model, rows[:1], slice(6, 26))
-    forms = export_decode_forms(model)
-    return OrtStepper(forms.prefill, forms.decode, threads=1), rows.numpy(), pattern
+    forms = export_decode_forms(model, pair=False)
+    return OrtStepper(forms.step, threads=1), rows.numpy(), pattern
 
 
 def test_routed_block_runs_count_the_steps_where_some_busy_row_took_the_block(split_routing):
@@ -378,6 +377,8 @@ def test_routed_block_runs_count_the_steps_where_some_busy_row_took_the_block(sp
             assert max(int(g.max()) for g in grown.values()) <= decoder.routed_runs
             assert decoder.routed_runs <= sum(int(g.sum()) for g in grown.values())
         assert 0 < decoder.routed_runs < 20 * len(layers)  # some blocks skipped, some ran
+        # every output of the step graph is bound to a buffer of the decoder's (P = 1 known): a step allocates none
+        assert set(decoder._outputs) == set(stepper.output_names)
 
 
 def test_a_send_that_fails_on_the_outbox_thread_frees_the_row_and_stops_the_stream(exported):

@@ -112,7 +112,7 @@ def test_trt_stepper_generates_like_onnx_runtime_with_the_cache_in_place_mock_te
     forms, _, layout = pair
     engines, _, library = _engines(pair, tmp_path)
     trt = TrtStepper(engines["prefill"], engines["decode"], layout, library, device="cpu", torch_module=torch)
-    ort = OrtStepper(forms.prefill, forms.decode)
+    ort = OrtStepper(forms.step)
     rng = np.random.default_rng(7)
     prompts = [list(rng.integers(0, 256, n)) for n in (5, 11, 8)]  # batch 3: padded to the graph batch 4
     ids, mask = left_pad(prompts)
@@ -147,7 +147,7 @@ def test_trt_stepper_drives_the_generate_loop_and_refuses_a_full_cache_mock_tens
     trt = TrtStepper(
         engines["prefill"], engines["decode"], layout, library, device="cpu", torch_module=torch, max_cache=64
     )
-    ort = OrtStepper(forms.prefill, forms.decode)
+    ort = OrtStepper(forms.step)
     prompts = [[1, 2, 3, 4, 5], [9, 8, 7]]
     want = generate(ort, prompts, 8, Sampling())
     got = generate(trt, prompts, 8, Sampling())
@@ -193,7 +193,7 @@ def test_target_trt_writes_one_engine_per_phase_and_names_them_mock_tensorrt(
         device="cpu",
         torch_module=torch,
     )
-    ort = OrtStepper(onnx.load(out / "model.prefill.onnx"), onnx.load(out / "model.decode.onnx"))
+    ort = OrtStepper(onnx.load(out / "model.step.onnx"))
     prompts = [list(b"def main("), list(b"import os\n")]
     assert generate(trt, prompts, 6).tokens == generate(ort, prompts, 6).tokens
 
@@ -213,7 +213,7 @@ def test_llama_gqa_model_plugin_form_and_trt_stepper_follow_the_kv_heads_mock_te
     assert layout.heads == 2 == cfg.kv_heads
     engines, _, library = _engines((forms, paths, layout), tmp_path)
     trt = TrtStepper(engines["prefill"], engines["decode"], layout, library, device="cpu", torch_module=torch)
-    ort = OrtStepper(forms.prefill, forms.decode)
+    ort = OrtStepper(forms.step)
     prompts = [[3, 1, 4, 1, 5], [9, 2, 6]]
     assert generate(trt, prompts, 6).tokens == generate(ort, prompts, 6).tokens
     assert trt.keys[0].shape[1] == 2, "caches hold the key/value heads"

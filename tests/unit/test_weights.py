@@ -60,10 +60,10 @@ def exported(tmp_path_factory):
     return model, store, forms, decode, after_forms
 
 
-def test_both_forms_and_both_generation_graphs_share_one_copy_of_the_weights(exported):
+def test_both_forms_and_the_generation_graphs_share_one_copy_of_the_weights(exported):
     model, store, forms, decode, after_forms = exported
     params = sum(p.numel() * p.element_size() for p in model.parameters())
-    for proto in (forms.plugin, forms.portable, decode.prefill, decode.decode):
+    for proto in (forms.plugin, forms.portable, decode.step, decode.prefill, decode.decode):
         assert has_external_weights(proto) and weights_dir(proto) == store.folder
         assert _inline_bytes(proto) < 64 * MIN_EXTERNAL_BYTES  # shapes and small vectors only
     # The forms hold each parameter once (alignment padding aside), and the generation graphs add next to nothing:
@@ -107,11 +107,11 @@ def test_sessions_with_shared_weights_read_one_map_of_the_file_and_give_the_same
         name: create_session(proto, shared_weights=True)
         for name, proto in (("portable", forms.portable), ("plugin", forms.plugin), ("prefill", decode.prefill))
     }
-    sessions["decode"] = create_session(decode.decode, shared_weights=True)
+    sessions["step"] = create_session(decode.step, shared_weights=True)
     addresses = {name: _mapped_addresses(s) for name, s in sessions.items()}
     external = {t.name for t in forms.portable.graph.initializer if uses_external_data(t)}
     assert set(addresses["portable"]) == external and len(external) >= 10  # every weight in the file is mapped
-    protos = {"portable": forms.portable, "plugin": forms.plugin, "prefill": decode.prefill, "decode": decode.decode}
+    protos = {"portable": forms.portable, "plugin": forms.plugin, "prefill": decode.prefill, "step": decode.step}
     bases = set()
     for name, found in addresses.items():
         assert found, name
@@ -130,8 +130,8 @@ def test_sessions_with_shared_weights_read_one_map_of_the_file_and_give_the_same
 
 
 def test_generation_with_shared_weights_streams_the_same_tokens(exported):
-    """The decode graph keeps routed blocks' weights in If branches: those come from the map too, and greedy
-    tokens over 12 steps equal those of sessions that load their own copies, at batch 2 with different prompts."""
+    """The step graph keeps routed blocks' weights in If branches: those come from the map too, and greedy
+    tokens over 12 steps equal those of a session that loads its own copy, at batch 2 with different prompts."""
     from mod_export.backends.onnxrt.generation import OrtStepper
     from mod_export.generation.loop import generate
 
@@ -139,12 +139,12 @@ def test_generation_with_shared_weights_streams_the_same_tokens(exported):
     prompts = [[5, 9, 77, 3, 1, 200, 13], [40, 41]]
     runs = []
     for shared in (False, True):
-        stepper = OrtStepper(decode.prefill, decode.decode, shared_weights=shared)
+        stepper = OrtStepper(decode.step, shared_weights=shared)
         runs.append(generate(stepper, prompts, max_new_tokens=12).tokens)
     assert runs[0] == runs[1]
     branch_weights = [
         t.name
-        for node in decode.decode.graph.node
+        for node in decode.step.graph.node
         for attr in node.attribute
         if attr.type == onnx.AttributeProto.GRAPH
         for t in attr.g.initializer
@@ -162,7 +162,7 @@ def test_the_checker_runs_beside_the_weights_without_loading_them(exported):
 
 def test_saved_folder_has_one_data_file_with_exactly_the_used_tensors(exported, tmp_path):
     model, store, forms, decode, _ = exported
-    graphs = {"model.onnx": forms.portable, "model.plugin.onnx": forms.plugin, "model.decode.onnx": decode.decode}
+    graphs = {"model.onnx": forms.portable, "model.plugin.onnx": forms.plugin, "model.step.onnx": decode.step}
     data = save_graphs(graphs, tmp_path)
     assert data == tmp_path / WEIGHTS_FILE
     files = sorted(p.name for p in tmp_path.iterdir())

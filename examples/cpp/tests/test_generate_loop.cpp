@@ -11,7 +11,7 @@ using namespace mod_example;
 namespace
 {
 std::string const kManifest = R"({"format": "mod_export.manifest/1", "files": {"model.onnx": {"sha256": "x"}},
-  "generation": {"mode": "causal routing", "prefill": "model.prefill.onnx", "decode": "model.decode.onnx",
+  "generation": {"mode": "causal routing", "step": "model.step.onnx", "plugin_prefill": "model.plugin.prefill.onnx",
     "plugin_decode": "model.plugin.decode.onnx", "decode_ops": ["MoDTakeCount", "MoDCacheAppend"],
     "layers": 4, "routed_layers": [1, 3], "heads": 4, "head_dim": 32, "max_context": 4096, "precision": "fp32",
     "prefill_engine": "p.engine", "decode_engine": "d.engine"},

@@ -1,7 +1,12 @@
-"""Generation on ONNX Runtime: the prefill and decode-step graphs (mod_export/exporter/generation_graphs.py) driven as a
-stepper for mod_export.generation.loop, with the MoD-aware KV cache in buffers this object owns.
+"""Generation on ONNX Runtime: the export's step graph (mod_export/exporter/generation_graphs.py), or a prefill /
+decode pair, driven as a stepper for mod_export.generation.loop, with the MoD-aware KV cache in buffers this object
+owns.
 
-The cache buffers ([B,H,S,Dh] per layer, float32, and valid lengths [B]) are bound to the decode session once
+The step graph serves both phases in one session, so a generation holds the weights (and ONNX Runtime's
+pre-packed copies of them) once: prefill is a step whose cache inputs hold no valid entry, decode a step of one
+token per row. A pair (the plugin form, which validation runs with reference functions) takes two sessions.
+
+The cache buffers ([B,H,S,Dh] per layer, float32, and valid lengths [B]) are bound to the decoding session once
 per generation with IOBinding, as OrtValues over the very numpy arrays (no copy on the CPU); each step ONNX
 Runtime reads them in place, and the new entries (key.l/value.l, [B,H,1,Dh]) are written at each taking row's
 length here. No step copies a cache. The CUDA execution provider path (device buffers) is not implemented yet:
@@ -33,7 +38,7 @@ def past_names(layer: int) -> tuple[str, str, str]:
 
 
 def decode_layout(decode: onnx.ModelProto) -> tuple[int, list[int], int, int]:
-    """(blocks, routed block indices, heads, head width) read from a decode graph's I/O."""
+    """(blocks, routed block indices, heads, head width) read from a step or decode graph's I/O."""
     outputs = {o.name for o in decode.graph.output}
     layers = sum(1 for i in decode.graph.input if i.name.startswith("past_length."))
     routed = [i for i in range(layers) if f"decision.{i}" in outputs]
@@ -72,10 +77,22 @@ def write_prefill(outs: dict, mask: np.ndarray, keys: list, values: list, length
             lengths[layer][row] = len(chosen)
 
 
+def is_step_graph(graph: onnx.ModelProto) -> bool:
+    """True for the step graph (tokens and a past cache in, both phases), False for one graph of a pair."""
+    names = {i.name for i in graph.graph.input}
+    return ATTENTION_MASK in names and past_names(0)[0] in names
+
+
+def one_token(outs: dict) -> dict:
+    """A step graph's outputs at P = 1 as a decode graph gives them: take.l / decision.l [B,1] -> [B] (views)."""
+    return {k: v[:, 0] if k.startswith(("take.", "decision.")) else v for k, v in outs.items()}
+
+
 def write_step(
     outs: dict, active: np.ndarray, keys: list, values: list, lengths: list, appends_in_graph: bool = False
 ) -> None:
-    """A decode step's new entries (key.l/value.l [B,H,1,Dh]) at each taking, active row's length, in place.
+    """A decode step's new entries (key.l/value.l [B,H,1,Dh]; take.l [B]) at each taking, active row's length, in
+    place.
     appends_in_graph: the plugin-form decode graph already wrote them (key.l/value.l are the whole caches
     [B,H,S,Dh]); the caches are adopted as they are."""
     for layer in range(len(keys)):
@@ -97,24 +114,33 @@ def write_step(
 class OrtStepper:
     def __init__(
         self,
-        prefill: onnx.ModelProto,
-        decode: onnx.ModelProto,
+        graph: onnx.ModelProto,
+        prefill: onnx.ModelProto | None = None,
         providers: list[str] | None = None,
         threads: int | None = None,
         max_cache: int | None = None,
         shared_weights: bool = False,
     ):
-        """max_cache: the largest prompt + new tokens the export supports (None: unbounded). shared_weights: both
-        sessions read one memory map of the weights (create_session), so they are in memory once."""
+        """graph: the step graph (both phases, one session), or the decode graph of a pair whose prefill graph is
+        `prefill`. max_cache: the largest prompt + new tokens the export supports (None: unbounded).
+        shared_weights: every session reads one memory map of the weights (create_session)."""
         providers = providers or ["CPUExecutionProvider"]
         if providers[0] != "CPUExecutionProvider":
             raise InputError("generation on ONNX Runtime runs on the CPU execution provider here (docs/generation.md)")
-        self.layers, self.routed_layers, self.heads, self.head_dim = decode_layout(decode)
-        self.appends_in_graph = is_plugin_decode(decode)  # key.l/value.l are the appended caches [B,H,S,Dh]
+        self.unified = prefill is None
+        if self.unified != is_step_graph(graph):
+            raise InputError(
+                "generation takes the step graph alone, or a decode graph with its prefill graph"
+                if self.unified
+                else "a step graph serves both phases: pass no prefill graph with it"
+            )
+        self.layers, self.routed_layers, self.heads, self.head_dim = decode_layout(graph)
+        self.appends_in_graph = is_plugin_decode(graph)  # key.l/value.l are the appended caches [B,H,S,Dh]
         sessions = {"providers": providers, "threads": threads, "shared_weights": shared_weights}
-        self.prefill_session = create_session(prefill, **sessions)
-        self.decode_session = create_session(decode, **sessions)
+        self.decode_session = create_session(graph, **sessions)
+        self.prefill_session = self.decode_session if self.unified else create_session(prefill, **sessions)
         self.output_names = [o.name for o in self.decode_session.get_outputs()]
+        self.active_input = ATTENTION_MASK if self.unified else ACTIVE  # which input says the active rows
         self.max_cache = max_cache
         self.keys: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
@@ -123,7 +149,7 @@ class OrtStepper:
         self._binding = None
 
     def fork(self) -> OrtStepper:
-        """A stepper over the same two ONNX Runtime sessions with a cache of its own: one per generation, so that
+        """A stepper over the same ONNX Runtime sessions with a cache of its own: one per generation, so that
         generations on one Session run in parallel (InferenceSession.run is thread-safe; the IOBinding, the cache
         buffers and the positions are per stepper)."""
         other = copy.copy(self)  # shares the sessions and the layout
@@ -154,9 +180,16 @@ class OrtStepper:
         )
 
     def run_prefill(self, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> dict[str, np.ndarray]:
-        """The prefill graph's outputs by name: logits [B,P,V], and per block take/key/value (decision if routed)."""
+        """The prompt pass's outputs by name: logits [B,P,V], and per block take/key/value (decision if routed).
+        On the step graph: a step whose cache holds no valid entry (one zero entry per row, past_length 0)."""
         names = [o.name for o in self.prefill_session.get_outputs()]
         feed = {INPUT_IDS: ids, ATTENTION_MASK: mask, POSITION_IDS: positions}
+        if self.unified:
+            B = ids.shape[0]
+            empty = np.zeros((B, self.heads, 1, self.head_dim), np.float32)  # [B,H,1,Dh], never attended
+            for layer in range(self.layers):
+                length, key, value = past_names(layer)
+                feed.update({length: np.zeros(B, np.int64), key: empty, value: empty})
         return dict(zip(names, self.prefill_session.run(None, feed)))
 
     def _bind_cache(self) -> None:
@@ -174,22 +207,29 @@ class OrtStepper:
 
     # ------------------------------------------------------------ decode
 
+    def step_inputs(self, tokens: np.ndarray, positions: np.ndarray, active: np.ndarray) -> dict[str, np.ndarray]:
+        """One decode step's token inputs for this stepper's graph: [B,1] ids and positions, and the rows that
+        are active (the step graph's attention_mask [B,1] int64, a decode graph's active [B] bool)."""
+        B = len(tokens)
+        inputs = {INPUT_IDS: np.asarray(tokens, np.int64).reshape(B, 1), POSITION_IDS: positions.reshape(B, 1)}
+        if self.unified:
+            inputs[ATTENTION_MASK] = np.asarray(active, np.int64).reshape(B, 1)
+        else:
+            inputs[ACTIVE] = np.asarray(active, bool)
+        return inputs
+
     def step(self, tokens: np.ndarray, active: np.ndarray) -> Step:
         binding = self._binding
-        B = len(tokens)
-        inputs = {
-            INPUT_IDS: np.asarray(tokens, np.int64).reshape(B, 1),
-            POSITION_IDS: self.positions.reshape(B, 1),
-            ACTIVE: np.asarray(active, bool),
-        }
         step_values = []
-        for name, array in inputs.items():
+        for name, array in self.step_inputs(tokens, self.positions, active).items():
             value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array))
             binding.bind_ortvalue_input(name, value)
             step_values.append(value)
         self.decode_session.run_with_iobinding(binding)
         # copies: ONNX Runtime reuses its output buffers on the next run
         outs = dict(zip(self.output_names, (np.array(v.numpy()) for v in binding.get_outputs())))
+        if self.unified:
+            outs = one_token(outs)
         active = np.asarray(active, bool)
         write_step(outs, active, self.keys, self.values, self.lengths, self.appends_in_graph)
         self.positions += active.astype(np.int64)

@@ -19,15 +19,15 @@ import numpy as np
 import onnxruntime as ort
 
 from mod_export.backends.onnxrt.generation import (
-    ACTIVE,
     POSITION_IDS,
     OrtStepper,
     bind_cache,
+    one_token,
     positions_from_mask,
     write_prefill,
     write_step,
 )
-from mod_export.contract import INPUT_IDS, LOGITS
+from mod_export.contract import INPUT_IDS, LOGITS, STEP_TOKENS_AXIS
 from mod_export.errors import InputError
 from mod_export.generation.loop import left_pad
 
@@ -36,8 +36,8 @@ OUTPUT_DTYPES = {"tensor(float)": np.float32, "tensor(bool)": np.bool_, "tensor(
 
 class SlotDecoder:
     def __init__(self, stepper: OrtStepper, slots: int, capacity: int):
-        """stepper: its prefill and decode sessions are used (not its own cache). capacity: the longest prompt +
-        new tokens of one request (cache entries per row)."""
+        """stepper: its sessions are used (not its own cache). capacity: the longest prompt + new tokens of one
+        request (cache entries per row)."""
         if slots < 1 or capacity < 2:
             raise InputError(f"a slot pool needs slots >= 1 and capacity >= 2, got {slots} and {capacity}")
         self.stepper, self.slots, self.capacity = stepper, slots, capacity
@@ -48,7 +48,7 @@ class SlotDecoder:
         self.positions = np.zeros(slots, np.int64)
         self.busy = np.zeros(slots, bool)
         self._binding, self._bound_rows, self._views = None, 0, []
-        self._inputs: dict[str, np.ndarray] = {}  # input_ids [n,1], position_ids [n,1], active [n]
+        self._inputs: dict[str, np.ndarray] = {}  # input_ids [n,1], position_ids [n,1], the active rows [n](,1)
         self._outputs: dict[str, np.ndarray] = {}  # outputs bound to buffers (batch the only free dimension)
         self.routed_runs = 0  # routed blocks that ran (some busy row took them), summed over decode steps
 
@@ -106,16 +106,14 @@ class SlotDecoder:
             (binding.bind_ortvalue_output if output else binding.bind_ortvalue_input)(name, value)
             self._views.append(value)  # keep alive: ONNX Runtime reads and writes the numpy memory through it
 
-        self._inputs = {
-            INPUT_IDS: np.zeros((n, 1), np.int64),
-            POSITION_IDS: np.zeros((n, 1), np.int64),
-            ACTIVE: np.zeros(n, bool),
-        }
+        idle = np.zeros(n, np.int64)
+        inputs = self.stepper.step_inputs(idle, idle, idle.astype(bool))
+        self._inputs = {name: np.array(array) for name, array in inputs.items()}  # a buffer each, written per step
         for name, array in self._inputs.items():
             bind(array, name)
         self._outputs = {}
         for output in self.stepper.decode_session.get_outputs():
-            dims = [n if k == 0 else d for k, d in enumerate(output.shape)]
+            dims = [n if k == 0 else 1 if d == STEP_TOKENS_AXIS else d for k, d in enumerate(output.shape)]  # P = 1
             dtype = OUTPUT_DTYPES.get(output.type)
             if dtype is None or not all(isinstance(d, int) for d in dims):
                 binding.bind_output(output.name, "cpu")  # ONNX Runtime allocates it: fetched after the run
@@ -133,13 +131,15 @@ class SlotDecoder:
             self._bind(n)
         self._inputs[INPUT_IDS][:, 0] = tokens[:n]
         self._inputs[POSITION_IDS][:, 0] = self.positions[:n]
-        active = self._inputs[ACTIVE]
-        active[:] = self.busy[:n]
+        active = self.busy[:n].copy()
+        self._inputs[self.stepper.active_input].reshape(n)[:] = active
         self.stepper.decode_session.run_with_iobinding(self._binding)
         outs = dict(self._outputs)
         if len(outs) < len(self.stepper.output_names):  # some outputs were left to ONNX Runtime to allocate
             fetched = zip(self.stepper.output_names, self._binding.get_outputs())
             outs.update((name, value.numpy()) for name, value in fetched if name not in outs)
+        if self.stepper.unified:
+            outs = one_token(outs)
         views = ([k[:n] for k in self.keys], [v[:n] for v in self.values], [L[:n] for L in self.lengths])
         write_step(outs, active, *views)
         self.routed_runs += sum(bool((outs[f"take.{layer}"] & active).any()) for layer in self.stepper.routed_layers)

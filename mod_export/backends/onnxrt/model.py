@@ -1,6 +1,6 @@
 """ONNX Runtime as a runtime backend (mod_export.backends.model.RuntimeModel): either ONNX form of an export
 folder, or one .onnx file. Runs are concurrent (InferenceSession.Run is thread-safe); generation steps the folder's
-prefill/decode graphs, each call with a cache of its own over the shared sessions."""
+step graph, each call with a cache of its own over the shared session."""
 
 from __future__ import annotations
 
@@ -98,10 +98,15 @@ class OrtModel(RuntimeModel):
         return logits
 
     def stepper(self, directory: Path, info: dict, max_context: int | None, skip_integrity: bool) -> OrtStepper:
-        names = [info["prefill"], info["decode"]]
-        check_files(directory, names, skip_integrity)
-        prefill, decode = (read_onnx(directory / name, f"the generation graph {name} in {directory}") for name in names)
-        return OrtStepper(prefill, decode, providers=["CPUExecutionProvider"], threads=self.threads)
+        """The step graph, in one session (docs/generation.md)."""
+        if "step" not in info:
+            raise InputError(
+                f"{directory} was exported by an older mod-export (model.prefill.onnx and model.decode.onnx): "
+                "re-export it, and generation runs on its step graph"
+            )
+        check_files(directory, [info["step"]], skip_integrity)
+        step = read_onnx(directory / info["step"], f"the generation graph {info['step']} in {directory}")
+        return OrtStepper(step, providers=["CPUExecutionProvider"], threads=self.threads)
 
     def close(self) -> None:
         if self.runner.is_active:
