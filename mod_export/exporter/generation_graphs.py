@@ -184,6 +184,18 @@ def _export(
     return proto
 
 
+def _cache_examples(layers: int, shape: tuple, batch, cache, seeded: torch.Generator) -> tuple[list, list, list]:
+    """(example tensors, dynamic axes, names) of every block's cache inputs: past_length [B] (3 valid entries) and
+    keys/values of `shape` [B,H,S,Dh]."""
+    args, dims, names = [], [], []
+    for i in range(layers):
+        past_k, past_v = torch.randn(*shape, generator=seeded), torch.randn(*shape, generator=seeded)
+        args += [torch.full((shape[0],), 3, dtype=torch.int64), past_k, past_v]
+        dims += [{0: batch}, {0: batch, 2: cache}, {0: batch, 2: cache}]
+        names += list(past_names(i))
+    return args, dims, names
+
+
 def export_decode_forms(
     model: MoDTransformer, opset: int = DEFAULT_OPSET, store: WeightStore | None = None, pair: bool = True
 ) -> DecodeForms:
@@ -206,12 +218,7 @@ def export_decode_forms(
     mask = torch.ones(B, P, dtype=torch.int64)
     positions = torch.arange(P).expand(B, P).contiguous()
     outputs = ["logits", *[name for i in range(n) for name in step_output_names(i, i in routed)]]
-    cache_args, cache_dims, cache_names = [], [], []
-    for i in range(n):
-        past_k, past_v = torch.randn(B, H, S, Dh, generator=seeded), torch.randn(B, H, S, Dh, generator=seeded)
-        cache_args += [torch.full((B,), 3, dtype=torch.int64), past_k, past_v]
-        cache_dims += [{0: batch}, {0: batch, 2: cache}, {0: batch, 2: cache}]
-        cache_names += list(past_names(i))
+    cache_args, cache_dims, cache_names = _cache_examples(n, (B, H, S, Dh), batch, cache, seeded)
     token_axes = {0: batch, 1: tokens}
     with torch.no_grad():
         step = _export(
